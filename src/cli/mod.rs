@@ -1,0 +1,213 @@
+//! The command line: clap definitions and one file per subcommand. Every flag
+//! can also come from the environment (`DR_…`). `anyhow` is used only here.
+
+mod catalog;
+mod config;
+mod incident;
+pub mod output;
+mod restore;
+mod serve;
+
+use crate::catalog::Catalog;
+use crate::config::{CatalogUrl, Config, DEFAULT_CATALOG};
+use clap::{Parser, Subcommand};
+use output::Format;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Exit code: success.
+pub const EXIT_OK: u8 = 0;
+/// Exit code: the operation failed (catalog unreachable, I/O, …).
+pub const EXIT_FAILED: u8 = 1;
+/// Exit code: bad input (unparsable time, unknown policy, impossible target, bad config).
+pub const EXIT_INPUT: u8 = 2;
+
+/// Disaster recovery for stateful Kubernetes applications on Longhorn volumes.
+///
+/// dr backs up protected volumes on a schedule into recovery points recorded in a
+/// catalog, and plans restores from it: `dr restore --to <time> --dry-run` shows which
+/// recovery point would be restored and how much data that loses against the RPO.
+#[derive(Debug, Parser)]
+#[command(name = "dr", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    /// Configuration file (YAML). Without one, dr runs with defaults and no policies.
+    #[arg(
+        long,
+        short = 'c',
+        global = true,
+        env = "DR_CONFIG",
+        value_name = "FILE"
+    )]
+    pub config: Option<PathBuf>,
+
+    /// Catalog URL: sqlite://PATH or postgres://USER@HOST/DB [default: the config's
+    /// `catalog`, else sqlite://dr.db]
+    #[arg(
+        long,
+        global = true,
+        env = "DR_CATALOG",
+        value_name = "URL",
+        hide_env_values = true
+    )]
+    pub catalog: Option<CatalogUrl>,
+
+    /// Output format.
+    #[arg(long, short = 'o', global = true, env = "DR_OUTPUT", value_enum, default_value_t = Format::Table)]
+    pub output: Format,
+
+    /// Log filter (tracing syntax, e.g. `info`, `dr=debug`); logs go to stderr.
+    #[arg(
+        long,
+        global = true,
+        env = "DR_LOG",
+        default_value = "warn",
+        value_name = "FILTER"
+    )]
+    pub log: String,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// dr's subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon: open the catalog and serve /healthz and /readyz until SIGTERM.
+    Serve(serve::ServeArgs),
+    /// Inspect the catalog of recovery points and backups.
+    #[command(subcommand)]
+    Catalog(catalog::CatalogCommand),
+    /// Plan a restore to a point in time (--dry-run prints the plan).
+    Restore(restore::RestoreArgs),
+    /// Declare, resolve and list incidents (outage windows).
+    #[command(subcommand)]
+    Incident(incident::IncidentCommand),
+    /// Validate a configuration file and print the effective configuration.
+    #[command(subcommand)]
+    Config(config::ConfigCommand),
+}
+
+/// A CLI failure, with the exit code it maps to.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub error: anyhow::Error,
+}
+
+impl Failure {
+    /// Bad input: exit code 2.
+    pub fn input(e: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: EXIT_INPUT,
+            error: e.into(),
+        }
+    }
+    /// Operational failure: exit code 1.
+    pub fn failed(e: impl Into<anyhow::Error>) -> Self {
+        Failure {
+            code: EXIT_FAILED,
+            error: e.into(),
+        }
+    }
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure::failed(e)
+    }
+}
+
+/// What every subcommand gets: the parsed globals.
+pub struct Context {
+    pub config: Config,
+    pub config_path: Option<PathBuf>,
+    pub catalog_url: CatalogUrl,
+    pub output: Format,
+}
+
+impl Context {
+    fn new(cli: &Cli) -> Result<Self, Failure> {
+        let config = match &cli.config {
+            Some(p) => Config::load(p).map_err(Failure::input)?,
+            None => Config::default(),
+        };
+        let catalog_url = match (&cli.catalog, &config.catalog) {
+            (Some(u), _) => u.clone(),
+            (None, Some(u)) => u.clone(),
+            (None, None) => DEFAULT_CATALOG
+                .parse()
+                .map_err(|e: String| Failure::failed(anyhow::anyhow!(e)))?,
+        };
+        Ok(Context {
+            config,
+            config_path: cli.config.clone(),
+            catalog_url,
+            output: cli.output,
+        })
+    }
+
+    /// Opens the catalog and registers the configured policies in it.
+    pub async fn catalog(&self) -> Result<Catalog, Failure> {
+        let catalog = Catalog::open(&self.catalog_url).await?;
+        let now = chrono::Utc::now();
+        for p in &self.config.policies {
+            catalog.upsert_policy(p, now).await?;
+        }
+        Ok(catalog)
+    }
+}
+
+fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Parses the command line, runs the command, and maps the outcome to an exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing(&cli.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_FAILED);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::from(EXIT_OK),
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let ctx = Context::new(&cli)?;
+    match cli.command {
+        Command::Serve(a) => serve::run(&ctx, a).await,
+        Command::Catalog(c) => catalog::run(&ctx, c).await,
+        Command::Restore(a) => restore::run(&ctx, a).await,
+        Command::Incident(c) => incident::run(&ctx, c).await,
+        Command::Config(c) => config::run(&ctx, c).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

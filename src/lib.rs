@@ -1,0 +1,31 @@
+//! dr — disaster recovery and backup orchestration for stateful Kubernetes
+//! applications on Longhorn volumes.
+//!
+//! ```text
+//!  config ──► schedule tick ──► backup (Longhorn snapshot + backup, manifests to S3)
+//!                                  │
+//!                                  ▼
+//!                               catalog (SQLite | PostgreSQL)
+//!                                  │
+//!  restore --to T ──► restore::plan (pure: newest complete point ≤ T)
+//!                                  │
+//!                                  ▼
+//!                     runbook (infrastructure → redeploy → data → verification)
+//!                                  │
+//!                                  ▼
+//!                               report (RPO / RTO, MTBF / MTTR)
+//! ```
+//!
+//! Modules, in flow order: [`config`] (what to protect), [`catalog`] (what was
+//! protected), [`restore`] (what to bring back), [`serve`] (the daemon's HTTP
+//! face); value types in [`names`], [`span`] and [`timespec`]; the command line
+//! in [`cli`].
+
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod names;
+pub mod restore;
+pub mod serve;
+pub mod span;
+pub mod timespec;
