@@ -1041,7 +1041,7 @@ impl Catalog {
             "{series_points}
              INSERT INTO recovery_points (policy, tick_at, point_at, state, created_at, finished_at)
              SELECT $1, $3 + i * $4, $3 + i * $4 - 1000, 'complete', $3 + i * $4, $3 + i * $4 + 60000 FROM s
-             ON CONFLICT (policy, tick_at) DO NOTHING"
+             WHERE true ON CONFLICT (policy, tick_at) DO NOTHING"
         ))
         .bind(policy.as_str())
         .bind(points)
