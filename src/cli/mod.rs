@@ -1,12 +1,12 @@
 //! The command line: clap definitions and one file per subcommand. Every flag
 //! can also come from the environment (`DR_…`). `anyhow` is used only here.
 
-mod catalog;
-mod config;
-mod incident;
+pub mod catalog;
+pub mod config;
+pub mod incident;
 pub mod output;
-mod restore;
-mod serve;
+pub mod restore;
+pub mod serve;
 
 use crate::catalog::Catalog;
 use crate::config::{CatalogUrl, Config, DEFAULT_CATALOG};

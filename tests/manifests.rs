@@ -1,0 +1,96 @@
+//! The manifests in `k8s/` are valid Kubernetes objects, their dr
+//! configuration passes `dr config check`, and the Deployment runs a dr
+//! command line that parses and probes paths that `dr serve` serves.
+
+use clap::Parser;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::ConfigMap;
+use std::path::PathBuf;
+
+fn k8s_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("k8s")
+}
+
+fn read(name: &str) -> String {
+    std::fs::read_to_string(k8s_dir().join(name)).unwrap()
+}
+
+#[test]
+fn every_manifest_is_a_namespaced_dr_object() {
+    let mut kinds = Vec::new();
+    for entry in std::fs::read_dir(k8s_dir()).unwrap() {
+        let path = entry.unwrap().path();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let obj: serde_json::Value =
+            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let kind = obj["kind"].as_str().unwrap().to_owned();
+        assert!(obj["apiVersion"].is_string(), "{}", path.display());
+        assert_eq!(
+            obj["metadata"]["labels"]["app.kubernetes.io/name"],
+            "dr",
+            "{}",
+            path.display()
+        );
+        if kind != "Namespace" {
+            assert_eq!(
+                obj["metadata"]["namespace"],
+                "dr-system",
+                "{}",
+                path.display()
+            );
+        }
+        kinds.push(kind);
+    }
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [
+            "ConfigMap",
+            "Deployment",
+            "Namespace",
+            "PersistentVolumeClaim",
+            "Service",
+            "ServiceAccount"
+        ]
+    );
+}
+
+#[test]
+fn configmap_holds_a_valid_configuration() {
+    let cm: ConfigMap = serde_norway::from_str(&read("config.yaml")).unwrap();
+    let text = cm.data.unwrap().remove("dr.yaml").unwrap();
+    let cfg = dr::config::Config::parse(&text, "k8s/config.yaml").unwrap();
+    assert_eq!(cfg.policies.len(), 1);
+}
+
+#[test]
+fn deployment_runs_a_valid_dr_command_and_probes_served_paths() {
+    let d: Deployment = serde_norway::from_str(&read("deployment.yaml")).unwrap();
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let c = &pod.containers[0];
+    let mut argv = vec!["dr".to_owned()];
+    argv.extend(c.args.clone().unwrap());
+    let cli = dr::cli::Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+    assert!(matches!(cli.command, dr::cli::Command::Serve(_)));
+    let path = |p: &Option<k8s_openapi::api::core::v1::Probe>| {
+        p.as_ref()
+            .unwrap()
+            .http_get
+            .as_ref()
+            .unwrap()
+            .path
+            .clone()
+            .unwrap()
+    };
+    assert_eq!(path(&c.liveness_probe), "/healthz");
+    assert_eq!(path(&c.readiness_probe), "/readyz");
+    let catalog = c
+        .env
+        .as_ref()
+        .unwrap()
+        .iter()
+        .find(|e| e.name == "DR_CATALOG")
+        .unwrap();
+    let url: dr::config::CatalogUrl = catalog.value.clone().unwrap().parse().unwrap();
+    assert!(url.is_sqlite());
+}
