@@ -31,7 +31,7 @@ pub enum ConfigError {
 }
 
 /// The whole configuration, with defaults filled in.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Catalog URL: `sqlite://PATH` or `postgres://…`.
@@ -43,17 +43,6 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            catalog: None,
-            longhorn: LonghornConfig::default(),
-            store: StoreConfig::default(),
-            policies: Vec::new(),
-        }
-    }
 }
 
 /// How dr reaches Longhorn's manager API.

@@ -1,6 +1,8 @@
 //! The `dr` binary end to end: bad input and its messages, plans from a seeded
 //! catalog, incidents, config checks, and `serve` shutting down on SIGTERM.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 #[path = "catalog/harness.rs"]
 mod harness;
 

@@ -2,6 +2,8 @@
 //! configuration passes `dr config check`, and the Deployment runs a dr
 //! command line that parses and probes paths that `dr serve` serves.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 use clap::Parser;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;

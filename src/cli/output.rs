@@ -46,12 +46,12 @@ impl Table {
         }
         let line = |cells: &[String]| {
             let mut s = String::new();
-            for i in 0..n {
+            for (i, w) in widths.iter().enumerate() {
                 let c = cells.get(i).map(String::as_str).unwrap_or("");
                 if i + 1 == n {
                     s.push_str(c);
                 } else {
-                    s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+                    s.push_str(&format!("{c:<w$}  "));
                 }
             }
             s.trim_end().to_owned()

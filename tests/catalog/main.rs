@@ -1,6 +1,8 @@
 //! The catalog suite, run on SQLite and on the test bed's PostgreSQL: every
 //! case below becomes `<case>::sqlite` and `<case>::postgres`.
 
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
 mod harness;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
