@@ -1,0 +1,1 @@
+//! Longhorn manager API emulator (work in progress).
