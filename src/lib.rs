@@ -24,6 +24,7 @@
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod longhorn;
 pub mod names;
 pub mod restore;
 pub mod serve;

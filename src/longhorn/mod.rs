@@ -1,0 +1,886 @@
+//! The Longhorn adapter: a typed client of the manager REST API (Longhorn 1.8
+//! and later; shapes read from v1.12.1).
+//!
+//! Two kinds of failure are kept apart: Longhorn *refused* (it answered with
+//! an error; the message is kept) and Longhorn was *unreachable or slow*
+//! (retryable). Every call has a timeout. Reads are retried with backoff and
+//! jitter; writes never are, because Longhorn's writes are not idempotent
+//! (`snapshotBackup` makes a new backup each time). Instead each write is
+//! preceded by a look for what a previous attempt may already have made, so a
+//! retry after a timeout or a restart adopts it rather than doubling it.
+
+mod types;
+
+pub use types::*;
+
+use rand::Rng;
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::time::Instant;
+use url::Url;
+
+/// A failed Longhorn operation.
+#[derive(Debug, thiserror::Error)]
+pub enum LonghornError {
+    /// Longhorn answered with an error (validation errors are 500s there).
+    #[error("Longhorn refused {op} (HTTP {status}): {message}")]
+    Refused {
+        op: &'static str,
+        status: u16,
+        message: String,
+    },
+    /// The object does not exist.
+    #[error("Longhorn has no {what} {name:?}")]
+    NotFound { what: &'static str, name: String },
+    /// No answer: connection refused or reset, DNS, TLS.
+    #[error("Longhorn is unreachable at {url} ({op}): {source}")]
+    Unreachable {
+        op: &'static str,
+        url: String,
+        source: reqwest::Error,
+    },
+    /// The call took longer than its timeout.
+    #[error("Longhorn did not answer {op} within {after:?}")]
+    Timeout { op: &'static str, after: Duration },
+    /// Longhorn answered something dr cannot read.
+    #[error("cannot read Longhorn's answer to {op}: {source} (body starts: {body:?})")]
+    Decode {
+        op: &'static str,
+        source: serde_json::Error,
+        body: String,
+    },
+    /// A wait exceeded its deadline (the work may still finish in Longhorn).
+    #[error("gave up waiting for {what} after {waited:?}; last seen: {last}")]
+    Deadline {
+        what: String,
+        waited: Duration,
+        last: String,
+    },
+    /// The backup ended in `Error` or `Unknown`.
+    #[error("backup {backup} of volume {volume} failed ({state:?}): {message}")]
+    BackupFailed {
+        volume: String,
+        backup: String,
+        state: LhBackupState,
+        message: String,
+    },
+    /// `snapshotBackup` could not be confirmed: the request got no answer and
+    /// no backup of the snapshot appeared. Retrying the whole request is safe:
+    /// it looks for the backup again before asking for one.
+    #[error("could not confirm a backup of snapshot {snapshot} on volume {volume}: {cause}")]
+    BackupUnconfirmed {
+        volume: String,
+        snapshot: String,
+        cause: String,
+    },
+    /// Restoring a volume failed.
+    #[error("restore of volume {volume} failed: {message}")]
+    RestoreFailed { volume: String, message: String },
+    /// A volume of that name exists but is not the restore dr asked for.
+    #[error(
+        "volume {volume} already exists and was not restored from {wanted} (fromBackup {found:?}); choose another name"
+    )]
+    NameTaken {
+        volume: String,
+        wanted: String,
+        found: String,
+    },
+    /// The snapshot can never become ready.
+    #[error("snapshot {snapshot} of volume {volume} failed: {message}")]
+    SnapshotFailed {
+        volume: String,
+        snapshot: String,
+        message: String,
+    },
+}
+
+impl LonghornError {
+    /// Whether trying again later may succeed: no answer, or an answer too late.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Unreachable { .. }
+                | Self::Timeout { .. }
+                | Self::Deadline { .. }
+                | Self::BackupUnconfirmed { .. }
+        )
+    }
+
+    /// A short label for metrics and logs.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Refused { .. } => "refused",
+            Self::NotFound { .. } => "not_found",
+            Self::Unreachable { .. } => "unreachable",
+            Self::Timeout { .. } => "timeout",
+            Self::Decode { .. } => "decode",
+            Self::Deadline { .. } => "deadline",
+            Self::BackupFailed { .. } => "backup_failed",
+            Self::BackupUnconfirmed { .. } => "backup_unconfirmed",
+            Self::RestoreFailed { .. } => "restore_failed",
+            Self::NameTaken { .. } => "name_taken",
+            Self::SnapshotFailed { .. } => "snapshot_failed",
+        }
+    }
+}
+
+type Result<T, E = LonghornError> = std::result::Result<T, E>;
+
+/// How the client talks and waits.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The manager's base URL, e.g. `http://longhorn-backend.longhorn-system:9500`.
+    pub url: Url,
+    /// Deadline of each HTTP call.
+    pub timeout: Duration,
+    /// Pause between polls of something asynchronous.
+    pub poll: Duration,
+    /// Extra attempts of a failed read.
+    pub read_retries: u32,
+    /// First backoff; doubled each attempt up to `backoff_max`, with full jitter.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// How long to look for a backup after `snapshotBackup` before giving up.
+    pub discover_for: Duration,
+    /// The backup target dr's backups go to.
+    pub backup_target: String,
+}
+
+impl ClientConfig {
+    /// Defaults for a real cluster: 30 s per call, polls every 2 s.
+    pub fn new(url: Url) -> Self {
+        ClientConfig {
+            url,
+            timeout: Duration::from_secs(30),
+            poll: Duration::from_secs(2),
+            read_retries: 4,
+            backoff_base: Duration::from_millis(250),
+            backoff_max: Duration::from_secs(5),
+            discover_for: Duration::from_secs(180),
+            backup_target: "default".into(),
+        }
+    }
+}
+
+/// A backup found for a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupRef {
+    pub volume: String,
+    pub snapshot: String,
+    pub backup: String,
+}
+
+/// Progress of something long, for callers that show it.
+pub type ProgressFn<'a> = &'a mut (dyn FnMut(i64) + Send);
+
+/// The client.
+#[derive(Debug, Clone)]
+pub struct LonghornClient {
+    cfg: ClientConfig,
+    http: reqwest::Client,
+}
+
+fn snippet(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned()
+}
+
+impl LonghornClient {
+    /// A client; no request is made until used.
+    pub fn new(cfg: ClientConfig) -> Result<Self, reqwest::Error> {
+        let http = reqwest::Client::builder()
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("dr/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(LonghornClient { cfg, http })
+    }
+
+    /// The configuration in use.
+    pub fn config(&self) -> &ClientConfig {
+        &self.cfg
+    }
+
+    fn url(&self, path: &str, action: Option<&str>) -> Url {
+        let mut u = self.cfg.url.clone();
+        u.set_path(path);
+        u.set_query(None);
+        if let Some(a) = action {
+            u.query_pairs_mut().append_pair("action", a);
+        }
+        u
+    }
+
+    /// One HTTP exchange; maps transport failures and error answers.
+    async fn call(
+        &self,
+        op: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<(StatusCode, bytes::Bytes)> {
+        let shown = url.to_string();
+        let mut req = self
+            .http
+            .request(method, url)
+            .header("Accept", "application/json");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req.send().await.map_err(|source| {
+            if source.is_timeout() {
+                LonghornError::Timeout {
+                    op,
+                    after: self.cfg.timeout,
+                }
+            } else {
+                LonghornError::Unreachable {
+                    op,
+                    url: shown.clone(),
+                    source,
+                }
+            }
+        })?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(|source| {
+            if source.is_timeout() {
+                LonghornError::Timeout {
+                    op,
+                    after: self.cfg.timeout,
+                }
+            } else {
+                LonghornError::Unreachable {
+                    op,
+                    url: shown.clone(),
+                    source,
+                }
+            }
+        })?;
+        Ok((status, bytes))
+    }
+
+    /// A call whose 200 answer is decoded as `T`; 404 is `Ok(None)`.
+    async fn json<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        method: Method,
+        url: Url,
+        body: Option<&Value>,
+    ) -> Result<Option<T>> {
+        let (status, bytes) = self.call(op, method, url, body).await?;
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status != StatusCode::OK {
+            let message = serde_json::from_slice::<ErrorBody>(&bytes)
+                .ok()
+                .map(|e| e.message)
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| snippet(&bytes));
+            return Err(LonghornError::Refused {
+                op,
+                status: status.as_u16(),
+                message,
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|source| LonghornError::Decode {
+                op,
+                source,
+                body: snippet(&bytes),
+            })
+    }
+
+    /// Runs a read, retrying transport failures and 5xx answers with
+    /// exponential backoff and full jitter. Only for calls without effects.
+    async fn read<T, F, Fut>(&self, f: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            match f().await {
+                Ok(v) => return Ok(v),
+                Err(e) => {
+                    let transient = e.is_retryable()
+                        || matches!(e, LonghornError::Refused { status, .. } if status >= 500);
+                    if !transient || attempt >= self.cfg.read_retries {
+                        return Err(e);
+                    }
+                    let cap = self
+                        .cfg
+                        .backoff_base
+                        .saturating_mul(1u32 << attempt.min(16))
+                        .min(self.cfg.backoff_max);
+                    let jitter = rand::rng().random_range(0..=cap.as_millis().max(1) as u64);
+                    tracing::debug!(error = %e, attempt, "retrying Longhorn read");
+                    tokio::time::sleep(Duration::from_millis(jitter)).await;
+                    attempt += 1;
+                }
+            }
+        }
+    }
+
+    fn volume_path(name: &str) -> String {
+        format!("/v1/volumes/{name}")
+    }
+
+    // ---- volumes --------------------------------------------------------
+
+    /// Every volume.
+    pub async fn list_volumes(&self) -> Result<Vec<Volume>> {
+        self.read(|| async {
+            let c: Option<Collection<Volume>> = self
+                .json(
+                    "listVolumes",
+                    Method::GET,
+                    self.url("/v1/volumes", None),
+                    None,
+                )
+                .await?;
+            Ok(c.map(|c| c.data).unwrap_or_default())
+        })
+        .await
+    }
+
+    /// One volume, or `None` if it does not exist.
+    pub async fn volume(&self, name: &str) -> Result<Option<Volume>> {
+        self.read(|| async {
+            self.json(
+                "getVolume",
+                Method::GET,
+                self.url(&Self::volume_path(name), None),
+                None,
+            )
+            .await
+        })
+        .await
+    }
+
+    async fn volume_action<T: DeserializeOwned>(
+        &self,
+        op: &'static str,
+        volume: &str,
+        body: Value,
+    ) -> Result<Option<T>> {
+        self.json(
+            op,
+            Method::POST,
+            self.url(&Self::volume_path(volume), Some(op)),
+            Some(&body),
+        )
+        .await
+    }
+
+    // ---- snapshots -------------------------------------------------------
+
+    /// The Snapshot CR of that name, if it exists.
+    pub async fn snapshot(&self, volume: &str, name: &str) -> Result<Option<SnapshotCr>> {
+        self.read(|| async {
+            self.volume_action("snapshotCRGet", volume, json!({ "name": name }))
+                .await
+        })
+        .await
+    }
+
+    /// Makes sure a snapshot of that name exists (creating it if it does not)
+    /// and waits until it is ready to back up.
+    #[tracing::instrument(skip(self, labels))]
+    pub async fn ensure_snapshot(
+        &self,
+        volume: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        wait: Duration,
+    ) -> Result<SnapshotCr> {
+        let start = Instant::now();
+        if self.snapshot(volume, name).await?.is_none() {
+            let created: Result<Option<SnapshotCr>> = self
+                .volume_action(
+                    "snapshotCRCreate",
+                    volume,
+                    json!({ "name": name, "labels": labels }),
+                )
+                .await;
+            match created {
+                Ok(_) => {}
+                // A previous attempt made it.
+                Err(LonghornError::Refused { message, .. })
+                    if message.contains("already exists") => {}
+                // No answer: whether it was made is found out below.
+                Err(e) if e.is_retryable() => {
+                    tracing::warn!(error = %e, "snapshotCRCreate unanswered; checking for the snapshot");
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        let mut created_again = false;
+        loop {
+            match self.snapshot(volume, name).await? {
+                Some(s) if s.ready_to_use => return Ok(s),
+                Some(s) if !s.error.is_empty() => {
+                    return Err(LonghornError::SnapshotFailed {
+                        volume: volume.into(),
+                        snapshot: name.into(),
+                        message: s.error,
+                    });
+                }
+                Some(_) => {}
+                None if !created_again => {
+                    // An unanswered create did not happen: ask once more (a
+                    // duplicate is refused by name, so this cannot double it).
+                    created_again = true;
+                    let again: Result<Option<SnapshotCr>> = self
+                        .volume_action(
+                            "snapshotCRCreate",
+                            volume,
+                            json!({ "name": name, "labels": labels }),
+                        )
+                        .await;
+                    if let Err(e) = again
+                        && !matches!(&e, LonghornError::Refused { message, .. } if message.contains("already exists"))
+                        && !e.is_retryable()
+                    {
+                        return Err(e);
+                    }
+                }
+                None => {}
+            }
+            if start.elapsed() >= wait {
+                return Err(LonghornError::Deadline {
+                    what: format!("snapshot {name} of volume {volume} to be ready"),
+                    waited: start.elapsed(),
+                    last: "not ready".into(),
+                });
+            }
+            tokio::time::sleep(self.cfg.poll).await;
+        }
+    }
+
+    /// Deletes a snapshot CR (a missing one is not an error).
+    pub async fn delete_snapshot(&self, volume: &str, name: &str) -> Result<()> {
+        let _: Option<Value> = self
+            .volume_action("snapshotCRDelete", volume, json!({ "name": name }))
+            .await?;
+        Ok(())
+    }
+
+    // ---- backups -----------------------------------------------------------
+
+    /// Every backup of a volume on dr's backup target, by volume name
+    /// (`backupListByVolume`; no backup volume name needed).
+    pub async fn backups_of(&self, volume: &str) -> Result<Vec<Backup>> {
+        self.read(|| async {
+            let c: Option<Collection<Backup>> = self
+                .json(
+                    "backupListByVolume",
+                    Method::POST,
+                    self.url(
+                        &format!("/v1/backupvolumes/{volume}"),
+                        Some("backupListByVolume"),
+                    ),
+                    Some(&json!({ "name": volume })),
+                )
+                .await?;
+            Ok(c.map(|c| c.data)
+                .unwrap_or_default()
+                .into_iter()
+                .filter(|b| {
+                    b.backup_target_name.is_empty()
+                        || b.backup_target_name == self.cfg.backup_target
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// One backup of a volume, if it exists.
+    pub async fn backup(&self, volume: &str, name: &str) -> Result<Option<Backup>> {
+        Ok(self
+            .backups_of(volume)
+            .await?
+            .into_iter()
+            .find(|b| b.name == name))
+    }
+
+    /// Looks for a backup of `snapshot`, in the volume's `backupStatus` and in
+    /// the backup list (where `snapshotName` is known at once).
+    pub async fn find_backup_of_snapshot(
+        &self,
+        volume: &str,
+        snapshot: &str,
+    ) -> Result<Option<BackupRef>> {
+        let of = |backup: String| BackupRef {
+            volume: volume.to_owned(),
+            snapshot: snapshot.to_owned(),
+            backup,
+        };
+        if let Some(b) = self
+            .backups_of(volume)
+            .await?
+            .into_iter()
+            .find(|b| b.snapshot_name == snapshot)
+        {
+            return Ok(Some(of(b.name)));
+        }
+        let v = self.volume(volume).await?;
+        Ok(v.and_then(|v| {
+            v.backup_status
+                .into_iter()
+                .find(|s| s.snapshot == snapshot)
+                .map(|s| of(s.id))
+        }))
+    }
+
+    /// Gets a backup of `snapshot` started: adopts an existing one, or asks
+    /// Longhorn for one exactly once and finds it. Never issues
+    /// `snapshotBackup` twice: if the request is unanswered, it looks for the
+    /// backup until `discover_for` and otherwise reports it unconfirmed.
+    #[tracing::instrument(skip(self, labels))]
+    pub async fn request_backup(
+        &self,
+        volume: &str,
+        snapshot: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<BackupRef> {
+        if let Some(found) = self.find_backup_of_snapshot(volume, snapshot).await? {
+            tracing::info!(backup = %found.backup, "adopting existing backup");
+            return Ok(found);
+        }
+        let asked: Result<Option<Value>> = self
+            .volume_action(
+                "snapshotBackup",
+                volume,
+                json!({ "name": snapshot, "labels": labels, "backupMode": "incremental" }),
+            )
+            .await;
+        let cause = match asked {
+            Ok(_) => "the backup did not appear".to_owned(),
+            Err(e) if e.is_retryable() => e.to_string(),
+            Err(e) => return Err(e),
+        };
+        let start = Instant::now();
+        loop {
+            match self.find_backup_of_snapshot(volume, snapshot).await {
+                Ok(Some(found)) => return Ok(found),
+                Ok(None) => {}
+                Err(e) if e.is_retryable() => {
+                    tracing::debug!(error = %e, "looking for the backup");
+                }
+                Err(e) => return Err(e),
+            }
+            if start.elapsed() >= self.cfg.discover_for {
+                return Err(LonghornError::BackupUnconfirmed {
+                    volume: volume.into(),
+                    snapshot: snapshot.into(),
+                    cause,
+                });
+            }
+            tokio::time::sleep(self.cfg.poll).await;
+        }
+    }
+
+    /// Follows a backup until `Completed` (returned) or `Error`/`Unknown`
+    /// (an error with Longhorn's message), reporting progress.
+    #[tracing::instrument(skip(self, progress))]
+    pub async fn follow_backup(
+        &self,
+        volume: &str,
+        backup: &str,
+        wait: Duration,
+        progress: ProgressFn<'_>,
+    ) -> Result<Backup> {
+        let start = Instant::now();
+        let mut last = "not listed yet".to_owned();
+        loop {
+            match self.backup(volume, backup).await {
+                Ok(Some(b)) => {
+                    last = format!("{:?} {}%", b.state, b.progress);
+                    match b.state {
+                        LhBackupState::Completed => {
+                            progress(100);
+                            return Ok(b);
+                        }
+                        LhBackupState::Error | LhBackupState::Unknown | LhBackupState::Deleting => {
+                            let message = if b.error.is_empty() {
+                                b.messages.values().cloned().collect::<Vec<_>>().join("; ")
+                            } else {
+                                b.error.clone()
+                            };
+                            return Err(LonghornError::BackupFailed {
+                                volume: volume.into(),
+                                backup: backup.into(),
+                                state: b.state,
+                                message,
+                            });
+                        }
+                        _ => progress(b.progress.clamp(0, 99)),
+                    }
+                }
+                Ok(None) => {}
+                Err(e) if e.is_retryable() => last = e.to_string(),
+                Err(e) => return Err(e),
+            }
+            if start.elapsed() >= wait {
+                return Err(LonghornError::Deadline {
+                    what: format!("backup {backup} of volume {volume}"),
+                    waited: start.elapsed(),
+                    last,
+                });
+            }
+            tokio::time::sleep(self.cfg.poll).await;
+        }
+    }
+
+    /// Every backup volume (all targets).
+    pub async fn list_backup_volumes(&self) -> Result<Vec<BackupVolume>> {
+        self.read(|| async {
+            let c: Option<Collection<BackupVolume>> = self
+                .json(
+                    "listBackupVolumes",
+                    Method::GET,
+                    self.url("/v1/backupvolumes", None),
+                    None,
+                )
+                .await?;
+            Ok(c.map(|c| c.data).unwrap_or_default())
+        })
+        .await
+    }
+
+    /// The backup volume of a volume on dr's target, matched by `volumeName`
+    /// (its resource name is not the volume name since Longhorn 1.8).
+    pub async fn backup_volume_of(&self, volume: &str) -> Result<Option<BackupVolume>> {
+        Ok(self.list_backup_volumes().await?.into_iter().find(|bv| {
+            bv.volume_name == volume
+                && (bv.backup_target_name.is_empty()
+                    || bv.backup_target_name == self.cfg.backup_target)
+        }))
+    }
+
+    /// Deletes a backup and waits until it is gone; a missing backup is fine.
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_backup(&self, volume: &str, backup: &str, wait: Duration) -> Result<()> {
+        if self.backup(volume, backup).await?.is_none() {
+            return Ok(());
+        }
+        let Some(bv) = self.backup_volume_of(volume).await? else {
+            return Ok(());
+        };
+        let _: Option<Value> = self
+            .json(
+                "backupDelete",
+                Method::POST,
+                self.url(
+                    &format!("/v1/backupvolumes/{}", bv.name),
+                    Some("backupDelete"),
+                ),
+                Some(&json!({ "name": backup })),
+            )
+            .await?;
+        let start = Instant::now();
+        loop {
+            if self.backup(volume, backup).await?.is_none() {
+                return Ok(());
+            }
+            if start.elapsed() >= wait {
+                return Err(LonghornError::Deadline {
+                    what: format!("backup {backup} of volume {volume} to be deleted"),
+                    waited: start.elapsed(),
+                    last: "still listed".into(),
+                });
+            }
+            tokio::time::sleep(self.cfg.poll).await;
+        }
+    }
+
+    /// dr's backup target (Longhorn 1.8+).
+    pub async fn backup_target(&self) -> Result<BackupTarget> {
+        let name = self.cfg.backup_target.clone();
+        let got: Option<BackupTarget> = self
+            .read(|| async {
+                self.json(
+                    "getBackupTarget",
+                    Method::GET,
+                    self.url(&format!("/v1/backuptargets/{name}"), None),
+                    None,
+                )
+                .await
+            })
+            .await?;
+        got.ok_or(LonghornError::NotFound {
+            what: "backup target",
+            name,
+        })
+    }
+
+    // ---- restore ---------------------------------------------------------------
+
+    /// Creates volume `name` from a backup's URL, or adopts it if a previous
+    /// attempt already did; refuses a same-named volume of other origin.
+    #[tracing::instrument(skip(self))]
+    pub async fn create_restored_volume(
+        &self,
+        name: &str,
+        backup_url: &str,
+        replicas: Option<u32>,
+    ) -> Result<Volume> {
+        if let Some(v) = self.volume(name).await? {
+            return if v.from_backup == backup_url {
+                Ok(v)
+            } else {
+                Err(LonghornError::NameTaken {
+                    volume: name.into(),
+                    wanted: backup_url.into(),
+                    found: v.from_backup,
+                })
+            };
+        }
+        let mut body = json!({ "name": name, "fromBackup": backup_url });
+        if let Some(r) = replicas {
+            body["numberOfReplicas"] = json!(r);
+        }
+        let made: Result<Option<Volume>> = self
+            .json(
+                "createVolume",
+                Method::POST,
+                self.url("/v1/volumes", None),
+                Some(&body),
+            )
+            .await;
+        match made {
+            Ok(Some(v)) => Ok(v),
+            Ok(None) => Err(LonghornError::NotFound {
+                what: "backup",
+                name: backup_url.into(),
+            }),
+            Err(e) => {
+                // Unanswered, or "already exists" from a racing attempt: look.
+                if let Some(v) = self.volume(name).await?
+                    && v.from_backup == backup_url
+                {
+                    return Ok(v);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Waits until a restored volume is really done (section 5 of the
+    /// reference): initiated, not required, detached and ready; a faulted
+    /// volume is a failure.
+    #[tracing::instrument(skip(self, progress))]
+    pub async fn wait_restored(
+        &self,
+        name: &str,
+        wait: Duration,
+        progress: ProgressFn<'_>,
+    ) -> Result<Volume> {
+        let start = Instant::now();
+        let mut last: String;
+        loop {
+            match self.volume(name).await {
+                Ok(Some(v)) => {
+                    if let Some(why) = v.restore_failure() {
+                        return Err(LonghornError::RestoreFailed {
+                            volume: name.into(),
+                            message: why,
+                        });
+                    }
+                    if v.restore_done() {
+                        progress(100);
+                        return Ok(v);
+                    }
+                    last = format!(
+                        "state {:?}, restoreRequired {}, progress {}%",
+                        v.state,
+                        v.restore_required,
+                        v.restore_progress()
+                    );
+                    progress(v.restore_progress().clamp(0, 99));
+                }
+                Ok(None) => {
+                    return Err(LonghornError::NotFound {
+                        what: "volume",
+                        name: name.into(),
+                    });
+                }
+                Err(e) if e.is_retryable() => last = e.to_string(),
+                Err(e) => return Err(e),
+            }
+            if start.elapsed() >= wait {
+                return Err(LonghornError::Deadline {
+                    what: format!("restore of volume {name}"),
+                    waited: start.elapsed(),
+                    last,
+                });
+            }
+            tokio::time::sleep(self.cfg.poll).await;
+        }
+    }
+
+    /// Deletes a volume (asynchronous in Longhorn; a missing one is fine).
+    pub async fn delete_volume(&self, name: &str) -> Result<()> {
+        let (status, bytes) = self
+            .call(
+                "deleteVolume",
+                Method::DELETE,
+                self.url(&Self::volume_path(name), None),
+                None,
+            )
+            .await?;
+        if status == StatusCode::OK || status == StatusCode::NOT_FOUND {
+            return Ok(());
+        }
+        Err(LonghornError::Refused {
+            op: "deleteVolume",
+            status: status.as_u16(),
+            message: serde_json::from_slice::<ErrorBody>(&bytes)
+                .map(|e| e.message)
+                .unwrap_or_else(|_| snippet(&bytes)),
+        })
+    }
+
+    /// Creates the PersistentVolume for a volume (`pvCreate`).
+    pub async fn pv_create(
+        &self,
+        volume: &str,
+        pv_name: &str,
+        fs_type: &str,
+        storage_class: &str,
+    ) -> Result<Volume> {
+        self.volume_action(
+            "pvCreate",
+            volume,
+            json!({ "pvName": pv_name, "fsType": fs_type, "storageClassName": storage_class }),
+        )
+        .await?
+        .ok_or(LonghornError::NotFound {
+            what: "volume",
+            name: volume.into(),
+        })
+    }
+
+    /// Creates a PersistentVolumeClaim bound to the volume's PV (`pvcCreate`).
+    pub async fn pvc_create(
+        &self,
+        volume: &str,
+        namespace: &str,
+        pvc_name: &str,
+    ) -> Result<Volume> {
+        self.volume_action(
+            "pvcCreate",
+            volume,
+            json!({ "namespace": namespace, "pvcName": pvc_name }),
+        )
+        .await?
+        .ok_or(LonghornError::NotFound {
+            what: "volume",
+            name: volume.into(),
+        })
+    }
+}
