@@ -27,6 +27,7 @@ pub mod config;
 pub mod longhorn;
 pub mod names;
 pub mod restore;
+pub mod retention;
 pub mod serve;
 pub mod span;
 pub mod timespec;
