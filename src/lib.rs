@@ -23,6 +23,7 @@
 
 pub mod catalog;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod longhorn;
 pub mod names;
