@@ -31,4 +31,5 @@ pub mod restore;
 pub mod retention;
 pub mod serve;
 pub mod span;
+pub mod store;
 pub mod timespec;

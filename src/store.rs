@@ -1,0 +1,472 @@
+//! The S3 adapter: manifest bundles in dr's bucket, and read-only checks of
+//! Longhorn's backup store (its layout: `backupstore/volumes/<h1>/<h2>/<vol>/…`,
+//! see Longhorn's backupstore). Works with AWS and any S3-compatible server
+//! (custom endpoint, path-style addressing).
+
+use crate::cluster::manifests::Bundle;
+use crate::config::StoreConfig;
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use serde::Deserialize;
+use sha2::{Digest, Sha512};
+use std::collections::BTreeSet;
+
+/// A failed store operation.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("S3 {op} of s3://{bucket}/{key} failed: {message}")]
+    S3 {
+        op: &'static str,
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    #[error("s3://{bucket}/{key} is not what dr expects: {message}")]
+    Corrupt {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    #[error("{0:?} is not an S3 backup target URL; Longhorn's form is s3://BUCKET@REGION/PATH/")]
+    TargetUrl(String),
+}
+
+fn s3_err<E: std::fmt::Display>(op: &'static str, bucket: &str, key: &str, e: E) -> StoreError {
+    StoreError::S3 {
+        op,
+        bucket: bucket.to_owned(),
+        key: key.to_owned(),
+        message: e.to_string(),
+    }
+}
+
+/// An S3 client for dr's bucket. Credentials come from the environment
+/// (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, or the usual AWS chain).
+#[derive(Debug, Clone)]
+pub struct Store {
+    client: Client,
+    bucket: String,
+    prefix: String,
+}
+
+/// Builds an S3 client for a region and optional custom endpoint.
+pub async fn s3_client(region: &str, endpoint: Option<&str>, path_style: bool) -> Client {
+    let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
+        .load()
+        .await;
+    let mut b = aws_sdk_s3::config::Builder::from(&shared).force_path_style(path_style);
+    if let Some(e) = endpoint {
+        b = b.endpoint_url(e);
+    }
+    Client::from_conf(b.build())
+}
+
+fn join(prefix: &str, rest: &str) -> String {
+    let p = prefix.trim_matches('/');
+    if p.is_empty() {
+        rest.to_owned()
+    } else {
+        format!("{p}/{rest}")
+    }
+}
+
+impl Store {
+    /// A store for dr's configured bucket.
+    pub async fn new(cfg: &StoreConfig) -> Store {
+        let endpoint = cfg.endpoint.as_ref().map(|u| u.0.as_str().to_owned());
+        let path_style = cfg.path_style.unwrap_or(endpoint.is_some());
+        Store {
+            client: s3_client(&cfg.region, endpoint.as_deref(), path_style).await,
+            bucket: cfg.bucket.clone(),
+            prefix: cfg.prefix.clone(),
+        }
+    }
+
+    /// The key of a policy's bundle for a tick.
+    pub fn bundle_key(&self, policy: &str, tick: chrono::DateTime<chrono::Utc>) -> String {
+        join(
+            &self.prefix,
+            &format!(
+                "dr/bundles/{policy}/{}.json",
+                tick.format("%Y-%m-%dT%H%M%SZ")
+            ),
+        )
+    }
+
+    /// Stores a bundle (overwriting the same tick's: the write is idempotent).
+    pub async fn put_bundle(&self, b: &Bundle, key: &str) -> Result<(), StoreError> {
+        let body =
+            serde_json::to_vec_pretty(b).map_err(|e| s3_err("encode", &self.bucket, key, e))?;
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(|e| {
+                s3_err(
+                    "put",
+                    &self.bucket,
+                    key,
+                    aws_sdk_s3::error::DisplayErrorContext(e),
+                )
+            })?;
+        Ok(())
+    }
+
+    /// Reads a bundle back.
+    pub async fn get_bundle(&self, key: &str) -> Result<Bundle, StoreError> {
+        let bytes = get_bytes(&self.client, &self.bucket, key).await?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+            bucket: self.bucket.clone(),
+            key: key.to_owned(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Keys of a policy's bundles, oldest first.
+    pub async fn list_bundles(&self, policy: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = join(&self.prefix, &format!("dr/bundles/{policy}/"));
+        let mut keys = list_keys(&self.client, &self.bucket, &prefix).await?;
+        keys.sort();
+        Ok(keys)
+    }
+}
+
+async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, StoreError> {
+    let out = client
+        .get_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await
+        .map_err(|e| {
+            s3_err(
+                "get",
+                bucket,
+                key,
+                aws_sdk_s3::error::DisplayErrorContext(e),
+            )
+        })?;
+    let data = out
+        .body
+        .collect()
+        .await
+        .map_err(|e| s3_err("read", bucket, key, e))?;
+    Ok(data.into_bytes().to_vec())
+}
+
+async fn list_keys(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, StoreError> {
+    let mut keys = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token.clone())
+            .send()
+            .await
+            .map_err(|e| {
+                s3_err(
+                    "list",
+                    bucket,
+                    prefix,
+                    aws_sdk_s3::error::DisplayErrorContext(e),
+                )
+            })?;
+        keys.extend(
+            out.contents()
+                .iter()
+                .filter_map(|o| o.key().map(str::to_owned)),
+        );
+        match out.next_continuation_token() {
+            Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
+            _ => break,
+        }
+    }
+    Ok(keys)
+}
+
+/// Where a Longhorn backup target keeps its store: `s3://bucket@region/path/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupTargetUrl {
+    pub bucket: String,
+    pub region: Option<String>,
+    pub path: String,
+}
+
+impl BackupTargetUrl {
+    /// Parses Longhorn's S3 target form (`s3://bucket@region/path/` or `s3://bucket/path/`);
+    /// a backup URL (with `?backup=…&volume=…`) is accepted too.
+    pub fn parse(url: &str) -> Result<Self, StoreError> {
+        let bad = || StoreError::TargetUrl(url.to_owned());
+        let rest = url.strip_prefix("s3://").ok_or_else(bad)?;
+        let rest = rest.split('?').next().unwrap_or("");
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        let (bucket, region) = match host.split_once('@') {
+            Some((b, r)) => (b, Some(r.to_owned())),
+            None => (host, None),
+        };
+        if bucket.is_empty() {
+            return Err(bad());
+        }
+        Ok(BackupTargetUrl {
+            bucket: bucket.to_owned(),
+            region,
+            path: path.trim_matches('/').to_owned(),
+        })
+    }
+
+    /// The key prefix of a volume's directory in the store.
+    pub fn volume_prefix(&self, volume: &str) -> String {
+        let h = hex::encode(Sha512::digest(volume.as_bytes()));
+        join(
+            &self.path,
+            &format!("backupstore/volumes/{}/{}/{volume}/", &h[0..2], &h[2..4]),
+        )
+    }
+
+    /// The key of a backup's `.cfg`.
+    pub fn backup_cfg_key(&self, volume: &str, backup: &str) -> String {
+        format!("{}backups/backup_{backup}.cfg", self.volume_prefix(volume))
+    }
+
+    /// The key of a data block.
+    pub fn block_key(&self, volume: &str, checksum: &str) -> String {
+        let (c1, c2) = (
+            checksum.get(0..2).unwrap_or("00"),
+            checksum.get(2..4).unwrap_or("00"),
+        );
+        format!(
+            "{}blocks/{c1}/{c2}/{checksum}.blk",
+            self.volume_prefix(volume)
+        )
+    }
+}
+
+/// The parts of Longhorn's `backup_<name>.cfg` dr checks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BackupCfg {
+    pub name: String,
+    pub volume_name: String,
+    #[serde(default)]
+    pub snapshot_name: String,
+    #[serde(default)]
+    pub snapshot_created_at: String,
+    /// Empty while the upload is in progress.
+    #[serde(default)]
+    pub created_time: String,
+    #[serde(default)]
+    pub size: String,
+    #[serde(default)]
+    pub parameters: Option<std::collections::BTreeMap<String, String>>,
+    #[serde(default)]
+    pub blocks: Option<Vec<BlockRef>>,
+}
+
+/// One block of a backup.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct BlockRef {
+    pub offset: u64,
+    pub block_checksum: String,
+}
+
+/// The outcome of checking one backup in the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    /// The `.cfg` is complete and every block it lists exists.
+    Intact { blocks: usize, size: u64 },
+    /// Something is missing or inconsistent; the reason says what.
+    Broken(String),
+}
+
+/// Pure part of the check: a backup's cfg against the set of block
+/// checksums present in the store.
+pub fn check_cfg(cfg: &BackupCfg, present: &BTreeSet<String>, expect_backup: &str) -> Check {
+    if cfg.name != expect_backup {
+        return Check::Broken(format!("the .cfg names backup {:?}", cfg.name));
+    }
+    if cfg.created_time.is_empty() {
+        return Check::Broken(
+            "the backup is still in progress in the store (empty CreatedTime)".into(),
+        );
+    }
+    let blocks = cfg.blocks.clone().unwrap_or_default();
+    let block_size: u64 = cfg
+        .parameters
+        .as_ref()
+        .and_then(|p| p.get("backup-block-size"))
+        .and_then(|s| parse_block_size(s))
+        .unwrap_or(2 * 1024 * 1024);
+    let missing: Vec<&str> = blocks
+        .iter()
+        .map(|b| b.block_checksum.as_str())
+        .filter(|c| !present.contains(*c))
+        .collect();
+    if !missing.is_empty() {
+        return Check::Broken(format!(
+            "{} of {} blocks missing (first: {})",
+            missing.len(),
+            blocks.len(),
+            missing[0]
+        ));
+    }
+    let size: u64 = match cfg.size.parse() {
+        Ok(s) => s,
+        Err(_) => return Check::Broken(format!("Size {:?} is not a number", cfg.size)),
+    };
+    let expected = blocks.len() as u64 * block_size;
+    if size != expected {
+        return Check::Broken(format!(
+            "Size {size} disagrees with {} blocks of {block_size} bytes ({expected})",
+            blocks.len()
+        ));
+    }
+    Check::Intact {
+        blocks: blocks.len(),
+        size,
+    }
+}
+
+fn parse_block_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    if let Some(m) = s.strip_suffix("Mi") {
+        return m.parse::<u64>().ok().map(|v| v * 1024 * 1024);
+    }
+    s.parse().ok()
+}
+
+/// Checks a completed backup in Longhorn's store through S3, without
+/// trusting Longhorn: its `.cfg` exists and is complete, and every block it
+/// lists is present.
+pub async fn verify_backup(
+    client: &Client,
+    target: &BackupTargetUrl,
+    volume: &str,
+    backup: &str,
+) -> Result<Check, StoreError> {
+    let cfg_key = target.backup_cfg_key(volume, backup);
+    let bytes = match get_bytes(client, &target.bucket, &cfg_key).await {
+        Ok(b) => b,
+        Err(StoreError::S3 { message, .. })
+            if message.contains("NoSuchKey")
+                || message.contains("NotFound")
+                || message.contains("404") =>
+        {
+            return Ok(Check::Broken(format!("{cfg_key} does not exist")));
+        }
+        Err(e) => return Err(e),
+    };
+    let cfg: BackupCfg = match serde_json::from_slice(&bytes) {
+        Ok(c) => c,
+        Err(e) => return Ok(Check::Broken(format!("{cfg_key} is not a backup cfg: {e}"))),
+    };
+    let blocks_prefix = format!("{}blocks/", target.volume_prefix(volume));
+    let present: BTreeSet<String> = list_keys(client, &target.bucket, &blocks_prefix)
+        .await?
+        .into_iter()
+        .filter_map(|k| {
+            k.rsplit('/')
+                .next()
+                .and_then(|f| f.strip_suffix(".blk"))
+                .map(str::to_owned)
+        })
+        .collect();
+    Ok(check_cfg(&cfg, &present, backup))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_urls() {
+        let t = BackupTargetUrl::parse("s3://backups@us-east-1/lh/").expect("url");
+        assert_eq!(t.bucket, "backups");
+        assert_eq!(t.region.as_deref(), Some("us-east-1"));
+        assert_eq!(t.path, "lh");
+        let t = BackupTargetUrl::parse("s3://b@r/?backup=backup-1&volume=v").expect("url");
+        assert_eq!(t.path, "");
+        assert!(BackupTargetUrl::parse("nfs://server:/x").is_err());
+    }
+
+    #[test]
+    fn layout_matches_longhorn() {
+        // The reference's example: sha512("pvc-0123abcd-test") starts a79b.
+        let t = BackupTargetUrl::parse("s3://b@r/").expect("url");
+        assert_eq!(
+            t.volume_prefix("pvc-0123abcd-test"),
+            "backupstore/volumes/a7/9b/pvc-0123abcd-test/"
+        );
+        let t = BackupTargetUrl::parse("s3://b@r/lh/").expect("url");
+        assert!(
+            t.backup_cfg_key("v", "backup-1")
+                .starts_with("lh/backupstore/volumes/")
+        );
+        assert!(
+            t.backup_cfg_key("v", "backup-1")
+                .ends_with("/v/backups/backup_backup-1.cfg")
+        );
+        assert!(
+            t.block_key("v", "abcdef")
+                .ends_with("/v/blocks/ab/cd/abcdef.blk")
+        );
+    }
+
+    fn cfg(created: &str, size: &str, blocks: &[&str]) -> BackupCfg {
+        BackupCfg {
+            name: "backup-1".into(),
+            volume_name: "v".into(),
+            snapshot_name: "s".into(),
+            snapshot_created_at: "2026-11-24T09:45:00Z".into(),
+            created_time: created.into(),
+            size: size.into(),
+            parameters: None,
+            blocks: Some(
+                blocks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, c)| BlockRef {
+                        offset: i as u64 * 2 * 1024 * 1024,
+                        block_checksum: (*c).into(),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    #[test]
+    fn checks() {
+        let present: BTreeSet<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let ok = cfg("2026-11-24T09:46:00Z", "4194304", &["a", "b"]);
+        assert_eq!(
+            check_cfg(&ok, &present, "backup-1"),
+            Check::Intact {
+                blocks: 2,
+                size: 4194304
+            }
+        );
+        let missing = cfg("2026-11-24T09:46:00Z", "6291456", &["a", "b", "c"]);
+        assert!(
+            matches!(check_cfg(&missing, &present, "backup-1"), Check::Broken(m) if m.contains("1 of 3 blocks missing"))
+        );
+        let in_progress = cfg("", "4194304", &["a", "b"]);
+        assert!(
+            matches!(check_cfg(&in_progress, &present, "backup-1"), Check::Broken(m) if m.contains("in progress"))
+        );
+        let bad_size = cfg("2026-11-24T09:46:00Z", "1", &["a"]);
+        assert!(
+            matches!(check_cfg(&bad_size, &present, "backup-1"), Check::Broken(m) if m.contains("disagrees"))
+        );
+        assert!(matches!(
+            check_cfg(&ok, &present, "backup-2"),
+            Check::Broken(_)
+        ));
+    }
+}
