@@ -84,15 +84,15 @@ s3curl() {
 }
 
 pg_ping() { # password login as the dr role over TCP
-  PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=3 psql -X -q -h 127.0.0.1 -p "$PG_PORT" \
-    -U "$PG_USER" -d postgres -tAc 'select 1' 2>/dev/null | grep -qx 1
+  [ "$(PGPASSWORD=$PG_PASSWORD PGCONNECT_TIMEOUT=3 psql -X -q -h 127.0.0.1 -p "$PG_PORT" \
+    -U "$PG_USER" -d postgres -tAc 'select 1' 2>/dev/null)" = 1 ]
 }
 
 # health NAME: the component answers its health check.
 health() {
   local cacert=(--cacert "$PKI_DIR/ca.crt")
   case $1 in
-    etcd) curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/health" 2>/dev/null | grep -q '"health":"true"' ;;
+    etcd) [[ $(curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/health" 2>/dev/null) == *'"health":"true"'* ]] ;;
     kube-apiserver) [ "$(kcurl /readyz 2>/dev/null)" = ok ] ;;
     kube-controller-manager) [ "$(curl -sS --max-time 3 "${cacert[@]}" "https://127.0.0.1:$KCM_PORT/healthz" 2>/dev/null)" = ok ] ;;
     kube-scheduler) [ "$(curl -sS --max-time 3 "${cacert[@]}" "https://127.0.0.1:$SCHEDULER_PORT/healthz" 2>/dev/null)" = ok ] ;;
