@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+mod common;
 #[path = "catalog/harness.rs"]
 mod harness;
 

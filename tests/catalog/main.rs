@@ -3,6 +3,8 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
+#[path = "../common/mod.rs"]
+mod common;
 mod harness;
 
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
