@@ -1009,6 +1009,101 @@ impl Catalog {
         rows.iter().map(incident_row).collect()
     }
 
+    // ---- ticks -------------------------------------------------------------
+
+    /// Records what became of a tick; the first record of a tick wins, so a
+    /// tick recorded as `ran` is never turned into `missed` by a restart.
+    pub async fn record_tick(
+        &self,
+        policy: &PolicyName,
+        tick_at: DateTime<Utc>,
+        outcome: TickOutcome,
+        point: Option<PointId>,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO ticks (policy, tick_at, outcome, point_id, reason, recorded_at)
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (policy, tick_at) DO NOTHING",
+        )
+        .bind(policy.as_str())
+        .bind(ms(tick_at))
+        .bind(outcome.as_str())
+        .bind(point.map(|p| p.0))
+        .bind(reason)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(q("record tick"))?;
+        Ok(())
+    }
+
+    /// A policy's ticks, newest first.
+    pub async fn ticks(&self, policy: &PolicyName, limit: i64) -> Result<Vec<TickRecord>> {
+        let rows = sqlx::query(
+            "SELECT policy, tick_at, outcome, point_id, reason, recorded_at FROM ticks
+             WHERE policy = $1 ORDER BY tick_at DESC LIMIT $2",
+        )
+        .bind(policy.as_str())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list ticks"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(TickRecord {
+                    policy: parse_col("ticks.policy", get(r, "policy")?)?,
+                    tick_at: from_ms("ticks.tick_at", get(r, "tick_at")?)?,
+                    outcome: parse_col("ticks.outcome", get(r, "outcome")?)?,
+                    point_id: get::<Option<i64>>(r, "point_id")?.map(PointId),
+                    reason: get(r, "reason")?,
+                    recorded_at: from_ms("ticks.recorded_at", get(r, "recorded_at")?)?,
+                })
+            })
+            .collect()
+    }
+
+    /// The newest complete point all of whose backups were verified in the
+    /// store: what the RPO is measured from.
+    pub async fn newest_verified_point(&self, policy: &PolicyName) -> Result<Option<PointRecord>> {
+        let row = composed(format!(
+            "SELECT {POINT_COLS} FROM recovery_points p
+             WHERE p.policy = $1 AND p.state = 'complete' AND p.point_at IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.point_id = p.id
+                               AND b.verification <> 'verified')
+             ORDER BY p.point_at DESC LIMIT 1"
+        ))
+        .bind(policy.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("newest verified point"))?;
+        row.as_ref().map(point_row).transpose()
+    }
+
+    /// Points still `pending` (a tick interrupted by a crash), oldest first.
+    pub async fn pending_points(&self) -> Result<Vec<PointRecord>> {
+        let rows = composed(format!(
+            "SELECT {POINT_COLS} FROM recovery_points WHERE state = 'pending' ORDER BY tick_at"
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list pending points"))?;
+        rows.iter().map(point_row).collect()
+    }
+
+    /// Every point of a policy not yet pruned, newest first (retention's input).
+    pub async fn live_points(&self, policy: &PolicyName) -> Result<Vec<PointRecord>> {
+        let rows = composed(format!(
+            "SELECT {POINT_COLS} FROM recovery_points
+             WHERE policy = $1 AND state <> 'pruned' ORDER BY tick_at DESC"
+        ))
+        .bind(policy.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list live points"))?;
+        rows.iter().map(point_row).collect()
+    }
+
     // ---- bulk seeding (benchmarks and demos) -----------------------------------
 
     /// Fills the catalog with a synthetic history, generated inside the

@@ -224,6 +224,29 @@ text_enum!(
     }
 );
 
+text_enum!(
+    /// What became of one firing of a policy's schedule.
+    TickOutcome {
+        /// The tick ran and made (or adopted) a recovery point.
+        Ran = "ran",
+        /// The previous tick of the policy was still running.
+        Skipped = "skipped",
+        /// dr was not running when it was due.
+        Missed = "missed",
+    }
+);
+
+/// One firing of a policy's schedule.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TickRecord {
+    pub policy: PolicyName,
+    pub tick_at: DateTime<Utc>,
+    pub outcome: TickOutcome,
+    pub point_id: Option<PointId>,
+    pub reason: Option<String>,
+    pub recorded_at: DateTime<Utc>,
+}
+
 /// A policy as the catalog keeps it (so plans work without the config file).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyRecord {

@@ -48,6 +48,7 @@ on_both!(
     incidents_open_resolve_list,
     unknown_policy_lists_known_ones,
     synthetic_seed_is_plannable,
+    ticks_record_first_outcome_and_rpo_needs_verified_points,
 );
 
 mod reopen_is_idempotent {
@@ -595,4 +596,69 @@ async fn synthetic_seed_is_plannable(c: &Catalog) {
         .unwrap();
     assert_eq!(plan.point.tick_at, t(11, 45));
     assert_eq!(plan.backups.len(), 7);
+}
+
+async fn ticks_record_first_outcome_and_rpo_needs_verified_points(c: &Catalog) {
+    let p = with_policy(c, "shop").await;
+    let point = point_with(c, &p, t(9, 0), &[BackupState::Completed]).await;
+    c.record_tick(&p, t(9, 0), TickOutcome::Ran, Some(point.id), None, t(9, 1))
+        .await
+        .unwrap();
+    // A later "missed" for the same tick (e.g. after a restart) does not override it.
+    c.record_tick(
+        &p,
+        t(9, 0),
+        TickOutcome::Missed,
+        None,
+        Some("dr was down"),
+        t(9, 20),
+    )
+    .await
+    .unwrap();
+    c.record_tick(
+        &p,
+        t(9, 15),
+        TickOutcome::Skipped,
+        None,
+        Some("9:00 still running"),
+        t(9, 15),
+    )
+    .await
+    .unwrap();
+    let ticks = c.ticks(&p, 10).await.unwrap();
+    assert_eq!(ticks.len(), 2);
+    assert_eq!(ticks[0].outcome, TickOutcome::Skipped);
+    assert_eq!(ticks[1].outcome, TickOutcome::Ran);
+    assert_eq!(ticks[1].point_id, Some(point.id));
+
+    // Complete but not verified: not what the RPO counts from.
+    assert!(c.newest_verified_point(&p).await.unwrap().is_none());
+    for b in c.backups_of(point.id).await.unwrap() {
+        c.set_verification(b.id, Verification::Verified, t(9, 2))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        c.newest_verified_point(&p).await.unwrap().unwrap().id,
+        point.id
+    );
+
+    let pending = c.begin_point(&p, t(9, 30), t(9, 30)).await.unwrap();
+    assert_eq!(
+        c.pending_points()
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.id)
+            .collect::<Vec<_>>(),
+        vec![pending.id]
+    );
+    c.finish_point(point.id, PointState::Pruned, None, None, t(10, 0))
+        .await
+        .unwrap();
+    let live = c.live_points(&p).await.unwrap();
+    assert_eq!(
+        live.iter().map(|p| p.id).collect::<Vec<_>>(),
+        vec![pending.id]
+    );
 }
