@@ -87,6 +87,9 @@ impl Verdict {
     }
 }
 
+/// The calendar slot a time falls in (year, then finer fields or 0).
+type SlotOf = fn(DateTime<Utc>) -> (i32, u32, u32, u32);
+
 /// Decides, for every point, whether it is kept and why. Pure; `now` is
 /// accepted so future rules (minimum age) need no new signature, and points
 /// dated after `now` (clock skew) are kept.
@@ -106,7 +109,7 @@ pub fn decide(points: &[Candidate], retain: &Retain, now: DateTime<Utc>) -> Vec<
     for p in complete.iter().take(retain.last as usize) {
         mark(p.id, Keep::Last);
     }
-    let slots: [(Keep, u32, fn(DateTime<Utc>) -> (i32, u32, u32, u32)); 4] = [
+    let slots: [(Keep, u32, SlotOf); 4] = [
         (Keep::Hourly, retain.hourly, |t| {
             (t.year(), t.ordinal(), t.hour(), 0)
         }),
