@@ -1,0 +1,576 @@
+//! One tick of a policy: resolve its volumes, capture its manifests, and get
+//! one verified Longhorn backup per volume into a recovery point.
+//!
+//! Every step is idempotent, so running the same tick again (after a crash,
+//! or by `dr serve` adopting a pending point at start) picks up what exists:
+//! the point and backup rows by their unique keys, the snapshot by its
+//! deterministic name, the backup by its snapshot.
+
+use crate::catalog::{
+    BackupState, BackupUpdate, Catalog, CatalogError, NewBackup, PointId, PointState, Verification,
+};
+use crate::cluster::{self, ClusterError, ProtectedVolume, Unprotectable};
+use crate::config::PolicyConfig;
+use crate::longhorn::{LonghornClient, LonghornError};
+use crate::store::{self, BackupTargetUrl, Check, Store};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Labels dr puts on its snapshots and backups, so `dr catalog sync` can
+/// rebuild the catalog from Longhorn's own list.
+pub const LABEL_POLICY: &str = "dr.longhorn.io/policy";
+pub const LABEL_TICK: &str = "dr.longhorn.io/tick";
+pub const LABEL_PVC: &str = "dr.longhorn.io/pvc";
+
+/// The snapshot name of (policy, tick, volume): deterministic, so a retry
+/// finds the snapshot (and through it the backup) instead of making another.
+pub fn snapshot_name(policy: &str, tick: DateTime<Utc>, volume: &str) -> String {
+    let h = hex::encode(Sha256::digest(volume.as_bytes()));
+    format!("dr-{policy}-{}-{}", tick.format("%Y%m%dt%H%M%S"), &h[..8])
+}
+
+/// A failure that stops a tick as a whole (a volume's failure does not).
+#[derive(Debug, thiserror::Error)]
+pub enum TickError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// What a tick needs to act.
+#[derive(Clone)]
+pub struct Protect {
+    pub catalog: Catalog,
+    pub longhorn: LonghornClient,
+    pub kube: kube::Client,
+    pub store: Store,
+    /// Reads Longhorn's backup store (its bucket may differ from dr's).
+    pub verifier: aws_sdk_s3::Client,
+    pub options: TickOptions,
+}
+
+/// Limits of one tick.
+#[derive(Debug, Clone)]
+pub struct TickOptions {
+    /// Volumes worked on at once.
+    pub concurrency: usize,
+    /// How long a snapshot may take to become ready.
+    pub snapshot_wait: Duration,
+    /// How long a backup may take to complete.
+    pub backup_wait: Duration,
+}
+
+impl Default for TickOptions {
+    fn default() -> Self {
+        TickOptions {
+            concurrency: 16,
+            snapshot_wait: Duration::from_secs(300),
+            backup_wait: Duration::from_secs(3600),
+        }
+    }
+}
+
+/// Progress of a tick, for `dr backup now`.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum Event {
+    Resolved {
+        volumes: usize,
+        unprotectable: Vec<Unprotectable>,
+    },
+    Bundle {
+        key: Option<String>,
+        error: Option<String>,
+    },
+    Volume {
+        volume: String,
+        pvc: String,
+        stage: String,
+        progress: i64,
+    },
+    VolumeDone {
+        volume: String,
+        state: BackupState,
+        verification: Verification,
+        error: Option<String>,
+    },
+}
+
+/// Where progress goes.
+pub type Events = Arc<dyn Fn(Event) + Send + Sync>;
+
+/// The result of one volume in a tick.
+#[derive(Debug, Clone, Serialize)]
+pub struct VolumeOutcome {
+    pub volume: String,
+    pub pvc: String,
+    pub backup: Option<String>,
+    pub state: BackupState,
+    pub verification: Verification,
+    pub error: Option<String>,
+}
+
+/// The result of a tick.
+#[derive(Debug, Clone, Serialize)]
+pub struct TickReport {
+    pub policy: String,
+    pub tick_at: DateTime<Utc>,
+    pub point_id: PointId,
+    pub state: PointState,
+    pub point_at: Option<DateTime<Utc>>,
+    pub bundle: Option<String>,
+    pub volumes: Vec<VolumeOutcome>,
+    pub unprotectable: Vec<Unprotectable>,
+    pub reason: Option<String>,
+}
+
+fn parse_time(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.to_utc())
+}
+
+impl Protect {
+    /// Runs (or resumes) the tick of `policy` at `tick_at`.
+    #[tracing::instrument(skip_all, fields(policy = %policy.name, tick = %tick_at))]
+    pub async fn tick(
+        &self,
+        policy: &PolicyConfig,
+        tick_at: DateTime<Utc>,
+        events: Events,
+    ) -> Result<TickReport, TickError> {
+        let now = Utc::now();
+        let point = self.catalog.begin_point(&policy.name, tick_at, now).await?;
+        if point.state != PointState::Pending {
+            // Already finished (a resumed tick): report what is recorded.
+            return self.report(policy, point.id, Vec::new(), None).await;
+        }
+        let (volumes, unprotectable) =
+            match cluster::resolve_volumes(&self.kube, &policy.namespace, &policy.selector).await {
+                Ok(v) => v,
+                Err(e) => {
+                    return self
+                        .fail_point(policy, point.id, format!("cannot resolve volumes: {e}"))
+                        .await;
+                }
+            };
+        events(Event::Resolved {
+            volumes: volumes.len(),
+            unprotectable: unprotectable.clone(),
+        });
+        let bundle_error = match self.bundle(policy, point.id, tick_at).await {
+            Ok(key) => {
+                events(Event::Bundle {
+                    key: Some(key),
+                    error: None,
+                });
+                None
+            }
+            Err(e) => {
+                events(Event::Bundle {
+                    key: None,
+                    error: Some(e.clone()),
+                });
+                Some(e)
+            }
+        };
+        let target = match self.longhorn.backup_target().await {
+            Ok(t) if t.available => BackupTargetUrl::parse(&t.backup_target_url).ok(),
+            _ => None,
+        };
+        let outcomes: Vec<VolumeOutcome> = futures::stream::iter(volumes.iter().cloned())
+            .map(|v| {
+                let events = events.clone();
+                let target = target.clone();
+                async move {
+                    self.volume(policy, point.id, tick_at, v, target, events)
+                        .await
+                }
+            })
+            .buffer_unordered(self.options.concurrency.max(1))
+            .collect()
+            .await;
+        let states: Vec<BackupState> = outcomes.iter().map(|o| o.state).collect();
+        let mut state = PointState::from_backups(&states);
+        let mut reasons = Vec::new();
+        if volumes.is_empty() {
+            reasons.push("no protected volume found".to_owned());
+        }
+        let failed = outcomes
+            .iter()
+            .filter(|o| o.state != BackupState::Completed)
+            .count();
+        if failed > 0 {
+            reasons.push(format!("{failed} of {} backups failed", outcomes.len()));
+        }
+        if !unprotectable.is_empty() {
+            reasons.push(format!(
+                "{} claims cannot be protected: {}",
+                unprotectable.len(),
+                unprotectable
+                    .iter()
+                    .map(|u| format!("{} ({})", u.pvc, u.reason))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+            if state == PointState::Complete {
+                state = PointState::Partial;
+            }
+        }
+        if let Some(e) = &bundle_error {
+            reasons.push(format!("manifest bundle not stored: {e}"));
+            if state == PointState::Complete {
+                state = PointState::Partial;
+            }
+        }
+        let point_at = self
+            .catalog
+            .backups_of(point.id)
+            .await?
+            .iter()
+            .filter(|b| b.state == BackupState::Completed)
+            .filter_map(|b| b.snapshot_at)
+            .min();
+        let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
+        self.catalog
+            .finish_point(point.id, state, point_at, reason.as_deref(), Utc::now())
+            .await?;
+        self.report(policy, point.id, unprotectable, None).await
+    }
+
+    async fn fail_point(
+        &self,
+        policy: &PolicyConfig,
+        id: PointId,
+        reason: String,
+    ) -> Result<TickReport, TickError> {
+        self.catalog
+            .finish_point(id, PointState::Failed, None, Some(&reason), Utc::now())
+            .await?;
+        self.report(policy, id, Vec::new(), Some(reason)).await
+    }
+
+    async fn report(
+        &self,
+        policy: &PolicyConfig,
+        id: PointId,
+        unprotectable: Vec<Unprotectable>,
+        reason: Option<String>,
+    ) -> Result<TickReport, TickError> {
+        let point = self.catalog.point(id).await?;
+        let volumes = self
+            .catalog
+            .backups_of(id)
+            .await?
+            .into_iter()
+            .map(|b| VolumeOutcome {
+                volume: b.volume.to_string(),
+                pvc: b.pvc.unwrap_or_default(),
+                backup: b.backup_name,
+                state: b.state,
+                verification: b.verification,
+                error: b.error,
+            })
+            .collect();
+        Ok(TickReport {
+            policy: policy.name.to_string(),
+            tick_at: point.tick_at,
+            point_id: id,
+            state: point.state,
+            point_at: point.point_at,
+            bundle: point.bundle_key,
+            volumes,
+            unprotectable,
+            reason: reason.or(point.reason),
+        })
+    }
+
+    async fn bundle(
+        &self,
+        policy: &PolicyConfig,
+        id: PointId,
+        tick_at: DateTime<Utc>,
+    ) -> Result<String, String> {
+        let bundle = cluster::capture(
+            &self.kube,
+            policy.name.as_str(),
+            &policy.namespace,
+            &policy.selector,
+            tick_at,
+        )
+        .await
+        .map_err(|e: ClusterError| e.to_string())?;
+        let key = self.store.bundle_key(policy.name.as_str(), tick_at);
+        self.store
+            .put_bundle(&bundle, &key)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.catalog
+            .set_bundle(id, &key)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(key)
+    }
+
+    /// Snapshot, backup, follow and verify one volume; never fails the tick:
+    /// the outcome says what happened.
+    async fn volume(
+        &self,
+        policy: &PolicyConfig,
+        point: PointId,
+        tick_at: DateTime<Utc>,
+        v: ProtectedVolume,
+        target: Option<BackupTargetUrl>,
+        events: Events,
+    ) -> VolumeOutcome {
+        let volume = v.volume.to_string();
+        let mut out = VolumeOutcome {
+            volume: volume.clone(),
+            pvc: v.pvc.clone(),
+            backup: None,
+            state: BackupState::Pending,
+            verification: Verification::Unverified,
+            error: None,
+        };
+        match self
+            .volume_inner(policy, point, tick_at, &v, target, &events)
+            .await
+        {
+            Ok((name, state, verification)) => {
+                out.backup = name;
+                out.state = state;
+                out.verification = verification;
+            }
+            Err((name, e)) => {
+                out.backup = name;
+                out.state = BackupState::Failed;
+                out.error = Some(e);
+            }
+        }
+        events(Event::VolumeDone {
+            volume,
+            state: out.state,
+            verification: out.verification,
+            error: out.error.clone(),
+        });
+        out
+    }
+
+    #[allow(clippy::type_complexity)]
+    async fn volume_inner(
+        &self,
+        policy: &PolicyConfig,
+        point: PointId,
+        tick_at: DateTime<Utc>,
+        v: &ProtectedVolume,
+        target: Option<BackupTargetUrl>,
+        events: &Events,
+    ) -> Result<(Option<String>, BackupState, Verification), (Option<String>, String)> {
+        let volume = v.volume.as_str();
+        let snapshot = snapshot_name(policy.name.as_str(), tick_at, volume);
+        let row = self
+            .catalog
+            .record_backup(&NewBackup {
+                point_id: point,
+                volume: v.volume.clone(),
+                pvc: Some(v.pvc.clone()),
+                snapshot_name: snapshot.clone(),
+                requested_at: Utc::now(),
+            })
+            .await
+            .map_err(|e| (None, e.to_string()))?;
+        if row.state.is_terminal() {
+            return Ok((row.backup_name, row.state, row.verification));
+        }
+        let fail = |name: Option<String>, e: String| {
+            let catalog = self.catalog.clone();
+            let id = row.id;
+            async move {
+                let _ = catalog
+                    .update_backup(
+                        id,
+                        &BackupUpdate {
+                            state: Some(BackupState::Failed),
+                            error: Some(e.clone()),
+                            completed_at: Some(Utc::now()),
+                            ..Default::default()
+                        },
+                    )
+                    .await;
+                (name, e)
+            }
+        };
+        let stage = |s: &str, p: i64| {
+            events(Event::Volume {
+                volume: volume.to_owned(),
+                pvc: v.pvc.clone(),
+                stage: s.to_owned(),
+                progress: p,
+            })
+        };
+        let labels: BTreeMap<String, String> = [
+            (LABEL_POLICY.to_owned(), policy.name.to_string()),
+            (
+                LABEL_TICK.to_owned(),
+                tick_at.format("%Y%m%dT%H%M%SZ").to_string(),
+            ),
+            (LABEL_PVC.to_owned(), v.pvc.clone()),
+        ]
+        .into();
+        if row.state == BackupState::Pending {
+            let _ = self
+                .catalog
+                .update_backup(
+                    row.id,
+                    &BackupUpdate {
+                        state: Some(BackupState::Snapshotting),
+                        ..Default::default()
+                    },
+                )
+                .await;
+        }
+        stage("snapshot", 0);
+        let snap = match self
+            .longhorn
+            .ensure_snapshot(volume, &snapshot, &labels, self.options.snapshot_wait)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Err(fail(None, format!("snapshot: {e}")).await),
+        };
+        let requested = match self
+            .longhorn
+            .request_backup(volume, &snapshot, &labels)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Err(fail(None, format!("backup request: {e}")).await),
+        };
+        let name = Some(requested.backup.clone());
+        let _ = self
+            .catalog
+            .update_backup(
+                row.id,
+                &BackupUpdate {
+                    state: Some(BackupState::BackingUp),
+                    backup_name: name.clone(),
+                    snapshot_at: parse_time(&snap.creation_time),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| (name.clone(), e.to_string()))?;
+        stage("backup", 0);
+        let catalog = self.catalog.clone();
+        let id = row.id;
+        let mut last_saved = -1i64;
+        let progress_events = events.clone();
+        let pvc = v.pvc.clone();
+        let mut on_progress = move |p: i64| {
+            progress_events(Event::Volume {
+                volume: volume.to_owned(),
+                pvc: pvc.clone(),
+                stage: "backup".into(),
+                progress: p,
+            });
+            // Progress goes to the catalog in 10% steps, not on every poll.
+            if p / 10 != last_saved / 10 {
+                last_saved = p;
+                let c = catalog.clone();
+                tokio::spawn(async move {
+                    let _ = c
+                        .update_backup(
+                            id,
+                            &BackupUpdate {
+                                progress: Some(p),
+                                ..Default::default()
+                            },
+                        )
+                        .await;
+                });
+            }
+        };
+        let done = match self
+            .longhorn
+            .follow_backup(
+                volume,
+                &requested.backup,
+                self.options.backup_wait,
+                &mut on_progress,
+            )
+            .await
+        {
+            Ok(b) => b,
+            Err(e @ LonghornError::BackupFailed { .. }) => {
+                return Err(fail(name, e.to_string()).await);
+            }
+            Err(e) => return Err(fail(name, format!("following the backup: {e}")).await),
+        };
+        let completed = self
+            .catalog
+            .update_backup(
+                row.id,
+                &BackupUpdate {
+                    state: Some(BackupState::Completed),
+                    backup_url: Some(done.url.clone()),
+                    progress: Some(100),
+                    size_bytes: done.size.map(|s| s as i64),
+                    snapshot_at: parse_time(&done.snapshot_created),
+                    completed_at: Some(parse_time(&done.created).unwrap_or_else(Utc::now)),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| (name.clone(), e.to_string()))?;
+        stage("verify", 100);
+        let verification = match target.or_else(|| BackupTargetUrl::parse(&done.url).ok()) {
+            Some(t) => {
+                match store::verify_backup(&self.verifier, &t, volume, &requested.backup).await {
+                    Ok(Check::Intact { .. }) => Verification::Verified,
+                    Ok(Check::Broken(why)) => {
+                        tracing::warn!(backup = %requested.backup, %why, "backup is not intact in the store");
+                        Verification::Mismatch
+                    }
+                    Err(e) => {
+                        // The store could not be read: leave it unverified, to be checked again.
+                        tracing::warn!(backup = %requested.backup, error = %e, "cannot verify backup");
+                        Verification::Unverified
+                    }
+                }
+            }
+            None => Verification::Unverified,
+        };
+        if verification != Verification::Unverified {
+            let _ = self
+                .catalog
+                .set_verification(row.id, verification, Utc::now())
+                .await;
+        }
+        Ok((name, completed.state, verification))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn snapshot_names_are_deterministic_and_valid() {
+        let t = Utc.with_ymd_and_hms(2026, 11, 24, 9, 45, 0).unwrap();
+        let a = snapshot_name("wesago", t, "pvc-0b6c");
+        assert_eq!(a, snapshot_name("wesago", t, "pvc-0b6c"));
+        assert_ne!(a, snapshot_name("wesago", t, "pvc-0b6d"));
+        assert!(a.starts_with("dr-wesago-20261124t094500-"), "{a}");
+        let ok = |s: &str| {
+            s.chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+                && s.chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "_.-".contains(c))
+        };
+        assert!(ok(&a), "{a} must match ^[a-z0-9][a-z0-9_.-]+$");
+    }
+}
