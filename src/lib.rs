@@ -32,5 +32,6 @@ pub mod restore;
 pub mod retention;
 pub mod serve;
 pub mod span;
+pub mod status;
 pub mod store;
 pub mod timespec;

@@ -1,12 +1,14 @@
 //! The command line: clap definitions and one file per subcommand. Every flag
 //! can also come from the environment (`DR_…`). `anyhow` is used only here.
 
+pub mod backup;
 pub mod catalog;
 pub mod config;
 pub mod incident;
 pub mod output;
 pub mod restore;
 pub mod serve;
+pub mod status;
 
 use crate::catalog::Catalog;
 use crate::config::{CatalogUrl, Config, DEFAULT_CATALOG};
@@ -74,6 +76,11 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon: open the catalog and serve /healthz and /readyz until SIGTERM.
     Serve(serve::ServeArgs),
+    /// Back up by hand: run one tick of a policy now.
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
+    /// Protection status: RPO exposure now, last ticks, next tick, per policy.
+    Status(status::StatusArgs),
     /// Inspect the catalog of recovery points and backups.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
@@ -194,6 +201,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let ctx = Context::new(&cli)?;
     match cli.command {
         Command::Serve(a) => serve::run(&ctx, a).await,
+        Command::Backup(c) => backup::run(&ctx, c).await,
+        Command::Status(a) => status::run(&ctx, a).await,
         Command::Catalog(c) => catalog::run(&ctx, c).await,
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::Incident(c) => incident::run(&ctx, c).await,

@@ -1,0 +1,172 @@
+//! `dr backup now`: run one tick by hand and show its progress.
+
+use super::output::{self, Format};
+use super::{Context, Failure};
+use crate::backup::{Event, Events, Protect, TickOptions};
+use crate::catalog::TickOutcome;
+use crate::longhorn::{ClientConfig, LonghornClient};
+use crate::names::PolicyName;
+use crate::store::{Store, s3_client};
+use chrono::{DurationRound, TimeDelta, Utc};
+use clap::Subcommand;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// `dr backup …`
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Run one tick of a policy now: snapshot and back up every protected
+    /// volume, capture the manifests, and record the recovery point.
+    Now {
+        /// The policy [default: the only configured policy].
+        #[arg(long, short = 'p', env = "DR_POLICY")]
+        policy: Option<PolicyName>,
+    },
+}
+
+/// Builds what a tick needs from the configuration and the environment
+/// (Kubernetes from KUBECONFIG or in-cluster; S3 credentials from AWS_*).
+pub async fn protect(ctx: &Context) -> Result<Protect, Failure> {
+    let c = &ctx.config;
+    let mut lh = ClientConfig::new(c.longhorn.url.0.clone());
+    lh.timeout = c.longhorn.timeout.as_duration();
+    let longhorn = LonghornClient::new(lh)?;
+    let kube = crate::cluster::client(None).await?;
+    let store = Store::new(&c.store).await;
+    let endpoint = c.store.endpoint.as_ref().map(|u| u.0.as_str().to_owned());
+    let verifier = s3_client(
+        &c.store.region,
+        endpoint.as_deref(),
+        c.store.path_style.unwrap_or(endpoint.is_some()),
+    )
+    .await;
+    Ok(Protect {
+        catalog: ctx.catalog().await?,
+        longhorn,
+        kube,
+        store,
+        verifier,
+        options: TickOptions {
+            concurrency: c.longhorn.concurrency.0,
+            ..TickOptions::default()
+        },
+    })
+}
+
+pub async fn run(ctx: &Context, c: BackupCommand) -> Result<(), Failure> {
+    let BackupCommand::Now { policy } = c;
+    let p = match (&policy, ctx.config.policies.as_slice()) {
+        (Some(name), all) => all.iter().find(|p| &p.name == name).ok_or_else(|| {
+            Failure::input(anyhow::anyhow!(
+                "policy {name:?} is not in the configuration; configured: {}",
+                all.iter()
+                    .map(|p| p.name.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ))
+        })?,
+        (None, [only]) => only,
+        (None, []) => {
+            return Err(Failure::input(anyhow::anyhow!(
+                "no policy is configured; give a configuration with --config"
+            )));
+        }
+        (None, all) => {
+            return Err(Failure::input(anyhow::anyhow!(
+                "several policies are configured ({}); choose one with --policy",
+                all.iter()
+                    .map(|p| p.name.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
+    };
+    let protect = protect(ctx).await?;
+    let tick = Utc::now().duration_trunc(TimeDelta::seconds(1))?;
+    let quiet = ctx.output == Format::Json;
+    let shown: Arc<Mutex<HashMap<String, (String, i64)>>> = Arc::default();
+    let events: Events = Arc::new(move |e: Event| {
+        if quiet {
+            return;
+        }
+        match e {
+            Event::Resolved {
+                volumes,
+                unprotectable,
+            } => {
+                eprintln!("{volumes} volumes to protect");
+                for u in unprotectable {
+                    eprintln!("  not protectable: {} ({})", u.pvc, u.reason);
+                }
+            }
+            Event::Bundle { key, error } => match (key, error) {
+                (Some(k), _) => eprintln!("manifests stored as {k}"),
+                (_, Some(e)) => eprintln!("manifests NOT stored: {e}"),
+                _ => {}
+            },
+            Event::Volume {
+                volume: _,
+                pvc,
+                stage,
+                progress,
+            } => {
+                let Ok(mut seen) = shown.lock() else { return };
+                let last = seen.get(&pvc).cloned();
+                // One line per stage and per 25% of progress: readable in logs.
+                let show = match &last {
+                    Some((s, p)) => s != &stage || progress / 25 > p / 25,
+                    None => true,
+                };
+                if show {
+                    eprintln!("  {pvc}: {stage} {progress}%");
+                    seen.insert(pvc, (stage, progress));
+                }
+            }
+            Event::VolumeDone {
+                volume,
+                state,
+                verification,
+                error,
+            } => match error {
+                None => eprintln!("  {volume}: {state}, {verification}"),
+                Some(e) => eprintln!("  {volume}: {state}: {e}"),
+            },
+        }
+    });
+    let report = protect.tick(p, tick, events).await?;
+    protect
+        .catalog
+        .record_tick(
+            &p.name,
+            tick,
+            TickOutcome::Ran,
+            Some(report.point_id),
+            Some("by hand (dr backup now)"),
+            Utc::now(),
+        )
+        .await?;
+    match ctx.output {
+        Format::Json => output::json(&report)?,
+        Format::Table => {
+            println!(
+                "Recovery point {} of policy {}: {}{}",
+                report.point_id,
+                report.policy,
+                report.state,
+                report
+                    .reason
+                    .as_ref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    if report.state == crate::catalog::PointState::Complete {
+        Ok(())
+    } else {
+        Err(Failure::failed(anyhow::anyhow!(
+            "the recovery point is {}, not complete",
+            report.state
+        )))
+    }
+}

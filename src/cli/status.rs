@@ -1,0 +1,103 @@
+//! `dr status`: per policy, the RPO exposure now, the last ticks, the next tick.
+
+use super::output::{self, Format, Table};
+use super::{Context, Failure};
+use crate::config::Schedule;
+use crate::names::PolicyName;
+use crate::span::human;
+use crate::status::{PolicyStatus, policy_status};
+use crate::timespec::fmt_time;
+use clap::Args;
+
+/// Arguments of `dr status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Only this policy.
+    #[arg(long, short = 'p', env = "DR_POLICY")]
+    pub policy: Option<PolicyName>,
+    /// How many recent ticks to show per policy.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(i64).range(1..=1000))]
+    pub ticks: i64,
+}
+
+pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
+    let now = chrono::Utc::now();
+    let catalog = ctx.catalog().await?;
+    let mut policies = catalog.policies().await?;
+    if let Some(p) = &a.policy {
+        catalog.policy(p.as_str()).await.map_err(Failure::input)?;
+        policies.retain(|x| &x.name == p);
+    }
+    let mut out: Vec<PolicyStatus> = Vec::new();
+    for p in &policies {
+        let newest = catalog.newest_verified_point(&p.name).await?;
+        let ticks = catalog.ticks(&p.name, a.ticks).await?;
+        let next = p
+            .schedule
+            .parse::<Schedule>()
+            .ok()
+            .and_then(|s| s.next_after(now));
+        out.push(policy_status(
+            p.name.as_str(),
+            p.namespace.as_str(),
+            p.rpo,
+            newest.as_ref(),
+            ticks,
+            next,
+            now,
+        ));
+    }
+    match ctx.output {
+        Format::Json => output::json(&serde_json::json!({ "now": now, "policies": out }))?,
+        Format::Table => {
+            if out.is_empty() {
+                println!("No policies in the catalog ({}).", ctx.catalog_url);
+                return Ok(());
+            }
+            let mut t = Table::new(&[
+                "POLICY",
+                "NAMESPACE",
+                "EXPOSURE",
+                "RPO",
+                "VERDICT",
+                "NEWEST VERIFIED",
+                "NEXT TICK",
+            ]);
+            for s in &out {
+                t.row(vec![
+                    s.policy.clone(),
+                    s.namespace.clone(),
+                    s.exposure.map(human).unwrap_or_else(|| "-".into()),
+                    s.rpo.to_string(),
+                    match (s.exposure, s.within_rpo) {
+                        (None, _) => "UNPROTECTED".into(),
+                        (Some(_), true) => "within RPO".into(),
+                        (Some(_), false) => "OVER RPO".into(),
+                    },
+                    output::time_or_dash(s.newest_verified),
+                    output::time_or_dash(s.next_tick),
+                ]);
+            }
+            print!("{}", t.render());
+            for s in &out {
+                if s.last_ticks.is_empty() {
+                    continue;
+                }
+                println!("\nLast ticks of {}:", s.policy);
+                let mut t = Table::new(&["TICK", "OUTCOME", "POINT", "REASON"]);
+                for k in &s.last_ticks {
+                    t.row(vec![
+                        fmt_time(k.tick_at),
+                        k.outcome.to_string(),
+                        k.point_id
+                            .map(|p| p.to_string())
+                            .unwrap_or_else(|| "-".into()),
+                        k.reason.clone().unwrap_or_default(),
+                    ]);
+                }
+                print!("{}", t.render());
+            }
+        }
+    }
+    Ok(())
+}
