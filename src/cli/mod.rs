@@ -6,6 +6,7 @@ pub mod catalog;
 pub mod config;
 pub mod incident;
 pub mod output;
+pub mod prune;
 pub mod restore;
 pub mod serve;
 pub mod status;
@@ -79,6 +80,8 @@ pub enum Command {
     /// Back up by hand: run one tick of a policy now.
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// Apply retention: delete the backups of points no retention slot keeps.
+    Prune(prune::PruneArgs),
     /// Protection status: RPO exposure now, last ticks, next tick, per policy.
     Status(status::StatusArgs),
     /// Inspect the catalog of recovery points and backups.
@@ -203,6 +206,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Serve(a) => serve::run(&ctx, a).await,
         Command::Backup(c) => backup::run(&ctx, c).await,
         Command::Status(a) => status::run(&ctx, a).await,
+        Command::Prune(a) => prune::run(&ctx, a).await,
         Command::Catalog(c) => catalog::run(&ctx, c).await,
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::Incident(c) => incident::run(&ctx, c).await,

@@ -1,0 +1,105 @@
+//! Ticks: when a policy's schedule fires, and which firings were missed while
+//! dr was not running. Pure functions of the schedule and the clock.
+
+use crate::config::Schedule;
+use chrono::{DateTime, TimeDelta, Utc};
+
+/// Firings strictly after `last` and at or before `now - grace`, oldest
+/// first, at most `cap` of them (the newest ones: they matter for the RPO).
+/// The grace keeps the firing that is happening right now out of the list.
+pub fn missed(
+    schedule: &Schedule,
+    last: DateTime<Utc>,
+    now: DateTime<Utc>,
+    grace: TimeDelta,
+    cap: usize,
+) -> Vec<DateTime<Utc>> {
+    let until = now - grace;
+    let mut out = std::collections::VecDeque::new();
+    let mut t = last;
+    while let Some(next) = schedule.next_after(t) {
+        if next > until {
+            break;
+        }
+        out.push_back(next);
+        if out.len() > cap {
+            out.pop_front();
+        }
+        t = next;
+    }
+    out.into()
+}
+
+/// The scheduled instant a firing at `fired` stands for: the latest
+/// scheduled time at or before it (schedulers fire a little late).
+pub fn tick_of(schedule: &Schedule, fired: DateTime<Utc>) -> DateTime<Utc> {
+    // Search back at most one day: every schedule dr accepts fires more often
+    // than that or is anchored by its own fields.
+    let mut probe = fired - TimeDelta::days(1);
+    let mut best = fired;
+    while let Some(n) = schedule.next_after(probe) {
+        if n > fired {
+            break;
+        }
+        best = n;
+        probe = n;
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(h: u32, m: u32, s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, h, m, s).unwrap()
+    }
+    fn every15() -> Schedule {
+        "0 */15 * * * *".parse().unwrap()
+    }
+
+    #[test]
+    fn missed_ticks_between_last_and_now() {
+        let m = missed(
+            &every15(),
+            t(9, 0, 0),
+            t(10, 5, 0),
+            TimeDelta::seconds(30),
+            100,
+        );
+        assert_eq!(m, vec![t(9, 15, 0), t(9, 30, 0), t(9, 45, 0), t(10, 0, 0)]);
+    }
+
+    #[test]
+    fn the_current_firing_is_not_missed() {
+        let m = missed(
+            &every15(),
+            t(9, 45, 0),
+            t(10, 0, 10),
+            TimeDelta::seconds(30),
+            100,
+        );
+        assert!(m.is_empty(), "{m:?}");
+    }
+
+    #[test]
+    fn cap_keeps_the_newest() {
+        // Until 11:59:30: the last three firings are 11:15, 11:30 and 11:45.
+        let m = missed(
+            &every15(),
+            t(0, 0, 0),
+            t(12, 0, 0),
+            TimeDelta::seconds(30),
+            3,
+        );
+        assert_eq!(m, vec![t(11, 15, 0), t(11, 30, 0), t(11, 45, 0)]);
+    }
+
+    #[test]
+    fn firing_late_maps_to_its_tick() {
+        assert_eq!(tick_of(&every15(), t(9, 45, 0)), t(9, 45, 0));
+        assert_eq!(tick_of(&every15(), t(9, 45, 1)), t(9, 45, 0));
+        assert_eq!(tick_of(&every15(), t(9, 59, 59)), t(9, 45, 0));
+    }
+}
