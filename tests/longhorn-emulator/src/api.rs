@@ -1,0 +1,1418 @@
+//! The manager REST API under `/v1`: routing with gorilla-mux's quirks
+//! (plain-text 404/405, 301 on a trailing slash), fault injection, and the
+//! handlers. Handlers change state and start tasks; nothing asynchronous
+//! completes inside a request.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use chrono::Utc;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use tracing::debug;
+
+use crate::render::{self, bv_name, rfc3339};
+use crate::state::{
+    BLOCK, Backup, Condition, KubeStatus, Restore, Shared, Snapshot, State, Ticket, VolState,
+    Volume, hex8, hex16, uuid,
+};
+use crate::worker;
+
+/// A failed API call, rendered as Longhorn renders it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 404 with the error envelope.
+    #[error("{0}")]
+    NotFound(String),
+    /// 404 with an empty body (`GET /v1/volumes/{missing}`).
+    #[error("not found")]
+    NotFoundEmpty,
+    /// 500 with the error envelope: validation, conflicts, everything else.
+    #[error("{0}")]
+    Internal(String),
+}
+
+fn internal(msg: impl Into<String>) -> ApiError {
+    ApiError::Internal(msg.into())
+}
+
+/// What a handler answers.
+pub enum Reply {
+    Json(Value),
+    /// 200 with an empty body.
+    Empty,
+}
+
+type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+/// Everything a handler needs about the request.
+pub struct Ctx {
+    pub sh: Arc<Shared>,
+    /// `http://host:port`, from the Host header.
+    pub base: String,
+    /// The full request URL (error and collection `links.self`).
+    pub url: String,
+    pub body: Bytes,
+}
+
+impl Ctx {
+    fn input<T: DeserializeOwned>(&self) -> Result<T> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Err(internal("EOF"));
+        }
+        serde_json::from_slice(&self.body)
+            .map_err(|e| internal(format!("failed to decode the request body: {e}")))
+    }
+
+    /// For actions whose body is optional.
+    fn input_or_default<T: DeserializeOwned + Default>(&self) -> Result<T> {
+        if self.body.iter().all(u8::is_ascii_whitespace) {
+            return Ok(T::default());
+        }
+        self.input()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Route {
+    Root,
+    ApiVersion,
+    Schemas,
+    ListVolumes,
+    CreateVolume,
+    GetVolume(String),
+    DeleteVolume(String),
+    VolumeAction(String, String),
+    ListBackupVolumes,
+    SyncBackupVolumes,
+    GetBackupVolume(String),
+    DeleteBackupVolume(String),
+    BackupVolumeAction(String, String),
+    ListBackupTargets,
+    SyncBackupTargets,
+    CreateBackupTarget,
+    GetBackupTarget(String),
+    DeleteBackupTarget(String),
+    BackupTargetAction(String, String),
+    ListSettings,
+    GetSetting(String),
+    UpdateSetting(String),
+}
+
+impl Route {
+    /// The operation name used by faults and stats.
+    fn op(&self) -> String {
+        match self {
+            Route::Root | Route::ApiVersion => "apiVersion".into(),
+            Route::Schemas => "listSchemas".into(),
+            Route::ListVolumes => "listVolumes".into(),
+            Route::CreateVolume => "createVolume".into(),
+            Route::GetVolume(_) => "getVolume".into(),
+            Route::DeleteVolume(_) => "deleteVolume".into(),
+            Route::ListBackupVolumes => "listBackupVolumes".into(),
+            Route::SyncBackupVolumes => "syncBackupVolumes".into(),
+            Route::GetBackupVolume(_) => "getBackupVolume".into(),
+            Route::DeleteBackupVolume(_) => "deleteBackupVolume".into(),
+            Route::ListBackupTargets => "listBackupTargets".into(),
+            Route::SyncBackupTargets => "syncBackupTargets".into(),
+            Route::CreateBackupTarget => "createBackupTarget".into(),
+            Route::GetBackupTarget(_) => "getBackupTarget".into(),
+            Route::DeleteBackupTarget(_) => "deleteBackupTarget".into(),
+            Route::ListSettings => "listSettings".into(),
+            Route::GetSetting(_) => "getSetting".into(),
+            Route::UpdateSetting(_) => "updateSetting".into(),
+            Route::VolumeAction(_, a)
+            | Route::BackupVolumeAction(_, a)
+            | Route::BackupTargetAction(_, a) => a.clone(),
+        }
+    }
+}
+
+const VOLUME_ACTIONS: &[&str] = &[
+    "activate",
+    "attach",
+    "cancelExpansion",
+    "detach",
+    "expand",
+    "offlineReplicaRebuilding",
+    "pvCreate",
+    "pvcCreate",
+    "recurringJobAdd",
+    "recurringJobDelete",
+    "recurringJobList",
+    "replicaRemove",
+    "salvage",
+    "snapshotBackup",
+    "snapshotCRCreate",
+    "snapshotCRDelete",
+    "snapshotCRGet",
+    "snapshotCRList",
+    "snapshotCreate",
+    "snapshotDelete",
+    "snapshotGet",
+    "snapshotList",
+    "snapshotPurge",
+    "snapshotRevert",
+    "trimFilesystem",
+    "updateAccessMode",
+    "updateBackupTargetName",
+    "updateDataLocality",
+    "updateReplicaCount",
+];
+
+/// Why a request did not reach a handler.
+enum Miss {
+    NotFound,
+    MethodNotAllowed,
+    Redirect(String),
+}
+
+fn resolve(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Miss> {
+    if path.len() > 1 && path.ends_with('/') {
+        let mut loc = path.trim_end_matches('/').to_owned();
+        if loc.is_empty() {
+            loc.push('/');
+        }
+        if let Some(q) = query {
+            loc.push('?');
+            loc.push_str(q);
+        }
+        return Err(Miss::Redirect(loc));
+    }
+    let action: Option<String> = query.and_then(|q| {
+        url::form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "action")
+            .map(|(_, v)| v.into_owned())
+    });
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let get = method == Method::GET;
+    let post = method == Method::POST;
+    let delete = method == Method::DELETE;
+    let put = method == Method::PUT;
+    let pick = |ok: bool, r: Route| {
+        if ok {
+            Ok(r)
+        } else {
+            Err(Miss::MethodNotAllowed)
+        }
+    };
+    let act = |allowed: &[&str], make: fn(String, String) -> Route, id: &str| match &action {
+        Some(a) if allowed.contains(&a.as_str()) => Ok(make(id.to_owned(), a.clone())),
+        _ => Err(Miss::NotFound),
+    };
+    match segs.as_slice() {
+        [""] => pick(get, Route::Root),
+        ["v1"] => pick(get, Route::ApiVersion),
+        ["v1", "schemas"] => pick(get, Route::Schemas),
+        ["v1", "volumes"] => match *method {
+            Method::GET => Ok(Route::ListVolumes),
+            Method::POST => Ok(Route::CreateVolume),
+            _ => Err(Miss::MethodNotAllowed),
+        },
+        ["v1", "volumes", id] if !id.is_empty() => {
+            if post {
+                act(VOLUME_ACTIONS, Route::VolumeAction, id)
+            } else if get {
+                Ok(Route::GetVolume((*id).to_owned()))
+            } else if delete {
+                Ok(Route::DeleteVolume((*id).to_owned()))
+            } else {
+                Err(Miss::MethodNotAllowed)
+            }
+        }
+        ["v1", "backupvolumes"] => {
+            if get {
+                Ok(Route::ListBackupVolumes)
+            } else {
+                pick(put, Route::SyncBackupVolumes)
+            }
+        }
+        ["v1", "backupvolumes", id] if !id.is_empty() => {
+            if post {
+                act(render::BV_ACTIONS, Route::BackupVolumeAction, id)
+            } else if get {
+                Ok(Route::GetBackupVolume((*id).to_owned()))
+            } else if delete {
+                Ok(Route::DeleteBackupVolume((*id).to_owned()))
+            } else {
+                Err(Miss::MethodNotAllowed)
+            }
+        }
+        ["v1", "backuptargets"] => match *method {
+            Method::GET => Ok(Route::ListBackupTargets),
+            Method::POST => Ok(Route::CreateBackupTarget),
+            Method::PUT => Ok(Route::SyncBackupTargets),
+            _ => Err(Miss::MethodNotAllowed),
+        },
+        ["v1", "backuptargets", id] if !id.is_empty() => {
+            if post {
+                act(
+                    &["backupTargetSync", "backupTargetUpdate"],
+                    Route::BackupTargetAction,
+                    id,
+                )
+            } else if get {
+                Ok(Route::GetBackupTarget((*id).to_owned()))
+            } else if delete {
+                Ok(Route::DeleteBackupTarget((*id).to_owned()))
+            } else {
+                Err(Miss::MethodNotAllowed)
+            }
+        }
+        ["v1", "settings"] => pick(get, Route::ListSettings),
+        ["v1", "settings", id] if !id.is_empty() => {
+            if get {
+                Ok(Route::GetSetting((*id).to_owned()))
+            } else {
+                pick(put, Route::UpdateSetting((*id).to_owned()))
+            }
+        }
+        _ => Err(Miss::NotFound),
+    }
+}
+
+fn base_url(headers: &HeaderMap) -> String {
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    format!("http://{host}")
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
+}
+
+fn json_response(status: StatusCode, base: &str, value: &Value) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = (status, body).into_response();
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("{base}/v1/schemas")) {
+        h.insert("X-API-Schemas", v);
+    }
+    resp
+}
+
+fn error_response(err: &ApiError, base: &str, url: &str) -> Response {
+    match err {
+        ApiError::NotFoundEmpty => StatusCode::NOT_FOUND.into_response(),
+        ApiError::NotFound(m) => json_response(
+            StatusCode::NOT_FOUND,
+            base,
+            &render::error(404, "Not Found", m, url),
+        ),
+        ApiError::Internal(m) => json_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            base,
+            &render::error(500, "Internal Server Error", m, url),
+        ),
+    }
+}
+
+/// The axum fallback: every request that is not for `/emulator`.
+pub async fn handle(AxumState(sh): AxumState<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let base = base_url(&parts.headers);
+    let path_q = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| parts.uri.path().to_owned());
+    let url = format!("{base}{path_q}");
+    let route = match resolve(&parts.method, parts.uri.path(), parts.uri.query()) {
+        Ok(r) => r,
+        Err(Miss::NotFound) => return plain(StatusCode::NOT_FOUND, "404 page not found\n"),
+        Err(Miss::MethodNotAllowed) => return plain(StatusCode::METHOD_NOT_ALLOWED, ""),
+        Err(Miss::Redirect(loc)) => {
+            let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
+            if let Ok(v) = HeaderValue::from_str(&loc) {
+                r.headers_mut().insert(header::LOCATION, v);
+            }
+            return r;
+        }
+    };
+    let op = route.op();
+    *sh.lock().requests.entry(op.clone()).or_default() += 1;
+    let injected = sh.apply_fault(&op).await;
+    if injected == Some(false) {
+        debug!(%op, "injected fault (no effect)");
+        return error_response(&internal("injected fault"), &base, &url);
+    }
+    let body = match axum::body::to_bytes(body, 16 << 20).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(
+                &internal(format!("reading the request body: {e}")),
+                &base,
+                &url,
+            );
+        }
+    };
+    let ctx = Ctx {
+        sh,
+        base: base.clone(),
+        url: url.clone(),
+        body,
+    };
+    let result = dispatch(&ctx, route).await;
+    if injected == Some(true) {
+        debug!(%op, "injected fault (after effect)");
+        return error_response(&internal("injected fault"), &base, &url);
+    }
+    match result {
+        Ok(Reply::Json(v)) => json_response(StatusCode::OK, &base, &v),
+        Ok(Reply::Empty) => StatusCode::OK.into_response(),
+        Err(e) => error_response(&e, &base, &url),
+    }
+}
+
+async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
+    let base = ctx.base.as_str();
+    match route {
+        Route::Root => Ok(Reply::Json(render::collection(
+            "apiVersion",
+            &ctx.url,
+            vec![render::api_version(base)],
+        ))),
+        Route::ApiVersion => Ok(Reply::Json(render::api_version(base))),
+        Route::Schemas => Ok(Reply::Json(render::collection("schema", &ctx.url, vec![]))),
+        Route::ListVolumes => {
+            let st = ctx.sh.lock();
+            let data = st
+                .volumes
+                .values()
+                .map(|v| render::volume(base, &st, v))
+                .collect();
+            let mut c = render::collection("volume", &ctx.url, data);
+            c["createTypes"] = json!({ "volume": format!("{base}/v1/volumes") });
+            Ok(Reply::Json(c))
+        }
+        Route::GetVolume(name) => {
+            let st = ctx.sh.lock();
+            let v = st.volumes.get(&name).ok_or(ApiError::NotFoundEmpty)?;
+            Ok(Reply::Json(render::volume(base, &st, v)))
+        }
+        Route::CreateVolume => create_volume(ctx),
+        Route::DeleteVolume(name) => {
+            if worker::start_volume_deletion(&ctx.sh, &name) {
+                Ok(Reply::Empty)
+            } else {
+                Err(not_found_volume(&name))
+            }
+        }
+        Route::VolumeAction(name, action) => volume_action(ctx, &name, &action).await,
+        Route::ListBackupVolumes | Route::SyncBackupVolumes => {
+            let st = ctx.sh.lock();
+            let mut data: Vec<(String, Value)> = st
+                .backup_volumes
+                .iter()
+                .map(|(vol, bv)| (bv_name(vol), render::backup_volume(base, &st, vol, bv)))
+                .collect();
+            data.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(Reply::Json(render::collection(
+                "backupVolume",
+                &ctx.url,
+                data.into_iter().map(|(_, v)| v).collect(),
+            )))
+        }
+        Route::GetBackupVolume(id) => {
+            let st = ctx.sh.lock();
+            Ok(Reply::Json(match find_bv(&st, &id) {
+                Some(vol) => render::backup_volume(base, &st, &vol, &st.backup_volumes[&vol]),
+                None => render::backup_volume_placeholder(base, &id),
+            }))
+        }
+        Route::DeleteBackupVolume(id) => {
+            let mut st = ctx.sh.lock();
+            if let Some(vol) = find_bv(&st, &id) {
+                for b in st.backups.values_mut().filter(|b| b.volume_name == vol) {
+                    b.state = "Deleting".into();
+                }
+                drop(st);
+                let sh = ctx.sh.clone();
+                ctx.sh
+                    .spawn(async move { worker::run_delete_backup_volume(sh, vol).await });
+            }
+            Ok(Reply::Empty)
+        }
+        Route::BackupVolumeAction(id, action) => backup_volume_action(ctx, &id, &action),
+        Route::ListBackupTargets | Route::SyncBackupTargets => Ok(Reply::Json(render::collection(
+            "backupTarget",
+            &ctx.url,
+            vec![render::backup_target(base, ctx.sh.store.as_ref())],
+        ))),
+        Route::GetBackupTarget(id) => {
+            if id == crate::state::TARGET {
+                Ok(Reply::Json(render::backup_target(
+                    base,
+                    ctx.sh.store.as_ref(),
+                )))
+            } else {
+                Err(ApiError::NotFound(format!(
+                    "backuptargets.longhorn.io \"{id}\" not found"
+                )))
+            }
+        }
+        Route::BackupTargetAction(id, action) => {
+            if id != crate::state::TARGET {
+                return Err(ApiError::NotFound(format!(
+                    "backuptargets.longhorn.io \"{id}\" not found"
+                )));
+            }
+            if action == "backupTargetSync" {
+                let _: Value = ctx.input()?;
+                Ok(Reply::Json(render::backup_target(
+                    base,
+                    ctx.sh.store.as_ref(),
+                )))
+            } else {
+                Err(internal(
+                    "updating the backup target is not supported by the emulator",
+                ))
+            }
+        }
+        Route::CreateBackupTarget => Err(internal(
+            "creating backup targets is not supported by the emulator",
+        )),
+        Route::DeleteBackupTarget(id) => Err(internal(format!(
+            "cannot delete backup target {id}: deleting backup targets is not supported"
+        ))),
+        Route::ListSettings => Ok(Reply::Json(render::collection(
+            "setting",
+            &ctx.url,
+            render::SETTINGS
+                .iter()
+                .map(|(n, v)| render::setting(base, n, v))
+                .collect(),
+        ))),
+        Route::GetSetting(name) | Route::UpdateSetting(name) => {
+            if matches!(
+                name.as_str(),
+                "backup-target" | "backup-target-credential-secret" | "backupstore-poll-interval"
+            ) {
+                return Err(internal(format!("setting {name} is not supported")));
+            }
+            render::SETTINGS
+                .iter()
+                .find(|(n, _)| *n == name)
+                .map(|(n, v)| Reply::Json(render::setting(base, n, v)))
+                .ok_or_else(|| {
+                    ApiError::NotFound(format!("settings.longhorn.io \"{name}\" not found"))
+                })
+        }
+    }
+}
+
+fn not_found_volume(name: &str) -> ApiError {
+    ApiError::NotFound(format!("volumes.longhorn.io \"{name}\" not found"))
+}
+
+fn find_bv(st: &State, id: &str) -> Option<String> {
+    st.backup_volumes.keys().find(|v| bv_name(v) == id).cloned()
+}
+
+/// `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 40 characters.
+pub fn valid_volume_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !b.is_empty()
+        && b.len() <= 40
+        && b.first().is_some_and(ok)
+        && b.last().is_some_and(ok)
+        && b.iter().all(|c| ok(c) || *c == b'-')
+}
+
+/// `^[a-z0-9][a-z0-9_.-]+$` (backup and snapshot names).
+pub fn valid_object_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    let ok = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
+    b.len() >= 2
+        && b.first().is_some_and(ok)
+        && b.iter().all(|c| ok(c) || matches!(c, b'_' | b'.' | b'-'))
+}
+
+/// A Kubernetes quantity (`64Mi`, `1Gi`, `1073741824`, `1G`) in bytes.
+pub fn parse_quantity(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, suffix) = s.split_at(digits);
+    let n: u64 = num.parse().ok()?;
+    let mult: u64 = match suffix {
+        "" => 1,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        "Pi" => 1 << 50,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct VolumeInput {
+    name: String,
+    size: Option<Value>,
+    number_of_replicas: i64,
+    frontend: String,
+    from_backup: String,
+    access_mode: String,
+    standby: bool,
+}
+
+fn new_volume(st: &mut State, name: &str, size: u64, replicas: usize) -> Volume {
+    Volume {
+        uid: st.uid(),
+        name: name.to_owned(),
+        size,
+        state: VolState::New,
+        busy: true,
+        faulted: false,
+        created: Utc::now(),
+        frontend: "blockdev".into(),
+        replicas: (0..replicas.max(1))
+            .map(|_| format!("{name}-r-{}", hex8()))
+            .collect(),
+        access_mode: "rwo".into(),
+        from_backup: String::new(),
+        restore: None,
+        restore_required: false,
+        restore_initiated: false,
+        restore_status: Vec::new(),
+        restore_condition: Condition::new("False"),
+        kubernetes_status: KubeStatus::default(),
+        tickets: BTreeMap::new(),
+        data: Default::default(),
+        snapshots: BTreeMap::new(),
+        labels: BTreeMap::new(),
+        last_attached_by: String::new(),
+    }
+}
+
+/// Creates a plain volume of `size` bytes and starts its lifecycle (control
+/// endpoint and provisioner use this too).
+pub fn create_plain_volume(sh: &Arc<Shared>, name: &str, size: u64) -> Result<()> {
+    if !valid_volume_name(name) {
+        return Err(internal(format!("invalid name {name}")));
+    }
+    if size == 0 || !size.is_multiple_of(BLOCK) {
+        return Err(internal(format!(
+            "invalid volume size {size}: must be a positive multiple of the backup block size {BLOCK}"
+        )));
+    }
+    let mut st = sh.lock();
+    if st.volumes.contains_key(name) {
+        return Err(internal(format!(
+            "unable to create volume {name}: volumes.longhorn.io \"{name}\" already exists"
+        )));
+    }
+    let v = new_volume(&mut st, name, size, 3);
+    let uid = v.uid;
+    st.volumes.insert(name.to_owned(), v);
+    drop(st);
+    let sh2 = sh.clone();
+    let name = name.to_owned();
+    sh.spawn(async move { worker::run_create(sh2, name, uid).await });
+    Ok(())
+}
+
+fn create_volume(ctx: &Ctx) -> Result<Reply> {
+    let input: VolumeInput = ctx.input()?;
+    let name = input.name.clone();
+    if !valid_volume_name(&name) {
+        return Err(internal(format!("invalid name {name}")));
+    }
+    if input.standby {
+        return Err(internal(
+            "standby (DR) volumes are not supported by the emulator",
+        ));
+    }
+    let replicas = if input.number_of_replicas > 0 {
+        input.number_of_replicas as usize
+    } else {
+        3
+    };
+    if input.from_backup.is_empty() {
+        let size = match &input.size {
+            Some(Value::String(s)) => parse_quantity(s),
+            Some(Value::Number(n)) => n.as_u64(),
+            _ => None,
+        }
+        .ok_or_else(|| internal(format!("invalid volume size {:?}", input.size)))?;
+        create_plain_volume(&ctx.sh, &name, size)?;
+        let mut st = ctx.sh.lock();
+        let st = &mut *st;
+        let v = st
+            .volumes
+            .get_mut(&name)
+            .ok_or_else(|| not_found_volume(&name))?;
+        if input.replicas_given() {
+            v.replicas = (0..replicas)
+                .map(|_| format!("{name}-r-{}", hex8()))
+                .collect();
+        }
+        if !input.frontend.is_empty() {
+            v.frontend = input.frontend.clone();
+        }
+        if !input.access_mode.is_empty() {
+            v.access_mode = input.access_mode.clone();
+        }
+        return Ok(Reply::Json(render::volume(
+            &ctx.base,
+            st,
+            &st.volumes[&name],
+        )));
+    }
+
+    // Restore: the backup must exist; size, access mode and kubernetesStatus come from it.
+    let parsed = url::Url::parse(&input.from_backup).map_err(|e| {
+        internal(format!(
+            "cannot get backup and volume name from backup URL {}: {e}",
+            input.from_backup
+        ))
+    })?;
+    let q: BTreeMap<String, String> = parsed.query_pairs().into_owned().collect();
+    let backup_name = q.get("backup").cloned().unwrap_or_default();
+    let mut st = ctx.sh.lock();
+    let backup = st
+        .backups
+        .get(&backup_name)
+        .filter(|_| !backup_name.is_empty())
+        .cloned()
+        .ok_or_else(|| {
+            internal(format!(
+                "cannot get backup {backup_name}: backups.longhorn.io \"{backup_name}\" not found"
+            ))
+        })?;
+    if q.get("volume").is_some_and(|v| v != &backup.volume_name) {
+        return Err(internal(format!(
+            "cannot get backup volume {} of backup {backup_name}",
+            q.get("volume").map(String::as_str).unwrap_or_default()
+        )));
+    }
+    if st.volumes.contains_key(&name) {
+        return Err(internal(format!(
+            "unable to create volume {name}: volumes.longhorn.io \"{name}\" already exists"
+        )));
+    }
+    let mut v = new_volume(&mut st, &name, backup.volume_size, replicas);
+    v.from_backup = input.from_backup.clone();
+    v.restore_required = true;
+    v.restore = Some(Restore {
+        backup: backup.name.clone(),
+        source_volume: backup.volume_name.clone(),
+        url: input.from_backup.clone(),
+        started: false,
+        done: false,
+    });
+    let labels = backup.labels.clone().unwrap_or_default();
+    v.access_mode = if input.access_mode.is_empty() {
+        labels
+            .get("longhorn.io/volume-access-mode")
+            .cloned()
+            .unwrap_or_else(|| "rwo".into())
+    } else {
+        input.access_mode.clone()
+    };
+    if let Some(ks) = labels
+        .get("KubernetesStatus")
+        .and_then(|j| serde_json::from_str::<KubeStatus>(j).ok())
+    {
+        let mut ks = ks;
+        ks.pv_name.clear();
+        ks.pv_status.clear();
+        if !ks.pvc_name.is_empty() && ks.last_pvc_ref_at.is_empty() {
+            ks.last_pvc_ref_at = rfc3339(Utc::now());
+        }
+        v.kubernetes_status = ks;
+    }
+    v.labels
+        .insert("backup-volume".into(), backup.volume_name.clone());
+    let uid = v.uid;
+    st.volumes.insert(name.clone(), v);
+    let out = render::volume(&ctx.base, &st, &st.volumes[&name]);
+    drop(st);
+    let sh = ctx.sh.clone();
+    ctx.sh
+        .spawn(async move { worker::run_create(sh, name, uid).await });
+    Ok(Reply::Json(out))
+}
+
+impl VolumeInput {
+    fn replicas_given(&self) -> bool {
+        self.number_of_replicas > 0
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct NameInput {
+    name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct SnapshotInput {
+    name: String,
+    labels: Option<BTreeMap<String, String>>,
+    backup_mode: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct AttachInput {
+    host_id: String,
+    disable_frontend: bool,
+    attacher_type: String,
+    #[serde(rename = "attachmentID")]
+    attachment_id: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct DetachInput {
+    #[serde(rename = "attachmentID")]
+    attachment_id: String,
+    force_detach: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PvInput {
+    pub pv_name: String,
+    pub fs_type: String,
+    pub storage_class_name: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+pub struct PvcInput {
+    pub namespace: String,
+    pub pvc_name: String,
+}
+
+fn engine_not_running(name: &str) -> ApiError {
+    internal(format!(
+        "cannot get {name} volume engine: engine is not running"
+    ))
+}
+
+fn check_labels(labels: &BTreeMap<String, String>) -> Result<()> {
+    for (k, v) in labels {
+        if k.contains('=') || v.contains('=') {
+            return Err(internal(format!(
+                "invalid label {k}={v}: keys and values may not contain '='"
+            )));
+        }
+    }
+    Ok(())
+}
+
+async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
+    match action {
+        "pvCreate" => {
+            let input: PvInput = ctx.input()?;
+            crate::cluster::pv_create(&ctx.sh, name, input).await?;
+            return volume_reply(ctx, name);
+        }
+        "pvcCreate" => {
+            let input: PvcInput = ctx.input()?;
+            crate::cluster::pvc_create(&ctx.sh, name, input).await?;
+            return volume_reply(ctx, name);
+        }
+        _ => {}
+    }
+    let sh = &ctx.sh;
+    let base = ctx.base.as_str();
+    let mut guard = sh.lock();
+    let st = &mut *guard;
+    if !st.volumes.contains_key(name) {
+        return Err(not_found_volume(name));
+    }
+    let attached = st.volumes[name].state == VolState::Attached;
+    match action {
+        "attach" => {
+            let input: AttachInput = ctx.input()?;
+            let v = st
+                .volumes
+                .get_mut(name)
+                .ok_or_else(|| not_found_volume(name))?;
+            if v.restore_required {
+                return Err(internal(format!("volume {name} is pending restoring")));
+            }
+            if v.state == VolState::Deleting {
+                return Err(internal(format!("volume {name} is being deleted")));
+            }
+            let id = if input.attachment_id.is_empty() {
+                "longhorn-ui".to_owned()
+            } else {
+                input.attachment_id
+            };
+            v.tickets.insert(
+                id,
+                Ticket {
+                    kind: if input.attacher_type.is_empty() {
+                        "longhorn-api".into()
+                    } else {
+                        input.attacher_type
+                    },
+                    node: if input.host_id.is_empty() {
+                        "node-1".into()
+                    } else {
+                        input.host_id
+                    },
+                    disable_frontend: input.disable_frontend,
+                },
+            );
+            worker::kick(sh, st, name);
+            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+        }
+        "detach" => {
+            let input: DetachInput = ctx.input_or_default()?;
+            let v = st
+                .volumes
+                .get_mut(name)
+                .ok_or_else(|| not_found_volume(name))?;
+            let restore = worker::restore_ticket(name);
+            if input.force_detach {
+                v.tickets.clear();
+            } else if !input.attachment_id.is_empty() {
+                v.tickets.remove(&input.attachment_id);
+            } else {
+                v.tickets.retain(|id, _| *id == restore);
+            }
+            worker::kick(sh, st, name);
+            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+        }
+        "snapshotCRCreate" => {
+            let input: SnapshotInput = ctx.input()?;
+            let labels = input.labels.unwrap_or_default();
+            check_labels(&labels)?;
+            let snap = if input.name.is_empty() {
+                format!("snap-{}", hex16())
+            } else {
+                input.name
+            };
+            if !valid_object_name(&snap) {
+                return Err(internal(format!("invalid snapshot name {snap}")));
+            }
+            let seq = st.uid();
+            let v = st
+                .volumes
+                .get_mut(name)
+                .ok_or_else(|| not_found_volume(name))?;
+            if v.state == VolState::Deleting {
+                return Err(internal(format!("volume {name} is being deleted")));
+            }
+            if v.snapshots.contains_key(&snap) {
+                return Err(internal(format!(
+                    "snapshots.longhorn.io \"{snap}\" already exists"
+                )));
+            }
+            let parent = v.head_parent().map(|p| p.name.clone()).unwrap_or_default();
+            let s = Snapshot {
+                name: snap.clone(),
+                seq,
+                cr_creation_time: Utc::now(),
+                creation_time: None,
+                labels,
+                data: v.data.clone(),
+                ready: false,
+                mark_removed: false,
+                user_created: true,
+                parent,
+            };
+            let uid = v.uid;
+            let out = render::snapshot_cr(base, v, &s);
+            v.snapshots.insert(snap.clone(), s);
+            let sh2 = sh.clone();
+            let vol = name.to_owned();
+            sh.spawn(async move { worker::run_snapshot_ready(sh2, vol, uid, snap, seq).await });
+            Ok(Reply::Json(out))
+        }
+        "snapshotCRGet" => {
+            let input: NameInput = ctx.input()?;
+            let v = &st.volumes[name];
+            let s = v.snapshots.get(&input.name).ok_or_else(|| {
+                ApiError::NotFound(format!(
+                    "snapshots.longhorn.io \"{}\" not found",
+                    input.name
+                ))
+            })?;
+            Ok(Reply::Json(render::snapshot_cr(base, v, s)))
+        }
+        "snapshotCRList" => {
+            let v = &st.volumes[name];
+            let data = v
+                .snapshots
+                .values()
+                .map(|s| render::snapshot_cr(base, v, s))
+                .collect();
+            Ok(Reply::Json(render::collection(
+                "snapshotCR",
+                &ctx.url,
+                data,
+            )))
+        }
+        "snapshotCRDelete" => {
+            let input: NameInput = ctx.input()?;
+            let v = st
+                .volumes
+                .get_mut(name)
+                .ok_or_else(|| not_found_volume(name))?;
+            remove_snapshot(v, &input.name);
+            Ok(Reply::Json(json!({
+                "type": "empty",
+                "links": { "self": ctx.url },
+                "actions": {},
+            })))
+        }
+        "snapshotCreate" => {
+            if !attached {
+                return Err(engine_not_running(name));
+            }
+            let input: SnapshotInput = ctx.input()?;
+            let labels = input.labels.unwrap_or_default();
+            check_labels(&labels)?;
+            let snap = if input.name.is_empty() {
+                uuid()
+            } else {
+                input.name
+            };
+            let seq = st.uid();
+            let v = st
+                .volumes
+                .get_mut(name)
+                .ok_or_else(|| not_found_volume(name))?;
+            if v.snapshots.contains_key(&snap) {
+                return Err(internal(format!(
+                    "snapshot volume-snap-{snap}.img is already existing"
+                )));
+            }
+            let now = Utc::now();
+            let parent = v.head_parent().map(|p| p.name.clone()).unwrap_or_default();
+            let s = Snapshot {
+                name: snap.clone(),
+                seq,
+                cr_creation_time: now,
+                creation_time: Some(now),
+                labels,
+                data: v.data.clone(),
+                ready: true,
+                mark_removed: false,
+                user_created: true,
+                parent,
+            };
+            let out = render::snapshot(base, v, &s);
+            v.snapshots.insert(snap, s);
+            Ok(Reply::Json(out))
+        }
+        "snapshotList" => {
+            if !attached {
+                return Err(engine_not_running(name));
+            }
+            let v = &st.volumes[name];
+            let mut data: Vec<Value> = v
+                .snapshots
+                .values()
+                .filter(|s| s.ready)
+                .map(|s| render::snapshot(base, v, s))
+                .collect();
+            data.push(render::volume_head(base, v));
+            Ok(Reply::Json(render::collection("snapshot", &ctx.url, data)))
+        }
+        "snapshotGet" => {
+            if !attached {
+                return Err(engine_not_running(name));
+            }
+            let input: NameInput = ctx.input()?;
+            let v = &st.volumes[name];
+            if input.name == "volume-head" {
+                return Ok(Reply::Json(render::volume_head(base, v)));
+            }
+            let s = v
+                .snapshots
+                .get(&input.name)
+                .filter(|s| s.ready)
+                .ok_or_else(|| {
+                    internal(format!(
+                        "cannot find snapshot '{}' for volume '{name}'",
+                        input.name
+                    ))
+                })?;
+            Ok(Reply::Json(render::snapshot(base, v, s)))
+        }
+        "snapshotDelete" => {
+            if !attached {
+                return Err(engine_not_running(name));
+            }
+            let input: NameInput = ctx.input()?;
+            if input.name == "volume-head" {
+                return Err(internal("cannot remove the volume head"));
+            }
+            let v = st
+                .volumes
+                .get_mut(name)
+                .ok_or_else(|| not_found_volume(name))?;
+            let s = v.snapshots.get_mut(&input.name).ok_or_else(|| {
+                internal(format!(
+                    "cannot find snapshot '{}' for volume '{name}'",
+                    input.name
+                ))
+            })?;
+            s.mark_removed = true;
+            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+        }
+        "snapshotPurge" => {
+            if !attached {
+                return Err(engine_not_running(name));
+            }
+            let v = st
+                .volumes
+                .get_mut(name)
+                .ok_or_else(|| not_found_volume(name))?;
+            let removed: Vec<String> = v
+                .snapshots
+                .values()
+                .filter(|s| s.mark_removed)
+                .map(|s| s.name.clone())
+                .collect();
+            for s in removed {
+                remove_snapshot(v, &s);
+            }
+            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+        }
+        "snapshotRevert" => {
+            if !attached {
+                return Err(engine_not_running(name));
+            }
+            let input: NameInput = ctx.input()?;
+            let v = st
+                .volumes
+                .get_mut(name)
+                .ok_or_else(|| not_found_volume(name))?;
+            if !v.tickets.values().any(|t| t.disable_frontend) {
+                return Err(internal(format!(
+                    "volume {name} frontend enabled: revert needs the volume attached in maintenance mode"
+                )));
+            }
+            let data = v
+                .snapshots
+                .get(&input.name)
+                .filter(|s| s.ready && !s.mark_removed)
+                .map(|s| s.data.clone())
+                .ok_or_else(|| {
+                    internal(format!(
+                        "cannot find snapshot '{}' for volume '{name}'",
+                        input.name
+                    ))
+                })?;
+            v.data = data;
+            Ok(Reply::Empty)
+        }
+        "snapshotBackup" => {
+            let input: SnapshotInput = ctx.input()?;
+            if sh.store.is_none() {
+                return Err(internal("backup target default is not available"));
+            }
+            let mode = match input.backup_mode.as_str() {
+                "" | "incremental" => "incremental",
+                "full" => "full",
+                m => return Err(internal(format!("invalid backup mode {m}"))),
+            };
+            if input.name.is_empty() || input.name == "volume-head" {
+                return Err(internal(format!(
+                    "snapshot {:?} is invalid for a backup",
+                    input.name
+                )));
+            }
+            let mut labels = input.labels.unwrap_or_default();
+            for (k, v) in &labels {
+                if k == "KubernetesStatus" || k == "ranchervm-base-image" {
+                    return Err(internal(format!("label key {k} is reserved")));
+                }
+                if v.is_empty() {
+                    return Err(internal(format!("label {k} has an empty value")));
+                }
+            }
+            check_labels(&labels)?;
+            let uid = st.uid();
+            let v = &st.volumes[name];
+            if v.state == VolState::Deleting {
+                return Err(internal(format!("volume {name} is being deleted")));
+            }
+            let ks = &v.kubernetes_status;
+            if !ks.pv_name.is_empty() || !ks.pvc_name.is_empty() {
+                labels.insert(
+                    "KubernetesStatus".into(),
+                    serde_json::to_string(ks).unwrap_or_default(),
+                );
+            }
+            labels.insert(
+                "longhorn.io/volume-access-mode".into(),
+                v.access_mode.clone(),
+            );
+            let backup_name = format!("backup-{}", hex16());
+            let b = Backup {
+                uid,
+                name: backup_name.clone(),
+                volume_name: name.to_owned(),
+                snapshot_name: input.name,
+                status_snapshot: String::new(),
+                state: String::new(),
+                progress: 0,
+                error: String::new(),
+                messages: BTreeMap::new(),
+                url: String::new(),
+                snapshot_created: String::new(),
+                created: String::new(),
+                size: 0,
+                spec_labels: labels,
+                labels: None,
+                backup_mode: mode.to_owned(),
+                volume_size: v.size,
+                volume_created: rfc3339(v.created),
+                newly_uploaded: 0,
+                reuploaded: 0,
+                replica: String::new(),
+            };
+            st.backups.insert(backup_name.clone(), b);
+            st.backup_volumes.entry(name.to_owned()).or_default();
+            st.backups_created += 1;
+            let sh2 = sh.clone();
+            sh.spawn(async move { worker::run_backup(sh2, backup_name, uid).await });
+            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+        }
+        "recurringJobList" | "recurringJobAdd" | "recurringJobDelete" => {
+            if action != "recurringJobList" {
+                let _: NameInput = ctx.input()?;
+            }
+            Ok(Reply::Json(render::collection(
+                "volumeRecurringJob",
+                &ctx.url,
+                vec![],
+            )))
+        }
+        "updateBackupTargetName" => {
+            let _: Value = ctx.input()?;
+            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+        }
+        other => Err(internal(format!(
+            "action {other} is not supported by the Longhorn emulator"
+        ))),
+    }
+}
+
+fn remove_snapshot(v: &mut Volume, snap: &str) {
+    if let Some(s) = v.snapshots.remove(snap) {
+        for c in v.snapshots.values_mut().filter(|c| c.parent == snap) {
+            c.parent = s.parent.clone();
+        }
+    }
+}
+
+fn volume_reply(ctx: &Ctx, name: &str) -> Result<Reply> {
+    let st = ctx.sh.lock();
+    let v = st.volumes.get(name).ok_or_else(|| not_found_volume(name))?;
+    Ok(Reply::Json(render::volume(&ctx.base, &st, v)))
+}
+
+fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
+    let base = ctx.base.as_str();
+    let mut guard = ctx.sh.lock();
+    let st = &mut *guard;
+    let vol = find_bv(st, id);
+    let list = |st: &State, volume: Option<&str>| {
+        let data = st
+            .backups
+            .values()
+            .filter(|b| Some(b.volume_name.as_str()) == volume)
+            .map(|b| render::backup(base, b))
+            .collect();
+        render::collection("backup", &ctx.url, data)
+    };
+    let bv_reply = |st: &State, vol: &Option<String>| match vol {
+        Some(v) => render::backup_volume(base, st, v, &st.backup_volumes[v]),
+        None => render::backup_volume_placeholder(base, id),
+    };
+    match action {
+        "backupList" => Ok(Reply::Json(list(st, vol.as_deref()))),
+        "backupListByVolume" => {
+            let input: NameInput = ctx.input()?;
+            Ok(Reply::Json(list(st, Some(&input.name))))
+        }
+        "backupGet" => {
+            let input: NameInput = ctx.input()?;
+            if input.name.is_empty() {
+                return Err(internal("empty backup name is not allowed"));
+            }
+            let b = st.backups.get(&input.name).ok_or_else(|| {
+                ApiError::NotFound(format!("backups.longhorn.io \"{}\" not found", input.name))
+            })?;
+            Ok(Reply::Json(render::backup(base, b)))
+        }
+        "backupDelete" => {
+            let input: NameInput = ctx.input()?;
+            if input.name.is_empty() {
+                return Err(internal("empty backup name is not allowed"));
+            }
+            let start = match st.backups.get_mut(&input.name) {
+                Some(b) if b.state != "Deleting" => {
+                    b.state = "Deleting".into();
+                    Some(b.uid)
+                }
+                _ => None,
+            };
+            if let Some(uid) = start {
+                let sh2 = ctx.sh.clone();
+                let name = input.name.clone();
+                ctx.sh
+                    .spawn(async move { worker::run_delete_backup(sh2, name, uid).await });
+            }
+            Ok(Reply::Json(bv_reply(st, &vol)))
+        }
+        "backupVolumeSync" => {
+            let _: Value = ctx.input()?;
+            let Some(v) = vol else {
+                return Err(ApiError::NotFound(format!(
+                    "backupvolumes.longhorn.io \"{id}\" not found"
+                )));
+            };
+            let bv = st.backup_volumes.get_mut(&v).ok_or_else(|| {
+                ApiError::NotFound(format!("backupvolumes.longhorn.io \"{id}\" not found"))
+            })?;
+            let now = std::time::Instant::now();
+            if bv
+                .last_sync
+                .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(10))
+            {
+                return Err(internal(format!(
+                    "failed to sync backup volume {id}: a sync was requested less than 10s ago"
+                )));
+            }
+            bv.last_sync = Some(now);
+            Ok(Reply::Json(bv_reply(st, &Some(v))))
+        }
+        other => Err(internal(format!(
+            "action {other} is not supported by the Longhorn emulator"
+        ))),
+    }
+}
+
+/// Loads the completed backups found in the store (a target sync at start).
+pub async fn sync_from_store(sh: &Arc<Shared>) -> anyhow::Result<()> {
+    let Some(store) = sh.store.as_ref() else {
+        return Ok(());
+    };
+    let found = store.scan().await?;
+    let mut st = sh.lock();
+    for (vcfg, backups) in found {
+        let volume = vcfg.name.clone();
+        let bv = st.backup_volumes.entry(volume.clone()).or_default();
+        bv.created = vcfg.created_time.clone();
+        bv.block_count = vcfg.block_count.parse().unwrap_or(0);
+        bv.storage_class_name = crate::store::double_decode(&vcfg.storage_class_name);
+        for cfg in backups {
+            let uid = st.uid();
+            let b = Backup {
+                uid,
+                name: cfg.name.clone(),
+                volume_name: volume.clone(),
+                snapshot_name: cfg.snapshot_name.clone(),
+                status_snapshot: cfg.snapshot_name.clone(),
+                state: "Completed".into(),
+                progress: 0,
+                error: String::new(),
+                messages: BTreeMap::new(),
+                url: store.backup_url(&cfg.name, &volume),
+                snapshot_created: cfg.snapshot_created_at.clone(),
+                created: cfg.created_time.clone(),
+                size: cfg.size.parse().unwrap_or(0),
+                spec_labels: cfg.labels.clone().unwrap_or_default(),
+                labels: cfg.labels.clone().or_else(|| Some(BTreeMap::new())),
+                backup_mode: cfg
+                    .parameters
+                    .as_ref()
+                    .and_then(|p| p.get("backup-mode").cloned())
+                    .unwrap_or_else(|| "incremental".into()),
+                volume_size: vcfg.size.parse().unwrap_or(0),
+                volume_created: String::new(),
+                newly_uploaded: cfg.newly_uploaded_data_size.parse().unwrap_or(0),
+                reuploaded: cfg.re_uploaded_data_size.parse().unwrap_or(0),
+                replica: String::new(),
+            };
+            st.backups.insert(cfg.name, b);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quantities() {
+        assert_eq!(parse_quantity("64Mi"), Some(64 << 20));
+        assert_eq!(parse_quantity("1073741824"), Some(1 << 30));
+        assert_eq!(parse_quantity("1G"), Some(1_000_000_000));
+        assert_eq!(parse_quantity("x"), None);
+        assert_eq!(parse_quantity("1.5Gi"), None);
+    }
+
+    #[test]
+    fn names() {
+        assert!(valid_volume_name("pvc-0123"));
+        assert!(!valid_volume_name("-a"));
+        assert!(!valid_volume_name("A"));
+        assert!(!valid_volume_name(&"a".repeat(41)));
+        assert!(valid_object_name("snap-1.a_b"));
+        assert!(!valid_object_name("a"));
+        assert!(!valid_object_name("Snap"));
+    }
+
+    #[test]
+    fn routes() {
+        let r = |m: Method, p: &str, q: Option<&str>| resolve(&m, p, q);
+        assert_eq!(
+            r(Method::GET, "/v1/volumes", None).ok(),
+            Some(Route::ListVolumes)
+        );
+        assert_eq!(
+            r(Method::POST, "/v1/volumes/v", Some("action=attach")).ok(),
+            Some(Route::VolumeAction("v".into(), "attach".into()))
+        );
+        assert!(matches!(
+            r(Method::POST, "/v1/volumes/v", Some("action=nope")),
+            Err(Miss::NotFound)
+        ));
+        assert!(matches!(
+            r(Method::GET, "/v1/volumes/", None),
+            Err(Miss::Redirect(l)) if l == "/v1/volumes"
+        ));
+        assert!(matches!(r(Method::GET, "/v2", None), Err(Miss::NotFound)));
+        assert!(matches!(
+            r(Method::PATCH, "/v1/volumes", None),
+            Err(Miss::MethodNotAllowed)
+        ));
+    }
+}

@@ -1,0 +1,580 @@
+//! The Kubernetes side, as Longhorn's CSI driver and controllers would do it:
+//! the `longhorn` StorageClass, a provisioner that gives each PVC of that class
+//! an emulated volume and a bound PV, cleanup of released PVs, `pvCreate` /
+//! `pvcCreate` for restored volumes, and `kubernetesStatus` refreshed from the
+//! cluster.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use futures::StreamExt as _;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use serde_json::json;
+use tracing::{debug, info, warn};
+
+use crate::api::{ApiError, PvInput, PvcInput, create_plain_volume, parse_quantity};
+use crate::render::rfc3339;
+use crate::state::{BLOCK, Shared, State, VolState, WorkloadStatus};
+use crate::worker;
+
+/// The CSI driver name Longhorn registers.
+pub const DRIVER: &str = "driver.longhorn.io";
+/// The StorageClass the provisioner serves.
+pub const STORAGE_CLASS: &str = "longhorn";
+/// Longhorn's `default-longhorn-static-storage-class` (pvCreate default).
+pub const STATIC_STORAGE_CLASS: &str = "longhorn-static";
+
+/// A failed Kubernetes-side operation.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("Kubernetes {op} {name} failed: {source}")]
+    Kube {
+        op: &'static str,
+        name: String,
+        source: kube::Error,
+    },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn kerr(op: &'static str, name: &str) -> impl FnOnce(kube::Error) -> ClusterError {
+    let name = name.to_owned();
+    move |source| ClusterError::Kube { op, name, source }
+}
+
+fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409)
+}
+
+fn to_api(e: ClusterError) -> ApiError {
+    ApiError::Internal(e.to_string())
+}
+
+/// Creates the StorageClass and starts the provisioner, the PV reclaimer and
+/// the status refresher.
+pub async fn start(sh: &Arc<Shared>, client: kube::Client) -> Result<(), ClusterError> {
+    ensure_storage_class(&client).await?;
+    let (sh1, c1) = (sh.clone(), client.clone());
+    sh.spawn(async move { run_provisioner(sh1, c1).await });
+    let (sh2, c2) = (sh.clone(), client.clone());
+    sh.spawn(async move { run_reclaimer(sh2, c2).await });
+    let sh3 = sh.clone();
+    sh.spawn(async move { run_status_refresh(sh3, client).await });
+    Ok(())
+}
+
+async fn ensure_storage_class(client: &kube::Client) -> Result<(), ClusterError> {
+    let sc: StorageClass = serde_json::from_value(json!({
+        "apiVersion": "storage.k8s.io/v1",
+        "kind": "StorageClass",
+        "metadata": { "name": STORAGE_CLASS },
+        "provisioner": DRIVER,
+        "volumeBindingMode": "Immediate",
+        "reclaimPolicy": "Delete",
+        "allowVolumeExpansion": true,
+        "parameters": { "numberOfReplicas": "3", "staleReplicaTimeout": "30" },
+    }))
+    .map_err(|e| ClusterError::Invalid(format!("StorageClass manifest: {e}")))?;
+    match Api::<StorageClass>::all(client.clone())
+        .create(&PostParams::default(), &sc)
+        .await
+    {
+        Ok(_) => {
+            info!("created StorageClass {STORAGE_CLASS}");
+            Ok(())
+        }
+        Err(e) if is_conflict(&e) => Ok(()),
+        Err(e) => Err(kerr("create StorageClass", STORAGE_CLASS)(e)),
+    }
+}
+
+fn access_modes(mode: &str) -> Vec<&'static str> {
+    match mode {
+        "rwx" => vec!["ReadWriteMany"],
+        "rwop" => vec!["ReadWriteOncePod"],
+        _ => vec!["ReadWriteOnce"],
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn pv_manifest(
+    pv: &str,
+    volume: &str,
+    size: u64,
+    modes: serde_json::Value,
+    reclaim: &str,
+    sc: &str,
+    fs_type: &str,
+    claim: Option<serde_json::Value>,
+) -> Result<PersistentVolume, ClusterError> {
+    let mut spec = json!({
+        "capacity": { "storage": size.to_string() },
+        "accessModes": modes,
+        "persistentVolumeReclaimPolicy": reclaim,
+        "storageClassName": sc,
+        "volumeMode": "Filesystem",
+        "csi": {
+            "driver": DRIVER,
+            "volumeHandle": volume,
+            "fsType": fs_type,
+            "volumeAttributes": { "numberOfReplicas": "3", "staleReplicaTimeout": "30" },
+        },
+    });
+    if let Some(c) = claim {
+        spec["claimRef"] = c;
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolume",
+        "metadata": {
+            "name": pv,
+            "annotations": { "pv.kubernetes.io/provisioned-by": DRIVER },
+        },
+        "spec": spec,
+    }))
+    .map_err(|e| ClusterError::Invalid(format!("PV manifest: {e}")))
+}
+
+/// Gives a pending PVC of class `longhorn` a volume and a PV bound to it.
+async fn provision(
+    sh: &Arc<Shared>,
+    client: &kube::Client,
+    pvc: &PersistentVolumeClaim,
+) -> Result<(), ClusterError> {
+    let Some(spec) = pvc.spec.as_ref() else {
+        return Ok(());
+    };
+    if spec.storage_class_name.as_deref() != Some(STORAGE_CLASS)
+        || spec.volume_name.as_deref().is_some_and(|v| !v.is_empty())
+        || pvc.metadata.deletion_timestamp.is_some()
+    {
+        return Ok(());
+    }
+    let (Some(uid), Some(ns), Some(name)) = (
+        pvc.metadata.uid.as_deref(),
+        pvc.metadata.namespace.as_deref(),
+        pvc.metadata.name.as_deref(),
+    ) else {
+        return Ok(());
+    };
+    let volume = format!("pvc-{uid}");
+    let requested = spec
+        .resources
+        .as_ref()
+        .and_then(|r| r.requests.as_ref())
+        .and_then(|r| r.get("storage"))
+        .map(|q| q.0.clone())
+        .unwrap_or_default();
+    let bytes = parse_quantity(&requested).ok_or_else(|| {
+        ClusterError::Invalid(format!("PVC {ns}/{name}: unsupported size {requested:?}"))
+    })?;
+    let size = bytes.div_ceil(BLOCK).max(1) * BLOCK;
+    let exists = sh.lock().volumes.contains_key(&volume);
+    if !exists {
+        create_plain_volume(sh, &volume, size)
+            .map_err(|e| ClusterError::Invalid(format!("creating volume {volume}: {e}")))?;
+        let rwx = spec
+            .access_modes
+            .as_ref()
+            .is_some_and(|m| m.iter().any(|a| a == "ReadWriteMany"));
+        if let Some(v) = sh.lock().volumes.get_mut(&volume).filter(|_| rwx) {
+            v.access_mode = "rwx".into();
+        }
+        info!(%volume, pvc = %format!("{ns}/{name}"), size, "provisioned a volume");
+    }
+    let modes = json!(
+        spec.access_modes
+            .clone()
+            .unwrap_or_else(|| vec!["ReadWriteOnce".into()])
+    );
+    let claim = json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "namespace": ns,
+        "name": name,
+        "uid": uid,
+    });
+    let pv = pv_manifest(
+        &volume,
+        &volume,
+        size,
+        modes,
+        "Delete",
+        STORAGE_CLASS,
+        "ext4",
+        Some(claim),
+    )?;
+    match Api::<PersistentVolume>::all(client.clone())
+        .create(&PostParams::default(), &pv)
+        .await
+    {
+        Ok(_) => {
+            if let Some(v) = sh.lock().volumes.get_mut(&volume) {
+                v.kubernetes_status.pv_name = volume.clone();
+            }
+            Ok(())
+        }
+        Err(e) if is_conflict(&e) => Ok(()),
+        Err(e) => Err(kerr("create PersistentVolume", &volume)(e)),
+    }
+}
+
+async fn run_provisioner(sh: Arc<Shared>, client: kube::Client) {
+    let api = Api::<PersistentVolumeClaim>::all(client.clone());
+    let mut stream = watcher(api, watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(pvc) => {
+                if let Err(e) = provision(&sh, &client, &pvc).await {
+                    warn!(error = %e, "provisioning failed");
+                }
+            }
+            Err(e) => debug!(error = %e, "PVC watch error (retrying)"),
+        }
+    }
+}
+
+/// Released PVs of this driver with reclaim policy Delete: the volume and the
+/// PV are deleted, as the external provisioner does.
+async fn run_reclaimer(sh: Arc<Shared>, client: kube::Client) {
+    let api = Api::<PersistentVolume>::all(client.clone());
+    let mut stream = watcher(api.clone(), watcher::Config::default())
+        .default_backoff()
+        .applied_objects()
+        .boxed();
+    while let Some(item) = stream.next().await {
+        let pv = match item {
+            Ok(pv) => pv,
+            Err(e) => {
+                debug!(error = %e, "PV watch error (retrying)");
+                continue;
+            }
+        };
+        let Some(spec) = pv.spec.as_ref() else {
+            continue;
+        };
+        let Some(csi) = spec.csi.as_ref().filter(|c| c.driver == DRIVER) else {
+            continue;
+        };
+        let released = pv
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.as_deref())
+            .is_some_and(|p| p == "Released");
+        if !released || spec.persistent_volume_reclaim_policy.as_deref() != Some("Delete") {
+            continue;
+        }
+        let name = pv.metadata.name.clone().unwrap_or_default();
+        info!(pv = %name, volume = %csi.volume_handle, "PV released: deleting it and its volume");
+        worker::start_volume_deletion(&sh, &csi.volume_handle);
+        if let Err(e) = api.delete(&name, &DeleteParams::default()).await
+            && !matches!(&e, kube::Error::Api(s) if s.code == 404)
+        {
+            warn!(pv = %name, error = %e, "deleting a released PV failed");
+        }
+    }
+}
+
+/// `kubernetesStatus` of every volume, from PVs, PVCs and pods.
+async fn run_status_refresh(sh: Arc<Shared>, client: kube::Client) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if sh.lock().volumes.is_empty() {
+            continue;
+        }
+        let lp = ListParams::default();
+        let (pv_api, pvc_api, pod_api) = (
+            Api::<PersistentVolume>::all(client.clone()),
+            Api::<PersistentVolumeClaim>::all(client.clone()),
+            Api::<Pod>::all(client.clone()),
+        );
+        let lists = tokio::try_join!(pv_api.list(&lp), pvc_api.list(&lp), pod_api.list(&lp));
+        match lists {
+            Ok((pvs, pvcs, pods)) => {
+                let mut st = sh.lock();
+                refresh(&mut st, &pvs.items, &pvcs.items, &pods.items);
+            }
+            Err(e) => debug!(error = %e, "listing PVs/PVCs/pods failed"),
+        }
+    }
+}
+
+fn refresh(st: &mut State, pvs: &[PersistentVolume], pvcs: &[PersistentVolumeClaim], pods: &[Pod]) {
+    let now = rfc3339(Utc::now());
+    let by_handle: BTreeMap<&str, &PersistentVolume> = pvs
+        .iter()
+        .filter_map(|pv| {
+            let csi = pv.spec.as_ref()?.csi.as_ref()?;
+            (csi.driver == DRIVER).then_some((csi.volume_handle.as_str(), pv))
+        })
+        .collect();
+    for v in st.volumes.values_mut() {
+        let old = v.kubernetes_status.clone();
+        let mut ks = old.clone();
+        match by_handle.get(v.name.as_str()) {
+            None => {
+                // pvCreate may have just made it; keep the name until the PV shows up.
+                if ks.pv_status.is_empty() && !ks.pv_name.is_empty() {
+                    // created by us moments ago: leave as is
+                } else {
+                    ks.pv_name.clear();
+                    ks.pv_status.clear();
+                }
+            }
+            Some(pv) => {
+                ks.pv_name = pv.metadata.name.clone().unwrap_or_default();
+                ks.pv_status = pv
+                    .status
+                    .as_ref()
+                    .and_then(|s| s.phase.clone())
+                    .unwrap_or_default();
+                let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+                let bound_pvc = claim.and_then(|c| {
+                    pvcs.iter().find(|p| {
+                        p.metadata.namespace == c.namespace
+                            && p.metadata.name == c.name
+                            && p.spec.as_ref().and_then(|s| s.volume_name.as_deref())
+                                == pv.metadata.name.as_deref()
+                    })
+                });
+                if let Some(pvc) = bound_pvc {
+                    ks.namespace = pvc.metadata.namespace.clone().unwrap_or_default();
+                    ks.pvc_name = pvc.metadata.name.clone().unwrap_or_default();
+                    ks.last_pvc_ref_at.clear();
+                }
+            }
+        }
+        let pvc_live = by_handle.contains_key(v.name.as_str())
+            && !ks.pvc_name.is_empty()
+            && pvcs.iter().any(|p| {
+                p.metadata.namespace.as_deref() == Some(ks.namespace.as_str())
+                    && p.metadata.name.as_deref() == Some(ks.pvc_name.as_str())
+            });
+        if !pvc_live && !ks.pvc_name.is_empty() && ks.last_pvc_ref_at.is_empty() {
+            ks.last_pvc_ref_at = now.clone();
+        }
+        let workloads: Vec<WorkloadStatus> = if pvc_live {
+            pods.iter()
+                .filter(|p| p.metadata.namespace.as_deref() == Some(ks.namespace.as_str()))
+                .filter(|p| {
+                    p.spec.as_ref().is_some_and(|s| {
+                        s.volumes.iter().flatten().any(|vol| {
+                            vol.persistent_volume_claim
+                                .as_ref()
+                                .is_some_and(|c| c.claim_name == ks.pvc_name)
+                        })
+                    })
+                })
+                .map(|p| {
+                    let owner = p
+                        .metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .find(|o| o.controller == Some(true));
+                    WorkloadStatus {
+                        pod_name: p.metadata.name.clone().unwrap_or_default(),
+                        pod_status: p
+                            .status
+                            .as_ref()
+                            .and_then(|s| s.phase.clone())
+                            .unwrap_or_default(),
+                        workload_name: owner.map(|o| o.name.clone()).unwrap_or_default(),
+                        workload_type: owner.map(|o| o.kind.clone()).unwrap_or_default(),
+                    }
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        if workloads.is_empty() {
+            if ks.workloads_status.as_ref().is_some_and(|w| !w.is_empty())
+                && ks.last_pod_ref_at.is_empty()
+            {
+                ks.last_pod_ref_at = now.clone();
+            }
+        } else {
+            ks.workloads_status = Some(workloads);
+            ks.last_pod_ref_at.clear();
+        }
+        if ks != old {
+            v.kubernetes_status = ks;
+        }
+    }
+}
+
+fn kube_client(sh: &Shared) -> Result<kube::Client, ApiError> {
+    sh.kube.clone().ok_or_else(|| {
+        ApiError::Internal("no Kubernetes cluster is configured for the Longhorn emulator".into())
+    })
+}
+
+/// `pvCreate`: a PV (static class, reclaim Retain) for an existing volume.
+pub async fn pv_create(sh: &Arc<Shared>, volume: &str, input: PvInput) -> Result<(), ApiError> {
+    let client = kube_client(sh)?;
+    let pv_name = if input.pv_name.is_empty() {
+        volume.to_owned()
+    } else {
+        input.pv_name
+    };
+    let fs_type = if input.fs_type.is_empty() {
+        "ext4".to_owned()
+    } else {
+        input.fs_type
+    };
+    let (size, mode) = {
+        let st = sh.lock();
+        let v = st.volumes.get(volume).ok_or_else(|| {
+            ApiError::NotFound(format!("volumes.longhorn.io \"{volume}\" not found"))
+        })?;
+        if !v.kubernetes_status.pv_name.is_empty() {
+            return Err(ApiError::Internal(format!(
+                "volume {volume} already had PV {}",
+                v.kubernetes_status.pv_name
+            )));
+        }
+        if v.state == VolState::Deleting {
+            return Err(ApiError::Internal(format!(
+                "volume {volume} is being deleted"
+            )));
+        }
+        (v.size, v.access_mode.clone())
+    };
+    let sc = if input.storage_class_name.is_empty() {
+        let st = sh.lock();
+        st.backup_volumes
+            .get(volume)
+            .map(|bv| bv.storage_class_name.clone())
+            .filter(|s| !s.is_empty())
+            .unwrap_or_else(|| STATIC_STORAGE_CLASS.to_owned())
+    } else {
+        input.storage_class_name
+    };
+    let pv = pv_manifest(
+        &pv_name,
+        volume,
+        size,
+        json!(access_modes(&mode)),
+        "Retain",
+        &sc,
+        &fs_type,
+        None,
+    )
+    .map_err(to_api)?;
+    Api::<PersistentVolume>::all(client)
+        .create(&PostParams::default(), &pv)
+        .await
+        .map_err(|e| ApiError::Internal(format!("failed to create PV {pv_name}: {e}")))?;
+    if let Some(v) = sh.lock().volumes.get_mut(volume) {
+        v.kubernetes_status.pv_name = pv_name;
+    }
+    Ok(())
+}
+
+/// `pvcCreate`: a PVC bound to the volume's PV.
+pub async fn pvc_create(sh: &Arc<Shared>, volume: &str, input: PvcInput) -> Result<(), ApiError> {
+    let client = kube_client(sh)?;
+    let (size, mode, pv_name) = {
+        let st = sh.lock();
+        let v = st.volumes.get(volume).ok_or_else(|| {
+            ApiError::NotFound(format!("volumes.longhorn.io \"{volume}\" not found"))
+        })?;
+        (
+            v.size,
+            v.access_mode.clone(),
+            v.kubernetes_status.pv_name.clone(),
+        )
+    };
+    if pv_name.is_empty() {
+        return Err(ApiError::Internal(format!(
+            "cannot find existing PV for volume {volume}"
+        )));
+    }
+    let namespace = if input.namespace.is_empty() {
+        "default".to_owned()
+    } else {
+        input.namespace
+    };
+    let pvc_name = if input.pvc_name.is_empty() {
+        volume.to_owned()
+    } else {
+        input.pvc_name
+    };
+    let pvs = Api::<PersistentVolume>::all(client.clone());
+    let mut ready = None;
+    for _ in 0..5 {
+        let pv = pvs
+            .get(&pv_name)
+            .await
+            .map_err(|e| ApiError::Internal(format!("cannot get PV {pv_name}: {e}")))?;
+        let phase = pv
+            .status
+            .as_ref()
+            .and_then(|s| s.phase.clone())
+            .unwrap_or_default();
+        if phase == "Bound" {
+            let c = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
+            return Err(ApiError::Internal(format!(
+                "volume already had PVC {}/{}",
+                c.and_then(|c| c.namespace.clone()).unwrap_or_default(),
+                c.and_then(|c| c.name.clone()).unwrap_or_default()
+            )));
+        }
+        if phase == "Available" || phase == "Released" {
+            ready = Some((pv, phase));
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let Some((pv, phase)) = ready else {
+        return Err(ApiError::Internal(format!(
+            "PV {pv_name} is not Available or Released"
+        )));
+    };
+    if phase == "Released" {
+        pvs.patch(
+            &pv_name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({ "spec": { "claimRef": null } })),
+        )
+        .await
+        .map_err(|e| ApiError::Internal(format!("cannot clear the claim of PV {pv_name}: {e}")))?;
+    }
+    let sc = pv
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.clone())
+        .unwrap_or_default();
+    let pvc: PersistentVolumeClaim = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": { "name": pvc_name, "namespace": namespace },
+        "spec": {
+            "accessModes": access_modes(&mode),
+            "storageClassName": sc,
+            "volumeName": pv_name,
+            "resources": { "requests": { "storage": size.to_string() } },
+        },
+    }))
+    .map_err(|e| ApiError::Internal(format!("PVC manifest: {e}")))?;
+    Api::<PersistentVolumeClaim>::namespaced(client, &namespace)
+        .create(&PostParams::default(), &pvc)
+        .await
+        .map_err(|e| {
+            ApiError::Internal(format!("failed to create PVC {namespace}/{pvc_name}: {e}"))
+        })?;
+    if let Some(v) = sh.lock().volumes.get_mut(volume) {
+        v.kubernetes_status.namespace = namespace;
+        v.kubernetes_status.pvc_name = pvc_name;
+        v.kubernetes_status.last_pvc_ref_at.clear();
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! What an emulator is started with: where it listens, the S3 backup store,
+//! the Kubernetes cluster, and the speed of every asynchronous operation.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// Everything [`crate::Emulator::start`] needs.
+pub struct EmulatorConfig {
+    /// Address of the manager API and the control endpoint (tests use `127.0.0.1:0`).
+    pub listen: SocketAddr,
+    /// The backup target; `None` leaves the `default` target unavailable.
+    pub store: Option<StoreConfig>,
+    /// The cluster for the CSI side; `None`: no provisioner, `pvCreate`/`pvcCreate` fail.
+    pub kube: Option<kube::Client>,
+    /// Delays and rates of the asynchronous operations (changeable at run time).
+    pub timings: Timings,
+}
+
+impl EmulatorConfig {
+    /// No store, no cluster, [`Timings::fast`].
+    pub fn new(listen: SocketAddr) -> Self {
+        EmulatorConfig {
+            listen,
+            store: None,
+            kube: None,
+            timings: Timings::fast(),
+        }
+    }
+}
+
+/// An S3 bucket used as the backup target `s3://<bucket>@<region>/<prefix>/`.
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    /// Key prefix without leading/trailing `/`; objects live under `<prefix>/backupstore/`.
+    pub prefix: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl StoreConfig {
+    /// The test bed's S3 server (from `target/testbed.env`), prefix `longhorn-emulator`.
+    pub fn from_testbed_env() -> anyhow::Result<StoreConfig> {
+        Self::from_testbed_env_with_prefix("longhorn-emulator")
+    }
+
+    /// The test bed's S3 server with a caller-chosen key prefix (tests use one per test).
+    pub fn from_testbed_env_with_prefix(prefix: &str) -> anyhow::Result<StoreConfig> {
+        let env = TestbedEnv::load()?;
+        Ok(StoreConfig {
+            endpoint: env.var("DR_TEST_S3_ENDPOINT")?,
+            region: env.var("DR_TEST_S3_REGION")?,
+            bucket: env.var("DR_TEST_S3_BUCKET")?,
+            prefix: prefix.trim_matches('/').to_owned(),
+            access_key: env.var("AWS_ACCESS_KEY_ID")?,
+            secret_key: env.var("AWS_SECRET_ACCESS_KEY")?,
+        })
+    }
+
+    /// The backup target URL as Longhorn shows it.
+    pub fn target_url(&self) -> String {
+        if self.prefix.is_empty() {
+            format!("s3://{}@{}/", self.bucket, self.region)
+        } else {
+            format!("s3://{}@{}/{}/", self.bucket, self.region, self.prefix)
+        }
+    }
+}
+
+/// The env file written by `tests/testbed/up`.
+pub struct TestbedEnv {
+    path: PathBuf,
+    vars: Vec<(String, String)>,
+}
+
+const HINT: &str = "start the test bed with tests/testbed/up";
+
+impl TestbedEnv {
+    /// Finds the file: `$DR_TESTBED_ENV`, else `target/testbed.env` in the current
+    /// directory or one of its parents, else relative to this crate.
+    pub fn locate() -> anyhow::Result<PathBuf> {
+        if let Some(p) = std::env::var_os("DR_TESTBED_ENV") {
+            return Ok(PathBuf::from(p));
+        }
+        let cwd = std::env::current_dir().context("reading the current directory")?;
+        for dir in cwd.ancestors() {
+            let candidate = dir.join("target/testbed.env");
+            if candidate.is_file() {
+                return Ok(candidate);
+            }
+        }
+        let here = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/testbed.env");
+        if here.is_file() {
+            return Ok(here);
+        }
+        anyhow::bail!("no target/testbed.env above {}: {HINT}", cwd.display())
+    }
+
+    /// Loads the file found by [`TestbedEnv::locate`].
+    pub fn load() -> anyhow::Result<TestbedEnv> {
+        Self::load_from(&Self::locate()?)
+    }
+
+    /// Loads `KEY=VALUE` lines from `path`.
+    pub fn load_from(path: &Path) -> anyhow::Result<TestbedEnv> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}: {HINT}", path.display()))?;
+        let vars = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .filter_map(|l| l.split_once('='))
+            .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+            .collect();
+        Ok(TestbedEnv {
+            path: path.to_owned(),
+            vars,
+        })
+    }
+
+    /// One variable; an error naming the file if it is absent.
+    pub fn var(&self, key: &str) -> anyhow::Result<String> {
+        self.vars
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.clone())
+            .with_context(|| format!("{key} is missing from {}: {HINT}", self.path.display()))
+    }
+
+    /// A kube client for the bed's cluster (from its `KUBECONFIG`), checked to answer.
+    pub async fn kube_client(&self) -> anyhow::Result<kube::Client> {
+        kube_client_from(Path::new(&self.var("KUBECONFIG")?)).await
+    }
+}
+
+/// A kube client from a kubeconfig file, after checking that the API server answers.
+pub async fn kube_client_from(path: &Path) -> anyhow::Result<kube::Client> {
+    use kube::config::{KubeConfigOptions, Kubeconfig};
+    let kc = Kubeconfig::read_from(path)
+        .with_context(|| format!("reading kubeconfig {}: {HINT}", path.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .with_context(|| format!("loading kubeconfig {}", path.display()))?;
+    let client = kube::Client::try_from(config).context("building a kube client")?;
+    tokio::time::timeout(Duration::from_secs(10), client.apiserver_version())
+        .await
+        .map_err(|_| anyhow::anyhow!("kube-apiserver did not answer in 10 s: {HINT}"))?
+        .with_context(|| format!("kube-apiserver refused: {HINT}"))?;
+    Ok(client)
+}
+
+/// Delays and rates of the emulated asynchronous operations.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Timings {
+    /// `""` -> `creating` -> `detached`.
+    pub volume_create_ms: u64,
+    /// `attaching` -> `attached` (detaching takes half).
+    pub attach_ms: u64,
+    /// `snapshotCRCreate` -> `readyToUse`.
+    pub snapshot_ready_ms: u64,
+    /// Backup `""` -> `Pending` -> `InProgress`.
+    pub backup_start_ms: u64,
+    /// Upload speed over the snapshot's non-zero data.
+    pub backup_bytes_per_sec: u64,
+    /// Restore: from attached to the first bytes.
+    pub restore_start_ms: u64,
+    /// Restore speed over the whole volume size.
+    pub restore_bytes_per_sec: u64,
+    /// Volume and backup deletion.
+    pub delete_ms: u64,
+}
+
+impl Timings {
+    /// Tens of milliseconds per step, 256 MiB/s: for tests.
+    pub fn fast() -> Self {
+        Timings {
+            volume_create_ms: 30,
+            attach_ms: 30,
+            snapshot_ready_ms: 30,
+            backup_start_ms: 40,
+            backup_bytes_per_sec: 256 << 20,
+            restore_start_ms: 40,
+            restore_bytes_per_sec: 256 << 20,
+            delete_ms: 30,
+        }
+    }
+
+    /// Seconds per step, tens of MiB/s: close to a small real cluster, for the demo.
+    pub fn realistic() -> Self {
+        Timings {
+            volume_create_ms: 2_000,
+            attach_ms: 4_000,
+            snapshot_ready_ms: 2_000,
+            backup_start_ms: 3_000,
+            backup_bytes_per_sec: 20 << 20,
+            restore_start_ms: 5_000,
+            restore_bytes_per_sec: 40 << 20,
+            delete_ms: 2_000,
+        }
+    }
+}
+
+impl Default for Timings {
+    fn default() -> Self {
+        Timings::fast()
+    }
+}
+
+pub(crate) fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// How long moving `bytes` takes at `rate` bytes per second (rate 0 = instant).
+pub(crate) fn transfer_time(bytes: u64, rate: u64) -> Duration {
+    if rate == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(bytes as f64 / rate as f64)
+}

@@ -1,0 +1,347 @@
+//! The test-only control endpoint under `/emulator` (same port as the API) and
+//! its typed client [`Control`].
+//!
+//! | Method | Path | Body / answer |
+//! |---|---|---|
+//! | POST | `/emulator/volumes` | `{"name","size"}`; answers once the volume is `detached` |
+//! | PUT | `/emulator/volumes/{name}/data?offset=N` | raw bytes written at `N` |
+//! | GET | `/emulator/volumes/{name}/data` | the whole volume, raw |
+//! | GET | `/emulator/volumes/{name}/checksum` | `{"sha256":"<hex>"}` of the whole volume |
+//! | GET, PUT, DELETE | `/emulator/faults` | list / set one ([`Fault`], replaces the one for its operation) / clear all |
+//! | GET, PUT | `/emulator/down` | `{"down":bool}` |
+//! | GET, PUT | `/emulator/timings` | [`Timings`] |
+//! | GET | `/emulator/stats` | [`Stats`] |
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Json;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::config::Timings;
+use crate::state::{Shared, VolState, read_blocks, write_blocks};
+use crate::{Fault, Stats};
+
+/// A failed control request (plain-text body).
+#[derive(Debug, thiserror::Error)]
+enum ControlError {
+    #[error("volume {0} not found")]
+    NoVolume(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Timeout(String),
+}
+
+impl IntoResponse for ControlError {
+    fn into_response(self) -> Response {
+        let status = match self {
+            ControlError::NoVolume(_) => StatusCode::NOT_FOUND,
+            ControlError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ControlError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+        };
+        (status, self.to_string()).into_response()
+    }
+}
+
+pub fn routes() -> Router<Arc<Shared>> {
+    Router::new()
+        .route("/volumes", post(create_volume))
+        .route("/volumes/{name}/data", put(write).get(read))
+        .route("/volumes/{name}/checksum", get(checksum))
+        .route(
+            "/faults",
+            get(list_faults).put(set_fault).delete(clear_faults),
+        )
+        .route("/down", get(get_down).put(set_down))
+        .route("/timings", get(get_timings).put(set_timings))
+        .route("/stats", get(stats))
+        .layer(DefaultBodyLimit::max(1 << 30))
+}
+
+#[derive(Serialize, Deserialize)]
+struct CreateVolume {
+    name: String,
+    size: u64,
+}
+
+async fn create_volume(
+    State(sh): State<Arc<Shared>>,
+    Json(input): Json<CreateVolume>,
+) -> Result<Json<serde_json::Value>, ControlError> {
+    crate::api::create_plain_volume(&sh, &input.name, input.size)
+        .map_err(|e| ControlError::BadRequest(e.to_string()))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = sh.lock().volumes.get(&input.name).map(|v| v.state);
+        match state {
+            Some(VolState::Detached) => return Ok(Json(serde_json::json!({}))),
+            None => return Err(ControlError::NoVolume(input.name)),
+            Some(_) if tokio::time::Instant::now() > deadline => {
+                return Err(ControlError::Timeout(format!(
+                    "volume {} not detached after 120 s",
+                    input.name
+                )));
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Offset {
+    #[serde(default)]
+    offset: u64,
+}
+
+async fn write(
+    State(sh): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Query(q): Query<Offset>,
+    body: Bytes,
+) -> Result<StatusCode, ControlError> {
+    let mut st = sh.lock();
+    let v = st
+        .volumes
+        .get_mut(&name)
+        .ok_or_else(|| ControlError::NoVolume(name.clone()))?;
+    let end = q.offset.checked_add(body.len() as u64);
+    if end.is_none_or(|e| e > v.size) {
+        return Err(ControlError::BadRequest(format!(
+            "write of {} bytes at {} goes past the end of volume {name} ({} bytes)",
+            body.len(),
+            q.offset,
+            v.size
+        )));
+    }
+    write_blocks(&mut v.data, q.offset, &body);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+fn contents(sh: &Shared, name: &str) -> Result<Vec<u8>, ControlError> {
+    let (blocks, size) = {
+        let st = sh.lock();
+        let v = st
+            .volumes
+            .get(name)
+            .ok_or_else(|| ControlError::NoVolume(name.to_owned()))?;
+        (v.data.clone(), v.size)
+    };
+    Ok(read_blocks(&blocks, size))
+}
+
+async fn read(
+    State(sh): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Result<Vec<u8>, ControlError> {
+    contents(&sh, &name)
+}
+
+async fn checksum(
+    State(sh): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Result<Json<serde_json::Value>, ControlError> {
+    let data = contents(&sh, &name)?;
+    let hex = tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&data)))
+        .await
+        .map_err(|e| ControlError::BadRequest(format!("checksum task failed: {e}")))?;
+    Ok(Json(serde_json::json!({ "sha256": hex })))
+}
+
+async fn list_faults(State(sh): State<Arc<Shared>>) -> Json<Vec<Fault>> {
+    Json(sh.lock().faults.values().cloned().collect())
+}
+
+async fn set_fault(
+    State(sh): State<Arc<Shared>>,
+    Json(f): Json<Fault>,
+) -> Result<StatusCode, ControlError> {
+    if f.operation.is_empty() {
+        return Err(ControlError::BadRequest(
+            "fault operation is empty (use \"*\" for every request)".into(),
+        ));
+    }
+    if !(0.0..=1.0).contains(&f.error_rate) {
+        return Err(ControlError::BadRequest(format!(
+            "errorRate {} is not within 0..1",
+            f.error_rate
+        )));
+    }
+    sh.lock().faults.insert(f.operation.clone(), f);
+    sh.faults_changed.send_modify(|g| *g += 1);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn clear_faults(State(sh): State<Arc<Shared>>) -> StatusCode {
+    sh.lock().faults.clear();
+    sh.faults_changed.send_modify(|g| *g += 1);
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Serialize, Deserialize)]
+struct Down {
+    down: bool,
+}
+
+async fn get_down(State(sh): State<Arc<Shared>>) -> Json<Down> {
+    Json(Down { down: sh.is_down() })
+}
+
+async fn set_down(State(sh): State<Arc<Shared>>, Json(d): Json<Down>) -> StatusCode {
+    sh.down.store(d.down, std::sync::atomic::Ordering::SeqCst);
+    StatusCode::NO_CONTENT
+}
+
+async fn get_timings(State(sh): State<Arc<Shared>>) -> Json<Timings> {
+    Json(sh.timings())
+}
+
+async fn set_timings(State(sh): State<Arc<Shared>>, Json(t): Json<Timings>) -> StatusCode {
+    sh.lock().timings = t;
+    StatusCode::NO_CONTENT
+}
+
+async fn stats(State(sh): State<Arc<Shared>>) -> Json<Stats> {
+    Json(sh.lock().stats())
+}
+
+/// Typed client of the control endpoint.
+#[derive(Clone, Debug)]
+pub struct Control {
+    base: url::Url,
+    http: reqwest::Client,
+}
+
+impl Control {
+    /// `base` is the emulator's root URL (`http://127.0.0.1:PORT/`).
+    pub fn new(base: url::Url) -> Control {
+        Control {
+            base,
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(300))
+                .build()
+                .unwrap_or_default(),
+        }
+    }
+
+    fn url(&self, path: &str) -> anyhow::Result<url::Url> {
+        self.base
+            .join(&format!("emulator/{path}"))
+            .with_context(|| format!("joining {path} to {}", self.base))
+    }
+
+    async fn check(resp: reqwest::Response, what: &str) -> anyhow::Result<reqwest::Response> {
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(resp);
+        }
+        let body = resp.text().await.unwrap_or_default();
+        anyhow::bail!("emulator control {what}: {status}: {body}")
+    }
+
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        what: &str,
+    ) -> anyhow::Result<reqwest::Response> {
+        let resp = req
+            .send()
+            .await
+            .with_context(|| format!("emulator control {what}"))?;
+        Self::check(resp, what).await
+    }
+
+    /// Creates a volume of `size` bytes (a multiple of 2 MiB) and waits until it is detached.
+    pub async fn create_volume(&self, name: &str, size: u64) -> anyhow::Result<()> {
+        let body = CreateVolume {
+            name: name.to_owned(),
+            size,
+        };
+        self.send(
+            self.http.post(self.url("volumes")?).json(&body),
+            "create volume",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` into the volume.
+    pub async fn write(&self, volume: &str, offset: u64, data: &[u8]) -> anyhow::Result<()> {
+        let mut url = self.url(&format!("volumes/{volume}/data"))?;
+        url.query_pairs_mut()
+            .append_pair("offset", &offset.to_string());
+        self.send(self.http.put(url).body(data.to_vec()), "write")
+            .await?;
+        Ok(())
+    }
+
+    /// The whole volume, zeros included.
+    pub async fn read(&self, volume: &str) -> anyhow::Result<Vec<u8>> {
+        let url = self.url(&format!("volumes/{volume}/data"))?;
+        let resp = self.send(self.http.get(url), "read").await?;
+        Ok(resp.bytes().await.context("reading volume data")?.to_vec())
+    }
+
+    /// Hex SHA-256 of the whole volume.
+    pub async fn checksum(&self, volume: &str) -> anyhow::Result<String> {
+        let url = self.url(&format!("volumes/{volume}/checksum"))?;
+        let resp = self.send(self.http.get(url), "checksum").await?;
+        let v: serde_json::Value = resp.json().await.context("decoding checksum")?;
+        v["sha256"]
+            .as_str()
+            .map(str::to_owned)
+            .context("checksum answer without sha256")
+    }
+
+    /// Sets the fault of `f.operation` (replacing an earlier one).
+    pub async fn set_fault(&self, f: Fault) -> anyhow::Result<()> {
+        self.send(self.http.put(self.url("faults")?).json(&f), "set fault")
+            .await?;
+        Ok(())
+    }
+
+    /// Removes every fault (hung requests then proceed).
+    pub async fn clear_faults(&self) -> anyhow::Result<()> {
+        self.send(self.http.delete(self.url("faults")?), "clear faults")
+            .await?;
+        Ok(())
+    }
+
+    /// "Longhorn down": every `/v1` connection is closed without an answer.
+    pub async fn set_down(&self, down: bool) -> anyhow::Result<()> {
+        self.send(
+            self.http.put(self.url("down")?).json(&Down { down }),
+            "set down",
+        )
+        .await?;
+        Ok(())
+    }
+
+    pub async fn set_timings(&self, t: Timings) -> anyhow::Result<()> {
+        self.send(self.http.put(self.url("timings")?).json(&t), "set timings")
+            .await?;
+        Ok(())
+    }
+
+    pub async fn timings(&self) -> anyhow::Result<Timings> {
+        let resp = self
+            .send(self.http.get(self.url("timings")?), "timings")
+            .await?;
+        resp.json().await.context("decoding timings")
+    }
+
+    pub async fn stats(&self) -> anyhow::Result<Stats> {
+        let resp = self
+            .send(self.http.get(self.url("stats")?), "stats")
+            .await?;
+        resp.json().await.context("decoding stats")
+    }
+}

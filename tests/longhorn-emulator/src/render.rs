@@ -1,0 +1,585 @@
+//! JSON of the API's resources, in Longhorn's shapes (reference sections 1-4):
+//! `id`/`type`/`links`/`actions` envelopes, sizes as decimal strings, keys sorted
+//! (serde_json maps are ordered), `null` where Longhorn has nil maps and slices.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::{Value, json};
+
+use crate::state::{BLOCK, Backup, BackupVolumeState, State, TARGET, VolState, Volume};
+use crate::store::Store;
+
+/// RFC3339 UTC with seconds, as Longhorn prints it.
+pub fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// Go's `time.String()` form used by `volume.created`.
+pub fn go_time(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S %z UTC").to_string()
+}
+
+/// A nil-able string map.
+fn map_or_null(m: &BTreeMap<String, String>) -> Value {
+    if m.is_empty() { Value::Null } else { json!(m) }
+}
+
+fn actions(base: &str, plural: &str, id: &str, names: &[&str]) -> Value {
+    let m: serde_json::Map<String, Value> = names
+        .iter()
+        .map(|a| {
+            (
+                (*a).to_owned(),
+                Value::String(format!("{base}/v1/{plural}/{id}?action={a}")),
+            )
+        })
+        .collect();
+    Value::Object(m)
+}
+
+/// Adds the envelope keys to `fields`.
+fn resource(mut fields: Value, kind: &str, id: &str, self_link: String, actions: Value) -> Value {
+    if let Value::Object(m) = &mut fields {
+        if !id.is_empty() {
+            m.insert("id".into(), json!(id));
+        }
+        m.insert("type".into(), json!(kind));
+        m.insert("links".into(), json!({ "self": self_link }));
+        m.insert("actions".into(), actions);
+    }
+    fields
+}
+
+/// A collection envelope.
+pub fn collection(resource_type: &str, self_url: &str, data: Vec<Value>) -> Value {
+    json!({
+        "type": "collection",
+        "resourceType": resource_type,
+        "links": { "self": self_url },
+        "data": data,
+    })
+}
+
+/// The error envelope.
+pub fn error(status: u16, code: &str, message: &str, self_url: &str) -> Value {
+    json!({
+        "type": "error",
+        "status": status,
+        "code": code,
+        "message": message,
+        "detail": "",
+        "links": { "self": self_url },
+        "actions": {},
+    })
+}
+
+fn condition(kind: &str, status: &str, reason: &str, message: &str, t: DateTime<Utc>) -> Value {
+    json!({
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastProbeTime": "",
+        "lastTransitionTime": rfc3339(t),
+    })
+}
+
+pub fn volume(base: &str, st: &State, v: &Volume) -> Value {
+    let mut names: Vec<&str> = vec!["attach", "detach"];
+    if v.faulted {
+        names.push("salvage");
+    } else {
+        names.extend([
+            "snapshotCRCreate",
+            "snapshotCRGet",
+            "snapshotCRList",
+            "snapshotCRDelete",
+            "snapshotBackup",
+            "updateBackupTargetName",
+        ]);
+        if v.state == VolState::Attached {
+            names.extend([
+                "snapshotCreate",
+                "snapshotList",
+                "snapshotGet",
+                "snapshotDelete",
+                "snapshotRevert",
+                "snapshotPurge",
+                "trimFilesystem",
+            ]);
+        }
+        if matches!(v.state, VolState::Detached | VolState::Attached) {
+            names.extend(["pvCreate", "pvcCreate"]);
+        }
+        if matches!(
+            v.state,
+            VolState::Detached | VolState::Attaching | VolState::Attached
+        ) {
+            names.extend(["recurringJobAdd", "recurringJobList", "recurringJobDelete"]);
+        }
+    }
+    let attached = v.state == VolState::Attached;
+    let node = v.node();
+    let (last_backup, last_backup_at) = st
+        .last_backup(&v.name)
+        .map(|b| (b.name.clone(), b.snapshot_created.clone()))
+        .unwrap_or_default();
+    let backup_status: Vec<Value> = st
+        .backups
+        .values()
+        .filter(|b| b.volume_name == v.name)
+        .map(|b| {
+            json!({
+                "id": b.name,
+                "links": null,
+                "actions": null,
+                "snapshot": b.status_snapshot,
+                "progress": b.progress,
+                "backupURL": if b.state == "Completed" { b.url.as_str() } else { "" },
+                "error": b.error,
+                "size": b.size.to_string(),
+                "state": b.state,
+                "replica": b.replica,
+            })
+        })
+        .collect();
+    let restore_status: Vec<Value> = v
+        .restore_status
+        .iter()
+        .map(|r| {
+            json!({
+                "id": r.replica,
+                "links": null,
+                "actions": null,
+                "replica": r.replica,
+                "isRestoring": r.is_restoring,
+                "lastRestored": r.last_restored,
+                "progress": r.progress,
+                "error": r.error,
+                "filename": "",
+                "state": r.state,
+                "backupURL": r.backup_url,
+            })
+        })
+        .collect();
+    let (requested, last_restored) = match &v.restore {
+        Some(r) => (
+            r.backup.clone(),
+            if r.done {
+                r.backup.clone()
+            } else {
+                String::new()
+            },
+        ),
+        None => (String::new(), String::new()),
+    };
+    let disable_frontend = v.tickets.values().any(|t| t.disable_frontend);
+    let endpoint = if attached && !disable_frontend {
+        format!("/dev/longhorn/{}", v.name)
+    } else {
+        String::new()
+    };
+    let image = "longhornio/longhorn-engine:v1.12.1";
+    let controllers = json!([{
+        "name": format!("{}-e-0", v.name),
+        "hostId": if attached { node.as_str() } else { "" },
+        "address": if attached { "10.42.0.10" } else { "" },
+        "running": attached,
+        "image": image,
+        "currentImage": if attached { image } else { "" },
+        "instanceManagerName": if attached { "instance-manager-emulated" } else { "" },
+        "size": v.size.to_string(),
+        "actualSize": v.data.len() as u64 * BLOCK,
+        "endpoint": endpoint,
+        "lastRestoredBackup": last_restored,
+        "requestedBackupRestore": requested,
+        "isExpanding": false,
+        "lastExpansionError": "",
+        "lastExpansionFailedAt": "",
+        "unmapMarkSnapChainRemovedEnabled": false,
+    }]);
+    let replicas: Vec<Value> = v
+        .replicas
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({
+                "name": r,
+                "hostId": format!("node-{}", i + 1),
+                "address": if attached { "10.42.0.11" } else { "" },
+                "running": attached,
+                "image": image,
+                "currentImage": if attached { image } else { "" },
+                "instanceManagerName": if attached { "instance-manager-emulated" } else { "" },
+                "diskID": format!("disk-{}", i + 1),
+                "diskPath": "/var/lib/longhorn/",
+                "dataPath": format!("/var/lib/longhorn/replicas/{r}"),
+                "mode": if attached { if v.faulted { "ERR" } else { "RW" } } else { "" },
+                "failedAt": "",
+                "dataEngine": "v1",
+            })
+        })
+        .collect();
+    let attachments: serde_json::Map<String, Value> = v
+        .tickets
+        .iter()
+        .map(|(id, t)| {
+            (
+                id.clone(),
+                json!({
+                    "attachmentID": id,
+                    "attachmentType": t.kind,
+                    "nodeID": t.node,
+                    "parameters": { "disableFrontend": t.disable_frontend.to_string() },
+                    "satisfied": attached,
+                    "conditions": null,
+                }),
+            )
+        })
+        .collect();
+    let created = v.created;
+    let rc = &v.restore_condition;
+    let ks = &v.kubernetes_status;
+    let fields = json!({
+        "name": v.name,
+        "size": v.size.to_string(),
+        "state": v.state.as_str(),
+        "robustness": v.robustness(),
+        "frontend": v.frontend,
+        "disableFrontend": false,
+        "numberOfReplicas": v.replicas.len(),
+        "dataEngine": "v1",
+        "accessMode": v.access_mode,
+        "created": go_time(created),
+        "currentImage": image,
+        "image": image,
+        "lastBackup": last_backup,
+        "lastBackupAt": last_backup_at,
+        "lastAttachedBy": v.last_attached_by,
+        "backupTargetName": TARGET,
+        "backupCompressionMethod": "lz4",
+        "backupBlockSize": BLOCK.to_string(),
+        "fromBackup": v.from_backup,
+        "dataSource": "",
+        "dataLocality": "disabled",
+        "staleReplicaTimeout": 30,
+        "standby": false,
+        "encrypted": false,
+        "migratable": false,
+        "revisionCounterDisabled": true,
+        "snapshotDataIntegrity": "ignored",
+        "snapshotMaxCount": 250,
+        "snapshotMaxSize": "0",
+        "unmapMarkSnapChainRemoved": "ignored",
+        "replicaAutoBalance": "ignored",
+        "replicaSoftAntiAffinity": "ignored",
+        "replicaZoneSoftAntiAffinity": "ignored",
+        "replicaDiskSoftAntiAffinity": "ignored",
+        "freezeFilesystemForSnapshot": "ignored",
+        "offlineRebuilding": "ignored",
+        "backingImage": "",
+        "shareEndpoint": "",
+        "shareState": "",
+        "restoreRequired": v.restore_required,
+        "restoreInitiated": v.restore_initiated,
+        "restoreVolumeRecurringJob": "ignored",
+        "ready": v.ready(),
+        "notReadyMessage": v.not_ready_message(),
+        "diskSelector": null,
+        "nodeSelector": null,
+        "recurringJobSelector": null,
+        "conditions": {
+            "Scheduled": condition("Scheduled", "True", "", "", created),
+            "Restore": condition("Restore", rc.status, &rc.reason, &rc.message, rc.last_transition),
+            "TooManySnapshots": condition("TooManySnapshots", "False", "", "", created),
+            "WaitForBackingImage": condition("WaitForBackingImage", "False", "", "", created),
+            "BackingImageIncompatible": condition("BackingImageIncompatible", "False", "", "", created),
+            "OfflineRebuilding": condition("OfflineRebuilding", "False", "", "", created),
+        },
+        "kubernetesStatus": {
+            "pvName": ks.pv_name,
+            "pvStatus": ks.pv_status,
+            "namespace": ks.namespace,
+            "pvcName": ks.pvc_name,
+            "lastPVCRefAt": ks.last_pvc_ref_at,
+            "lastPodRefAt": ks.last_pod_ref_at,
+            "workloadsStatus": ks.workloads_status,
+        },
+        "controllers": controllers,
+        "replicas": replicas,
+        "backupStatus": backup_status,
+        "restoreStatus": restore_status,
+        "purgeStatus": null,
+        "rebuildStatus": [],
+        "cloneStatus": {
+            "links": null, "actions": null,
+            "snapshot": "", "sourceVolume": "", "state": "", "attemptCount": 0, "nextAllowedAttemptAt": "",
+        },
+        "volumeAttachment": {
+            "volume": v.name,
+            "attachments": attachments,
+        },
+    });
+    resource(
+        fields,
+        "volume",
+        &v.name,
+        format!("{base}/v1/volumes/{}", v.name),
+        actions(base, "volumes", &v.name, &names),
+    )
+}
+
+pub fn snapshot_cr(base: &str, v: &Volume, s: &crate::state::Snapshot) -> Value {
+    let children: BTreeMap<String, bool> = v
+        .snapshots
+        .values()
+        .filter(|c| c.parent == s.name)
+        .map(|c| (c.name.clone(), true))
+        .collect();
+    let fields = json!({
+        "name": s.name,
+        "crCreationTime": rfc3339(s.cr_creation_time),
+        "volume": v.name,
+        "createSnapshot": true,
+        "parent": s.parent,
+        "children": if children.is_empty() { Value::Null } else { json!(children) },
+        "markRemoved": s.mark_removed,
+        "userCreated": s.user_created,
+        "creationTime": s.creation_time.map(rfc3339).unwrap_or_default(),
+        "size": if s.ready { s.size() } else { 0 },
+        "labels": map_or_null(&s.labels),
+        "ownerID": if s.ready { "node-1" } else { "" },
+        "restoreSize": v.size,
+        "readyToUse": s.ready && !s.mark_removed,
+        "checksum": "",
+    });
+    resource(
+        fields,
+        "snapshotCR",
+        &s.name,
+        format!("{base}/v1/snapshotcrs/{}", s.name),
+        json!({}),
+    )
+}
+
+/// The engine view of a snapshot (legacy actions).
+pub fn snapshot(base: &str, v: &Volume, s: &crate::state::Snapshot) -> Value {
+    let children: BTreeMap<String, bool> = v
+        .snapshots
+        .values()
+        .filter(|c| c.parent == s.name)
+        .map(|c| (c.name.clone(), true))
+        .collect();
+    let fields = json!({
+        "name": s.name,
+        "parent": s.parent,
+        "children": if children.is_empty() { Value::Null } else { json!(children) },
+        "removed": s.mark_removed,
+        "usercreated": s.user_created,
+        "created": rfc3339(s.creation_time.unwrap_or(s.cr_creation_time)),
+        "size": s.size().to_string(),
+        "labels": map_or_null(&s.labels),
+        "checksum": "",
+    });
+    resource(
+        fields,
+        "snapshot",
+        &s.name,
+        format!("{base}/v1/snapshots/{}", s.name),
+        json!({}),
+    )
+}
+
+/// The `volume-head` pseudo snapshot.
+pub fn volume_head(base: &str, v: &Volume) -> Value {
+    let parent = v.head_parent();
+    let fields = json!({
+        "name": "volume-head",
+        "parent": parent.map(|p| p.name.clone()).unwrap_or_default(),
+        "children": null,
+        "removed": false,
+        "usercreated": false,
+        "created": rfc3339(parent.and_then(|p| p.creation_time).unwrap_or(v.created)),
+        "size": "0",
+        "labels": null,
+        "checksum": "",
+    });
+    resource(
+        fields,
+        "snapshot",
+        "volume-head",
+        format!("{base}/v1/snapshots/volume-head"),
+        json!({}),
+    )
+}
+
+pub fn backup(base: &str, b: &Backup) -> Value {
+    let fields = json!({
+        "name": b.name,
+        "state": b.state,
+        "progress": b.progress,
+        "error": b.error,
+        "url": b.url,
+        "snapshotName": b.snapshot_name,
+        "snapshotCreated": b.snapshot_created,
+        "created": b.created,
+        "size": b.size.to_string(),
+        "labels": b.labels,
+        "backupMode": b.backup_mode,
+        "messages": if b.messages.is_empty() { Value::Null } else { json!(b.messages) },
+        "volumeName": b.volume_name,
+        "volumeSize": b.volume_size.to_string(),
+        "volumeCreated": b.volume_created,
+        "volumeBackingImageName": "",
+        "compressionMethod": "lz4",
+        "newlyUploadDataSize": b.newly_uploaded.to_string(),
+        "reUploadedDataSize": b.reuploaded.to_string(),
+        "backupTargetName": TARGET,
+        "blockSize": BLOCK.to_string(),
+    });
+    resource(
+        fields,
+        "backup",
+        &b.name,
+        format!("{base}/v1/backups/{}", b.name),
+        json!({}),
+    )
+}
+
+/// The BackupVolume CR name of `volume` on the default target (v1.10+).
+pub fn bv_name(volume: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let h = hex::encode(Sha256::digest(format!("{volume}-{TARGET}").as_bytes()));
+    format!("{volume}-{}", &h[..8])
+}
+
+pub const BV_ACTIONS: &[&str] = &[
+    "backupList",
+    "backupListByVolume",
+    "backupGet",
+    "backupDelete",
+    "backupVolumeSync",
+];
+
+pub fn backup_volume(base: &str, st: &State, volume: &str, bv: &BackupVolumeState) -> Value {
+    let name = bv_name(volume);
+    let last = st.last_backup(volume);
+    let fields = json!({
+        "name": name,
+        "volumeName": volume,
+        "backupTargetName": TARGET,
+        "size": last.map(|b| b.volume_size.to_string()).unwrap_or_else(|| "0".into()),
+        "labels": last.and_then(|b| b.labels.clone()),
+        "created": bv.created,
+        "lastModificationTime": bv.created,
+        "lastBackupName": last.map(|b| b.name.clone()).unwrap_or_default(),
+        "lastBackupAt": last.map(|b| b.snapshot_created.clone()).unwrap_or_default(),
+        "dataStored": (bv.block_count * BLOCK).to_string(),
+        "messages": null,
+        "backingImageName": "",
+        "backingImageChecksum": "",
+        "storageClassName": bv.storage_class_name,
+    });
+    resource(
+        fields,
+        "backupVolume",
+        &name,
+        format!("{base}/v1/backupvolumes/{name}"),
+        actions(base, "backupvolumes", &name, BV_ACTIONS),
+    )
+}
+
+/// `GET /v1/backupvolumes/{missing}`: 200 with only the name.
+pub fn backup_volume_placeholder(base: &str, name: &str) -> Value {
+    resource(
+        json!({ "name": name }),
+        "backupVolume",
+        name,
+        format!("{base}/v1/backupvolumes/{name}"),
+        json!({}),
+    )
+}
+
+pub fn backup_target(base: &str, store: Option<&Store>) -> Value {
+    let fields = json!({
+        "name": TARGET,
+        "backupTargetURL": store.map(Store::target_url).unwrap_or_default(),
+        "credentialSecret": if store.is_some() { "longhorn-emulator-s3" } else { "" },
+        "pollInterval": "5m0s",
+        "available": store.is_some(),
+        "message": if store.is_some() { "" } else { "backup target URL is empty" },
+    });
+    resource(
+        fields,
+        "backupTarget",
+        TARGET,
+        format!("{base}/v1/backuptargets/{TARGET}"),
+        actions(
+            base,
+            "backuptargets",
+            TARGET,
+            &["backupTargetSync", "backupTargetUpdate"],
+        ),
+    )
+}
+
+/// The few settings a client may read.
+pub const SETTINGS: &[(&str, &str)] = &[
+    (
+        "auto-cleanup-snapshot-after-on-demand-backup-completed",
+        "false",
+    ),
+    ("auto-cleanup-when-delete-backup", "false"),
+    ("backup-compression-method", "lz4"),
+    ("backup-concurrent-limit", "2"),
+    ("current-longhorn-version", "v1.12.1"),
+    ("default-backup-block-size", "2"),
+    ("default-replica-count", "{\"v1\":\"3\",\"v2\":\"3\"}"),
+    ("failed-backup-ttl", "1440"),
+    ("restore-concurrent-limit", "2"),
+];
+
+pub fn setting(base: &str, name: &str, value: &str) -> Value {
+    let fields = json!({
+        "name": name,
+        "value": value,
+        "applied": true,
+        "definition": {
+            "displayName": name,
+            "description": "",
+            "category": "general",
+            "type": "string",
+            "required": true,
+            "readOnly": name == "current-longhorn-version",
+            "default": value,
+        },
+    });
+    resource(
+        fields,
+        "setting",
+        name,
+        format!("{base}/v1/settings/{name}"),
+        json!({}),
+    )
+}
+
+pub fn api_version(base: &str) -> Value {
+    let mut links: BTreeMap<String, String> = [
+        "volumes",
+        "backupvolumes",
+        "backuptargets",
+        "settings",
+        "schemas",
+    ]
+    .iter()
+    .map(|c| ((*c).to_owned(), format!("{base}/v1/{c}")))
+    .collect();
+    links.insert("self".into(), format!("{base}/v1"));
+    json!({
+        "id": "v1",
+        "type": "apiVersion",
+        "links": links,
+        "actions": {},
+    })
+}

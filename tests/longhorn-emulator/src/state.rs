@@ -1,0 +1,478 @@
+//! The emulated cluster's objects (volumes with their bytes, snapshots,
+//! backups, backup volumes) and the shared handle every part works through.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio::task::AbortHandle;
+
+use crate::config::Timings;
+use crate::store::Store;
+use crate::{Fault, Stats};
+
+/// Longhorn's default backup block size; volume sizes are multiples of it.
+pub const BLOCK: u64 = 2 << 20;
+
+/// The name of the only backup target.
+pub const TARGET: &str = "default";
+
+/// Sparse volume contents: block index -> 2 MiB of data (copy on write).
+pub type Blocks = BTreeMap<u64, Arc<Vec<u8>>>;
+
+/// The volume `state` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VolState {
+    New,
+    Creating,
+    Detached,
+    Attaching,
+    Attached,
+    Detaching,
+    Deleting,
+}
+
+impl VolState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VolState::New => "",
+            VolState::Creating => "creating",
+            VolState::Detached => "detached",
+            VolState::Attaching => "attaching",
+            VolState::Attached => "attached",
+            VolState::Detaching => "detaching",
+            VolState::Deleting => "deleting",
+        }
+    }
+}
+
+/// `kubernetesStatus` of a volume (JSON shape of Longhorn's `KubernetesStatus`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct KubeStatus {
+    pub pv_name: String,
+    pub pv_status: String,
+    pub namespace: String,
+    pub pvc_name: String,
+    #[serde(rename = "lastPVCRefAt")]
+    pub last_pvc_ref_at: String,
+    pub workloads_status: Option<Vec<WorkloadStatus>>,
+    pub last_pod_ref_at: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", default)]
+pub struct WorkloadStatus {
+    pub pod_name: String,
+    pub pod_status: String,
+    pub workload_name: String,
+    pub workload_type: String,
+}
+
+/// A condition in `volume.conditions`.
+#[derive(Clone, Debug)]
+pub struct Condition {
+    pub status: &'static str,
+    pub reason: String,
+    pub message: String,
+    pub last_transition: DateTime<Utc>,
+}
+
+impl Condition {
+    pub fn new(status: &'static str) -> Self {
+        Condition {
+            status,
+            reason: String::new(),
+            message: String::new(),
+            last_transition: Utc::now(),
+        }
+    }
+
+    pub fn set(&mut self, status: &'static str, reason: &str, message: &str) {
+        if self.status != status {
+            self.last_transition = Utc::now();
+        }
+        self.status = status;
+        self.reason = reason.to_owned();
+        self.message = message.to_owned();
+    }
+}
+
+/// One attachment ticket.
+#[derive(Clone, Debug)]
+pub struct Ticket {
+    pub kind: String,
+    pub node: String,
+    pub disable_frontend: bool,
+}
+
+/// One replica's `restoreStatus` entry.
+#[derive(Clone, Debug, Default)]
+pub struct RestoreStatus {
+    pub replica: String,
+    pub is_restoring: bool,
+    pub last_restored: String,
+    pub progress: u32,
+    pub error: String,
+    pub state: String,
+    pub backup_url: String,
+}
+
+/// A restore in progress or done.
+#[derive(Clone, Debug)]
+pub struct Restore {
+    pub backup: String,
+    pub source_volume: String,
+    pub url: String,
+    pub started: bool,
+    pub done: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct Volume {
+    /// Distinguishes a volume from an earlier one of the same name (tasks check it).
+    pub uid: u64,
+    pub name: String,
+    pub size: u64,
+    pub state: VolState,
+    /// A task is moving the volume between states; do not start another.
+    pub busy: bool,
+    pub faulted: bool,
+    pub created: DateTime<Utc>,
+    pub frontend: String,
+    pub replicas: Vec<String>,
+    pub access_mode: String,
+    pub from_backup: String,
+    pub restore: Option<Restore>,
+    pub restore_required: bool,
+    pub restore_initiated: bool,
+    pub restore_status: Vec<RestoreStatus>,
+    pub restore_condition: Condition,
+    pub kubernetes_status: KubeStatus,
+    pub tickets: BTreeMap<String, Ticket>,
+    pub data: Blocks,
+    pub snapshots: BTreeMap<String, Snapshot>,
+    pub labels: BTreeMap<String, String>,
+    pub last_attached_by: String,
+}
+
+impl Volume {
+    pub fn robustness(&self) -> &'static str {
+        if self.faulted {
+            return "faulted";
+        }
+        match self.state {
+            VolState::New => "",
+            VolState::Attached => "healthy",
+            _ => "unknown",
+        }
+    }
+
+    pub fn ready(&self) -> bool {
+        !self.faulted
+            && !self.restore_required
+            && matches!(self.state, VolState::Detached | VolState::Attached)
+    }
+
+    pub fn not_ready_message(&self) -> String {
+        if self.faulted {
+            "volume is faulted".to_owned()
+        } else if matches!(self.state, VolState::New | VolState::Creating) {
+            format!(
+                "waiting for the volume to fully detach. current state: {}",
+                self.state.as_str()
+            )
+        } else if self.restore_required {
+            "volume requires restoration".to_owned()
+        } else {
+            String::new()
+        }
+    }
+
+    /// The node it is attached to (the first ticket's), or `""`.
+    pub fn node(&self) -> String {
+        self.tickets
+            .values()
+            .next()
+            .map(|t| t.node.clone())
+            .unwrap_or_default()
+    }
+
+    /// The newest snapshot that is not removed (the parent of `volume-head`).
+    pub fn head_parent(&self) -> Option<&Snapshot> {
+        self.snapshots
+            .values()
+            .filter(|s| !s.mark_removed)
+            .max_by_key(|s| (s.cr_creation_time, s.seq))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub name: String,
+    pub seq: u64,
+    pub cr_creation_time: DateTime<Utc>,
+    /// Set when the engine has taken it (readyToUse).
+    pub creation_time: Option<DateTime<Utc>>,
+    pub labels: BTreeMap<String, String>,
+    pub data: Blocks,
+    pub ready: bool,
+    pub mark_removed: bool,
+    pub user_created: bool,
+    pub parent: String,
+}
+
+impl Snapshot {
+    /// Bytes of non-empty blocks.
+    pub fn size(&self) -> u64 {
+        self.data.len() as u64 * BLOCK
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Backup {
+    pub uid: u64,
+    pub name: String,
+    pub volume_name: String,
+    /// `spec.snapshotName`.
+    pub snapshot_name: String,
+    /// `status.snapshotName`: empty until the upload picked the backup up.
+    pub status_snapshot: String,
+    pub state: String,
+    pub progress: u32,
+    pub error: String,
+    pub messages: BTreeMap<String, String>,
+    pub url: String,
+    pub snapshot_created: String,
+    pub created: String,
+    pub size: u64,
+    /// Spec labels, with the ones the server adds.
+    pub spec_labels: BTreeMap<String, String>,
+    /// `labels` as shown: null until Completed.
+    pub labels: Option<BTreeMap<String, String>>,
+    pub backup_mode: String,
+    pub volume_size: u64,
+    pub volume_created: String,
+    pub newly_uploaded: u64,
+    pub reuploaded: u64,
+    pub replica: String,
+}
+
+/// What the emulator remembers of a backup volume beyond its backups.
+#[derive(Clone, Debug, Default)]
+pub struct BackupVolumeState {
+    pub created: String,
+    pub block_count: u64,
+    pub last_sync: Option<std::time::Instant>,
+    pub storage_class_name: String,
+}
+
+/// All mutable emulator state, behind one lock that is never held across an await.
+#[derive(Default)]
+pub struct State {
+    pub timings: Timings,
+    pub faults: BTreeMap<String, Fault>,
+    pub volumes: BTreeMap<String, Volume>,
+    pub backups: BTreeMap<String, Backup>,
+    pub backup_volumes: BTreeMap<String, BackupVolumeState>,
+    pub requests: BTreeMap<String, u64>,
+    pub backups_created: u64,
+    pub next_uid: u64,
+}
+
+impl State {
+    pub fn uid(&mut self) -> u64 {
+        self.next_uid += 1;
+        self.next_uid
+    }
+
+    /// The completed backup of `volume` with the newest snapshot time.
+    pub fn last_backup(&self, volume: &str) -> Option<&Backup> {
+        self.backups
+            .values()
+            .filter(|b| b.volume_name == volume && b.state == "Completed")
+            .max_by(|a, b| {
+                (a.snapshot_created.as_str(), a.created.as_str())
+                    .cmp(&(b.snapshot_created.as_str(), b.created.as_str()))
+            })
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            requests: self.requests.clone(),
+            backups_created: self.backups_created,
+            volumes: self.volumes.keys().cloned().collect(),
+            backups: self.backups.keys().cloned().collect(),
+        }
+    }
+}
+
+/// The handle shared by the API handlers, the control endpoint and the tasks.
+pub struct Shared {
+    state: Mutex<State>,
+    pub store: Option<Store>,
+    pub kube: Option<kube::Client>,
+    pub down: AtomicBool,
+    /// Bumped whenever faults change, to wake hung requests.
+    pub faults_changed: watch::Sender<u64>,
+    tasks: Mutex<Vec<AbortHandle>>,
+}
+
+impl Shared {
+    pub fn new(timings: Timings, store: Option<Store>, kube: Option<kube::Client>) -> Self {
+        Shared {
+            state: Mutex::new(State {
+                timings,
+                ..State::default()
+            }),
+            store,
+            kube,
+            down: AtomicBool::new(false),
+            faults_changed: watch::channel(0).0,
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// The state; a poisoned lock (a panicked task) is taken over as is.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn timings(&self) -> Timings {
+        self.lock().timings.clone()
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::SeqCst)
+    }
+
+    /// Spawns a background task that [`Shared::abort_all`] stops.
+    pub fn spawn<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let handle = tokio::spawn(fut).abort_handle();
+        let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
+        if tasks.len() > 128 {
+            tasks.retain(|t| !t.is_finished());
+        }
+        tasks.push(handle);
+    }
+
+    pub fn abort_all(&self) {
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|p| p.into_inner()));
+        for t in tasks {
+            t.abort();
+        }
+    }
+
+    /// The fault for `op`: its own, else the `*` one.
+    pub fn fault_for(&self, op: &str) -> Option<Fault> {
+        let st = self.lock();
+        st.faults.get(op).or_else(|| st.faults.get("*")).cloned()
+    }
+
+    /// Waits while the fault for `op` says hang.
+    pub async fn hang_while_faulted(&self, op: &str) {
+        let mut rx = self.faults_changed.subscribe();
+        while self.fault_for(op).is_some_and(|f| f.hang) {
+            if rx.changed().await.is_err() {
+                // The sender lives as long as `self`; nothing can change any more.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Applies the hang and latency parts of the fault for `op` and rolls its
+    /// error rate: `Some(after_effect)` when this call must fail.
+    pub async fn apply_fault(&self, op: &str) -> Option<bool> {
+        let fault = self.fault_for(op)?;
+        if fault.hang {
+            self.hang_while_faulted(op).await;
+        }
+        let fault = self.fault_for(op)?;
+        if fault.latency_ms > 0 {
+            tokio::time::sleep(crate::config::ms(fault.latency_ms)).await;
+        }
+        if fault.error_rate > 0.0 && rand::random::<f64>() < fault.error_rate {
+            Some(fault.after_effect)
+        } else {
+            None
+        }
+    }
+}
+
+/// 16 random lowercase hex digits (backup and snapshot names).
+pub fn hex16() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// 8 random lowercase hex digits.
+pub fn hex8() -> String {
+    format!("{:08x}", rand::random::<u32>())
+}
+
+/// A random UUID v4 string (engine snapshot names).
+pub fn uuid() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    format!(
+        "{}-{}-4{}-a{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+/// Writes `data` at `offset` into sparse blocks (copy on write; all-zero blocks are dropped).
+pub fn write_blocks(blocks: &mut Blocks, offset: u64, data: &[u8]) {
+    let mut pos = 0usize;
+    while pos < data.len() {
+        let abs = offset + pos as u64;
+        let idx = abs / BLOCK;
+        let within = (abs % BLOCK) as usize;
+        let n = (BLOCK as usize - within).min(data.len() - pos);
+        let chunk = &data[pos..pos + n];
+        let entry = blocks
+            .entry(idx)
+            .or_insert_with(|| Arc::new(vec![0u8; BLOCK as usize]));
+        Arc::make_mut(entry)[within..within + n].copy_from_slice(chunk);
+        if entry.iter().all(|b| *b == 0) {
+            blocks.remove(&idx);
+        }
+        pos += n;
+    }
+}
+
+/// The whole contents of a volume of `size` bytes, zeros included.
+pub fn read_blocks(blocks: &Blocks, size: u64) -> Vec<u8> {
+    let mut out = vec![0u8; size as usize];
+    for (idx, block) in blocks {
+        let start = (idx * BLOCK) as usize;
+        if start >= out.len() {
+            continue;
+        }
+        let end = (start + block.len()).min(out.len());
+        out[start..end].copy_from_slice(&block[..end - start]);
+    }
+    out
+}
+
+/// Per-volume serialization of backup-store operations (created on demand).
+#[derive(Default)]
+pub struct VolumeLocks(Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>);
+
+impl VolumeLocks {
+    pub async fn lock(&self, volume: &str) -> tokio::sync::OwnedMutexGuard<()> {
+        let m = {
+            let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+            map.entry(volume.to_owned()).or_default().clone()
+        };
+        m.lock_owned().await
+    }
+}

@@ -1,0 +1,671 @@
+//! The asynchronous side of Longhorn: every state change a real cluster makes
+//! "later" is a task here that sleeps for the configured time and then moves
+//! the object. Tasks re-check the object's `uid` after every sleep, so a volume
+//! or backup deleted (and maybe re-created) meanwhile is left alone.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use chrono::Utc;
+use tracing::{debug, warn};
+
+use crate::config::{ms, transfer_time};
+use crate::render::rfc3339;
+use crate::state::{
+    BLOCK, Backup, BackupVolumeState, Blocks, RestoreStatus, Shared, State, VolState,
+};
+use crate::store::{BackupCfg, BlockMapping, SingleFile, VolumeCfg, double_encode, prepare_block};
+
+async fn sleep_ms(v: u64) {
+    tokio::time::sleep(ms(v)).await;
+}
+
+/// The ticket Longhorn's restore controller holds while restoring.
+pub fn restore_ticket(volume: &str) -> String {
+    format!("volume-restore-controller-{volume}")
+}
+
+/// Starts whatever transition the volume needs next (attach when it has
+/// tickets, detach when it has none, the restore once attached).
+pub fn kick(sh: &Arc<Shared>, st: &mut State, name: &str) {
+    let timings = st.timings.clone();
+    let Some(v) = st.volumes.get_mut(name) else {
+        return;
+    };
+    if v.busy {
+        return;
+    }
+    let want_attached = !v.tickets.is_empty() && !v.faulted;
+    let uid = v.uid;
+    match (v.state, want_attached) {
+        (VolState::Detached, true) => {
+            v.state = VolState::Attaching;
+            v.busy = true;
+            let sh2 = sh.clone();
+            let name = name.to_owned();
+            sh.spawn(async move {
+                sleep_ms(timings.attach_ms).await;
+                let mut st = sh2.lock();
+                if let Some(v) = st.volumes.get_mut(&name).filter(|v| v.uid == uid) {
+                    v.busy = false;
+                    if v.state == VolState::Attaching {
+                        v.state = VolState::Attached;
+                        if let Some(t) = v.tickets.values().next() {
+                            v.last_attached_by = t.kind.clone();
+                        }
+                    }
+                    kick(&sh2, &mut st, &name);
+                }
+            });
+        }
+        (VolState::Attached, false) => {
+            v.state = VolState::Detaching;
+            v.busy = true;
+            let sh2 = sh.clone();
+            let name = name.to_owned();
+            sh.spawn(async move {
+                sleep_ms(timings.attach_ms / 2).await;
+                let mut st = sh2.lock();
+                if let Some(v) = st.volumes.get_mut(&name).filter(|v| v.uid == uid) {
+                    v.busy = false;
+                    if v.state == VolState::Detaching {
+                        v.state = VolState::Detached;
+                    }
+                    kick(&sh2, &mut st, &name);
+                }
+            });
+        }
+        (VolState::Attached, true) => {
+            let start =
+                v.restore_required && !v.faulted && v.restore.as_ref().is_some_and(|r| !r.started);
+            if start {
+                if let Some(r) = v.restore.as_mut() {
+                    r.started = true;
+                }
+                let sh2 = sh.clone();
+                let name = name.to_owned();
+                sh.spawn(async move { run_restore(sh2, name, uid).await });
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `""` -> `creating` -> `detached` (restore volumes then get their restore ticket).
+pub async fn run_create(sh: Arc<Shared>, name: String, uid: u64) {
+    let t = sh.timings();
+    sleep_ms(t.volume_create_ms / 2).await;
+    {
+        let mut st = sh.lock();
+        let Some(v) = st.volumes.get_mut(&name).filter(|v| v.uid == uid) else {
+            return;
+        };
+        if v.state == VolState::New {
+            v.state = VolState::Creating;
+        }
+    }
+    sleep_ms(t.volume_create_ms - t.volume_create_ms / 2).await;
+    let mut st = sh.lock();
+    let Some(v) = st.volumes.get_mut(&name).filter(|v| v.uid == uid) else {
+        return;
+    };
+    v.busy = false;
+    if v.state == VolState::Creating {
+        v.state = VolState::Detached;
+    }
+    if v.restore.is_some() {
+        v.restore_initiated = true;
+        v.tickets.insert(
+            restore_ticket(&name),
+            crate::state::Ticket {
+                kind: "volume-restore-controller".into(),
+                node: "node-1".into(),
+                disable_frontend: true,
+            },
+        );
+    }
+    kick(&sh, &mut st, &name);
+}
+
+/// Marks a volume `deleting` and starts its removal; false if it does not exist.
+pub fn start_volume_deletion(sh: &Arc<Shared>, name: &str) -> bool {
+    let uid = {
+        let mut st = sh.lock();
+        let Some(v) = st.volumes.get_mut(name) else {
+            return false;
+        };
+        if v.state == VolState::Deleting {
+            return true;
+        }
+        v.state = VolState::Deleting;
+        v.busy = true;
+        v.uid
+    };
+    let sh2 = sh.clone();
+    let name = name.to_owned();
+    sh.spawn(async move { run_delete_volume(sh2, name, uid).await });
+    true
+}
+
+/// `deleting` -> gone.
+pub async fn run_delete_volume(sh: Arc<Shared>, name: String, uid: u64) {
+    let t = sh.timings();
+    sleep_ms(t.delete_ms).await;
+    let mut st = sh.lock();
+    if st.volumes.get(&name).is_some_and(|v| v.uid == uid) {
+        st.volumes.remove(&name);
+        debug!(volume = %name, "volume deleted");
+    }
+}
+
+/// Snapshot CR `readyToUse` after the configured delay.
+pub async fn run_snapshot_ready(sh: Arc<Shared>, volume: String, uid: u64, snap: String, seq: u64) {
+    let t = sh.timings();
+    sleep_ms(t.snapshot_ready_ms).await;
+    let mut st = sh.lock();
+    if let Some(s) = st
+        .volumes
+        .get_mut(&volume)
+        .filter(|v| v.uid == uid)
+        .and_then(|v| v.snapshots.get_mut(&snap))
+        .filter(|s| s.seq == seq)
+    {
+        s.ready = true;
+        s.creation_time = Some(Utc::now());
+    }
+}
+
+/// Applies `f` to the backup if it is still the one the task started with
+/// and not being deleted; `None` tells the task to stop.
+fn with_backup<R>(
+    sh: &Shared,
+    name: &str,
+    uid: u64,
+    f: impl FnOnce(&mut Backup, &mut BTreeMap<String, BackupVolumeState>) -> R,
+) -> Option<R> {
+    let mut st = sh.lock();
+    let st = &mut *st;
+    let b = st
+        .backups
+        .get_mut(name)
+        .filter(|b| b.uid == uid && b.state != "Deleting")?;
+    Some(f(b, &mut st.backup_volumes))
+}
+
+fn fail_backup(sh: &Shared, name: &str, uid: u64, message: String) {
+    warn!(backup = %name, %message, "backup failed");
+    with_backup(sh, name, uid, |b, _| {
+        b.state = "Error".into();
+        b.error = message.clone();
+        b.messages.insert("error".into(), message);
+        b.replica.clear();
+    });
+}
+
+enum SnapCheck {
+    Ready(Blocks, chrono::DateTime<Utc>, String),
+    Missing,
+    NotReady,
+    NoVolume,
+}
+
+/// The backup controller and engine: Pending until the snapshot is ready,
+/// then InProgress while the blocks go to S3, then Completed (or Error).
+pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
+    let t = sh.timings();
+    sleep_ms(t.backup_start_ms / 2).await;
+    let Some((volume, snap)) = with_backup(&sh, &name, uid, |b, _| {
+        b.state = "Pending".into();
+        (b.volume_name.clone(), b.snapshot_name.clone())
+    }) else {
+        return;
+    };
+    sleep_ms(t.backup_start_ms - t.backup_start_ms / 2).await;
+
+    // Wait for the snapshot, as the controller does, with a bounded number of tries.
+    let mut attempt = 0;
+    let (data, snap_time, replica) = loop {
+        let check = {
+            let st = sh.lock();
+            match st.volumes.get(&volume) {
+                None => SnapCheck::NoVolume,
+                Some(v) => match v.snapshots.get(&snap) {
+                    None => SnapCheck::Missing,
+                    Some(s) if !s.ready || s.mark_removed => SnapCheck::NotReady,
+                    Some(s) => SnapCheck::Ready(
+                        s.data.clone(),
+                        s.creation_time.unwrap_or(s.cr_creation_time),
+                        v.replicas.first().cloned().unwrap_or_default(),
+                    ),
+                },
+            }
+        };
+        attempt += 1;
+        let failure = match check {
+            SnapCheck::Ready(d, at, r) => break (d, at, r),
+            SnapCheck::NoVolume => {
+                return fail_backup(
+                    &sh,
+                    &name,
+                    uid,
+                    format!("cannot find the corresponding volume: volume {volume} not found"),
+                );
+            }
+            SnapCheck::Missing => format!("Failed to get the Snapshot {snap}"),
+            SnapCheck::NotReady => format!("Failed waiting for the snapshot {snap} to be ready"),
+        };
+        if attempt >= 5 {
+            return fail_backup(&sh, &name, uid, failure);
+        }
+        if with_backup(&sh, &name, uid, |b, _| {
+            b.messages.insert(
+                "info".into(),
+                format!("Waiting for the snapshot {snap} to be ready"),
+            );
+        })
+        .is_none()
+        {
+            return;
+        }
+        sleep_ms(sh.timings().backup_start_ms.max(50)).await;
+    };
+
+    let Some(store) = sh.store.as_ref() else {
+        return fail_backup(
+            &sh,
+            &name,
+            uid,
+            "backup target default is not available".into(),
+        );
+    };
+    let _lock = store.locks.lock(&volume).await;
+    let Some((mode, labels, volume_size)) = with_backup(&sh, &name, uid, |b, _| {
+        b.state = "InProgress".into();
+        b.replica = replica.clone();
+        b.status_snapshot = snap.clone();
+        b.snapshot_created = rfc3339(snap_time);
+        b.messages.clear();
+        b.progress = 0;
+        (b.backup_mode.clone(), b.spec_labels.clone(), b.volume_size)
+    }) else {
+        return;
+    };
+    debug!(backup = %name, %volume, %replica, "upload starts");
+
+    match upload(
+        &sh,
+        &name,
+        uid,
+        &volume,
+        &snap,
+        snap_time,
+        &mode,
+        &labels,
+        volume_size,
+        &data,
+    )
+    .await
+    {
+        Ok(Some(done)) => {
+            let url = store.backup_url(&name, &volume);
+            with_backup(&sh, &name, uid, |b, bvs| {
+                b.state = "Completed".into();
+                b.progress = 100;
+                b.url = url;
+                b.created = rfc3339(Utc::now());
+                b.size = done.size;
+                b.labels = Some(b.spec_labels.clone());
+                b.newly_uploaded = done.newly;
+                b.reuploaded = done.reuploaded;
+                b.replica.clear();
+                let bv = bvs.entry(b.volume_name.clone()).or_default();
+                if bv.created.is_empty() {
+                    bv.created = done.volume_created;
+                }
+                bv.block_count = done.block_count;
+            });
+            debug!(backup = %name, "backup completed");
+        }
+        Ok(None) => debug!(backup = %name, "backup abandoned (deleted meanwhile)"),
+        Err(message) => fail_backup(&sh, &name, uid, message),
+    }
+}
+
+struct UploadDone {
+    size: u64,
+    newly: u64,
+    reuploaded: u64,
+    block_count: u64,
+    volume_created: String,
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn upload(
+    sh: &Shared,
+    name: &str,
+    uid: u64,
+    volume: &str,
+    snap: &str,
+    snap_time: chrono::DateTime<Utc>,
+    mode: &str,
+    labels: &BTreeMap<String, String>,
+    volume_size: u64,
+    data: &Blocks,
+) -> Result<Option<UploadDone>, String> {
+    let store = sh
+        .store
+        .as_ref()
+        .ok_or_else(|| "backup target default is not available".to_owned())?;
+    let now = rfc3339(Utc::now());
+    let mut vcfg = match store
+        .read_volume_cfg(volume)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        Some(c) => c,
+        None => {
+            let c = VolumeCfg {
+                name: volume.to_owned(),
+                size: volume_size.to_string(),
+                labels: None,
+                created_time: now.clone(),
+                last_backup_name: String::new(),
+                last_backup_at: String::new(),
+                block_count: "0".into(),
+                backing_image_name: double_encode(""),
+                backing_image_checksum: double_encode(""),
+                compression_method: double_encode("lz4"),
+                storage_class_name: double_encode(""),
+                data_engine: double_encode("v1"),
+            };
+            store
+                .write_volume_cfg(&c)
+                .await
+                .map_err(|e| e.to_string())?;
+            c
+        }
+    };
+    let incremental = mode != "full" && !vcfg.last_backup_name.is_empty();
+    let mut cfg = BackupCfg {
+        name: name.to_owned(),
+        volume_name: volume.to_owned(),
+        snapshot_name: snap.to_owned(),
+        snapshot_created_at: rfc3339(snap_time),
+        created_time: String::new(),
+        size: "0".into(),
+        labels: Some(labels.clone()).filter(|l| !l.is_empty()),
+        parameters: Some(BTreeMap::from([
+            ("backup-mode".to_owned(), mode.to_owned()),
+            ("backup-block-size".to_owned(), BLOCK.to_string()),
+        ])),
+        is_incremental: incremental,
+        compression_method: "lz4".into(),
+        newly_uploaded_data_size: "0".into(),
+        re_uploaded_data_size: "0".into(),
+        processing_blocks: None,
+        blocks: None,
+        single_file: SingleFile::default(),
+    };
+    store
+        .write_backup_cfg(&cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    let mut existing: HashSet<String> = store
+        .existing_blocks(volume)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    // Injected upload failure: decided once, strikes after the first block.
+    let injected = sh.apply_fault("backupUpload").await.is_some();
+    let blocks: Vec<(u64, Arc<Vec<u8>>)> = data
+        .iter()
+        .filter(|(_, d)| d.iter().any(|b| *b != 0))
+        .map(|(i, d)| (*i, d.clone()))
+        .collect();
+    let total = blocks.len() as u64;
+    let (mut newly, mut reuploaded) = (0u64, 0u64);
+    let mut mappings = Vec::with_capacity(blocks.len());
+    for (done, (idx, block)) in blocks.into_iter().enumerate() {
+        let offset = idx * BLOCK;
+        let prepared = tokio::task::spawn_blocking(move || prepare_block(offset, &block))
+            .await
+            .map_err(|e| format!("block preparation task failed: {e}"))?
+            .map_err(|e| e.to_string())?;
+        let known = existing.contains(&prepared.checksum);
+        if !known || mode == "full" {
+            store
+                .put_block(volume, &prepared)
+                .await
+                .map_err(|e| e.to_string())?;
+            if known {
+                reuploaded += prepared.compressed.len() as u64;
+            } else {
+                newly += prepared.compressed.len() as u64;
+            }
+            existing.insert(prepared.checksum.clone());
+        }
+        mappings.push(BlockMapping {
+            offset,
+            block_checksum: prepared.checksum,
+        });
+        tokio::time::sleep(transfer_time(BLOCK, sh.timings().backup_bytes_per_sec)).await;
+        if injected {
+            return Err(format!(
+                "injected fault: failed to upload block at offset {offset} to the backup store"
+            ));
+        }
+        let progress = (((done as u64 + 1) * 95) / total.max(1)) as u32;
+        with_backup(sh, name, uid, |b, _| b.progress = progress.min(95))
+            .ok_or(())
+            .ok();
+        if with_backup(sh, name, uid, |_, _| ()).is_none() {
+            return Ok(None);
+        }
+    }
+    if injected {
+        return Err("injected fault: failed to upload the backup".into());
+    }
+    mappings.sort_by_key(|m| m.offset);
+    let size = mappings.len() as u64 * BLOCK;
+    cfg.created_time = rfc3339(Utc::now());
+    cfg.size = size.to_string();
+    cfg.newly_uploaded_data_size = newly.to_string();
+    cfg.re_uploaded_data_size = reuploaded.to_string();
+    cfg.blocks = Some(mappings).filter(|m| !m.is_empty());
+    store
+        .write_backup_cfg(&cfg)
+        .await
+        .map_err(|e| e.to_string())?;
+
+    vcfg.last_backup_name = name.to_owned();
+    vcfg.last_backup_at = cfg.snapshot_created_at.clone();
+    vcfg.block_count = existing.len().to_string();
+    vcfg.size = volume_size.to_string();
+    vcfg.labels = cfg.labels.clone();
+    store
+        .write_volume_cfg(&vcfg)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(Some(UploadDone {
+        size,
+        newly,
+        reuploaded,
+        block_count: existing.len() as u64,
+        volume_created: vcfg.created_time,
+    }))
+}
+
+/// `backupDelete`: `Deleting`, the store cleaned as Longhorn does, then gone.
+pub async fn run_delete_backup(sh: Arc<Shared>, name: String, uid: u64) {
+    let t = sh.timings();
+    sleep_ms(t.delete_ms / 2).await;
+    let volume = {
+        let st = sh.lock();
+        match st.backups.get(&name).filter(|b| b.uid == uid) {
+            Some(b) => b.volume_name.clone(),
+            None => return,
+        }
+    };
+    let mut block_count = None;
+    if let Some(store) = sh.store.as_ref() {
+        let _lock = store.locks.lock(&volume).await;
+        match store.delete_backup(&volume, &name).await {
+            Ok(vcfg) => {
+                block_count = vcfg.and_then(|c| c.block_count.parse::<u64>().ok());
+            }
+            Err(e) => {
+                warn!(backup = %name, error = %e, "backup deletion failed");
+                let mut st = sh.lock();
+                if let Some(b) = st.backups.get_mut(&name).filter(|b| b.uid == uid) {
+                    b.state = "Error".into();
+                    b.error = format!("failed to delete backup: {e}");
+                    b.messages.insert("error".into(), b.error.clone());
+                }
+                return;
+            }
+        }
+    }
+    sleep_ms(t.delete_ms - t.delete_ms / 2).await;
+    let mut st = sh.lock();
+    if st.backups.get(&name).is_some_and(|b| b.uid == uid) {
+        st.backups.remove(&name);
+    }
+    if let (Some(n), Some(bv)) = (block_count, st.backup_volumes.get_mut(&volume)) {
+        bv.block_count = n;
+    }
+}
+
+/// Deleting a backup volume: every backup of the volume, and its store directory.
+pub async fn run_delete_backup_volume(sh: Arc<Shared>, volume: String) {
+    let t = sh.timings();
+    sleep_ms(t.delete_ms).await;
+    if let Some(store) = sh.store.as_ref() {
+        let _lock = store.locks.lock(&volume).await;
+        if let Err(e) = store.delete_volume(&volume).await {
+            warn!(%volume, error = %e, "backup volume deletion failed");
+            return;
+        }
+    }
+    let mut st = sh.lock();
+    st.backups.retain(|_, b| b.volume_name != volume);
+    st.backup_volumes.remove(&volume);
+}
+
+fn set_restore_progress(sh: &Shared, name: &str, uid: u64, progress: u32) -> bool {
+    let mut st = sh.lock();
+    let Some(v) = st.volumes.get_mut(name).filter(|v| v.uid == uid) else {
+        return false;
+    };
+    for r in &mut v.restore_status {
+        r.progress = progress;
+    }
+    true
+}
+
+fn fail_restore(sh: &Arc<Shared>, name: &str, uid: u64, message: String) {
+    warn!(volume = %name, %message, "restore failed");
+    let mut st = sh.lock();
+    let Some(v) = st.volumes.get_mut(name).filter(|v| v.uid == uid) else {
+        return;
+    };
+    v.faulted = true;
+    for r in &mut v.restore_status {
+        r.is_restoring = false;
+        r.state = "error".into();
+        r.error = message.clone();
+    }
+    v.restore_condition.set(
+        "False",
+        "RestoreFailure",
+        "All replica restore failed and the volume became Faulted",
+    );
+    v.tickets.clear();
+    kick(sh, &mut st, name);
+}
+
+/// The restore of an attached volume: bytes read back from S3 (verified), then
+/// progress for `restore_start_ms + size / restore_bytes_per_sec`, then the
+/// volume detaches and becomes ready.
+pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
+    let (backup, source, url, size) = {
+        let mut st = sh.lock();
+        let Some(v) = st.volumes.get_mut(&name).filter(|v| v.uid == uid) else {
+            return;
+        };
+        let Some(r) = v.restore.clone() else { return };
+        v.restore_condition
+            .set("True", "RestoreInProgress", "The volume is restoring");
+        v.restore_status = v
+            .replicas
+            .iter()
+            .map(|rep| RestoreStatus {
+                replica: rep.clone(),
+                is_restoring: true,
+                progress: 0,
+                state: "in_progress".into(),
+                backup_url: r.url.clone(),
+                ..RestoreStatus::default()
+            })
+            .collect();
+        (r.backup, r.source_volume, r.url, v.size)
+    };
+    let t = sh.timings();
+    sleep_ms(t.restore_start_ms).await;
+    if sh.apply_fault("restore").await.is_some() {
+        return fail_restore(&sh, &name, uid, "injected fault: restore failed".into());
+    }
+    let Some(store) = sh.store.as_ref() else {
+        return fail_restore(
+            &sh,
+            &name,
+            uid,
+            "backup target default is not available".into(),
+        );
+    };
+    let read = {
+        let _lock = store.locks.lock(&source).await;
+        store.read_backup_data(&source, &backup).await
+    };
+    let blocks = match read {
+        Ok((_, blocks)) => blocks,
+        Err(e) => {
+            return fail_restore(
+                &sh,
+                &name,
+                uid,
+                format!("failed to restore backup {url}: {e}"),
+            );
+        }
+    };
+    let duration = transfer_time(size, sh.timings().restore_bytes_per_sec);
+    let steps = 10u32;
+    for i in 1..steps {
+        tokio::time::sleep(duration / steps).await;
+        if !set_restore_progress(&sh, &name, uid, i * 100 / steps) {
+            return;
+        }
+    }
+    tokio::time::sleep(duration / steps).await;
+    let mut st = sh.lock();
+    let Some(v) = st.volumes.get_mut(&name).filter(|v| v.uid == uid) else {
+        return;
+    };
+    v.data = blocks
+        .into_iter()
+        .filter(|(i, _)| i * BLOCK < size)
+        .collect();
+    for r in &mut v.restore_status {
+        r.is_restoring = false;
+        r.progress = 100;
+        r.state = "complete".into();
+        r.last_restored = backup.clone();
+    }
+    if let Some(r) = v.restore.as_mut() {
+        r.done = true;
+    }
+    v.restore_required = false;
+    v.restore_condition.set("False", "", "");
+    v.tickets.remove(&restore_ticket(&name));
+    debug!(volume = %name, %backup, "restore complete");
+    kick(&sh, &mut st, &name);
+}
