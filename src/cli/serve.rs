@@ -1,13 +1,17 @@
 //! `dr serve`: the daemon.
 
 use super::{Context, Failure};
+use crate::daemon::Daemon;
+use crate::metrics::Metrics;
+use crate::serve::AppState;
 use clap::Args;
+use std::sync::Arc;
 
 /// Arguments of `dr serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address for /healthz and /readyz (port 0 picks a free port; the bound
-    /// address is logged on stderr).
+    /// Address for /healthz, /readyz and /metrics (port 0 picks a free port;
+    /// the bound address is printed on stderr).
     #[arg(
         long,
         env = "DR_LISTEN",
@@ -22,17 +26,32 @@ pub async fn run(ctx: &Context, a: ServeArgs) -> Result<(), Failure> {
     let (listener, local) = crate::serve::bind(&a.listen)
         .await
         .map_err(Failure::input)?;
+    let metrics = Arc::new(Metrics::default());
+    let policies = ctx.config.policies.clone();
+    // Without policies there is nothing to schedule: dr serves its catalog's
+    // health only (and needs neither Longhorn nor Kubernetes).
+    let running = if policies.is_empty() {
+        None
+    } else {
+        let protect = super::backup::protect(ctx).await?;
+        let daemon = Daemon::new(protect, &policies, metrics.clone());
+        Some(daemon.start().await?)
+    };
     eprintln!(
         "dr serve: catalog {}, {} polic{}, listening on http://{local}",
         ctx.catalog_url,
-        ctx.config.policies.len(),
-        if ctx.config.policies.len() == 1 {
-            "y"
-        } else {
-            "ies"
-        }
+        policies.len(),
+        if policies.len() == 1 { "y" } else { "ies" }
     );
-    crate::serve::run(listener, local, catalog, crate::serve::shutdown_signal()).await?;
+    let app = AppState {
+        catalog,
+        metrics,
+        policies: Arc::new(policies),
+    };
+    crate::serve::run(listener, local, app, crate::serve::shutdown_signal()).await?;
+    if let Some(r) = running {
+        r.stop().await;
+    }
     eprintln!("dr serve: stopped");
     Ok(())
 }

@@ -1,0 +1,216 @@
+//! The daemon's scheduling: one cron job per policy (tokio-cron-scheduler),
+//! at most one running tick per policy (an overlapping firing is recorded as
+//! skipped), missed firings recorded at start (not replayed), pending points
+//! adopted at start, and retention after every tick.
+
+use crate::backup::{Events, Protect};
+use crate::catalog::{BackupState, PointState, TickOutcome};
+use crate::config::PolicyConfig;
+use crate::metrics::Metrics;
+use crate::schedule;
+use chrono::{DateTime, TimeDelta, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+use tokio_cron_scheduler::{Job, JobScheduler};
+
+/// A failure to start the daemon's scheduling.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("the scheduler failed: {0}")]
+    Scheduler(#[from] tokio_cron_scheduler::JobSchedulerError),
+    #[error(transparent)]
+    Catalog(#[from] crate::catalog::CatalogError),
+}
+
+/// How many missed firings are recorded per policy at start (the newest).
+const MISSED_CAP: usize = 10_000;
+
+/// The scheduling part of `dr serve`.
+pub struct Daemon {
+    protect: Protect,
+    policies: HashMap<String, PolicyConfig>,
+    locks: HashMap<String, Arc<Mutex<()>>>,
+    metrics: Arc<Metrics>,
+}
+
+/// A running scheduler; dropping it does not stop ticks in flight.
+pub struct Running {
+    scheduler: JobScheduler,
+}
+
+impl Running {
+    /// Stops firing new ticks. Ticks in flight stay `pending` if cut short
+    /// and are adopted at the next start.
+    pub async fn stop(mut self) {
+        let _ = self.scheduler.shutdown().await;
+    }
+}
+
+impl Daemon {
+    /// A daemon for these policies.
+    pub fn new(protect: Protect, policies: &[PolicyConfig], metrics: Arc<Metrics>) -> Arc<Self> {
+        Arc::new(Daemon {
+            protect,
+            policies: policies
+                .iter()
+                .map(|p| (p.name.to_string(), p.clone()))
+                .collect(),
+            locks: policies
+                .iter()
+                .map(|p| (p.name.to_string(), Arc::new(Mutex::new(()))))
+                .collect(),
+            metrics,
+        })
+    }
+
+    /// Records missed firings, adopts pending points, and starts the cron jobs.
+    pub async fn start(self: &Arc<Self>) -> Result<Running, DaemonError> {
+        let now = Utc::now();
+        for p in self.policies.values() {
+            let last = self.protect.catalog.ticks(&p.name, 1).await?;
+            if let Some(last) = last.first() {
+                let missed = schedule::missed(
+                    &p.schedule,
+                    last.tick_at,
+                    now,
+                    TimeDelta::seconds(30),
+                    MISSED_CAP,
+                );
+                if !missed.is_empty() {
+                    tracing::warn!(policy = %p.name, count = missed.len(), "ticks missed while dr was not running");
+                }
+                for t in missed {
+                    self.protect
+                        .catalog
+                        .record_tick(
+                            &p.name,
+                            t,
+                            TickOutcome::Missed,
+                            None,
+                            Some("dr was not running"),
+                            now,
+                        )
+                        .await?;
+                    self.metrics.tick(p.name.as_str(), TickOutcome::Missed);
+                }
+            }
+        }
+        for point in self.protect.catalog.pending_points().await? {
+            if let Some(p) = self.policies.get(point.policy.as_str()) {
+                tracing::info!(policy = %p.name, tick = %point.tick_at, "adopting an unfinished tick");
+                let me = self.clone();
+                let tick = point.tick_at;
+                let name = p.name.to_string();
+                tokio::spawn(async move { me.fire(&name, tick).await });
+            }
+        }
+        let scheduler = JobScheduler::new().await?;
+        for p in self.policies.values() {
+            let me = self.clone();
+            let name = p.name.to_string();
+            let sched = p.schedule.clone();
+            let job = Job::new_async(p.schedule.as_str(), move |_id, _lock| {
+                let me = me.clone();
+                let name = name.clone();
+                let tick = schedule::tick_of(&sched, Utc::now());
+                Box::pin(async move {
+                    // The job returns at once; the tick runs on its own task so
+                    // a long tick never delays the scheduler.
+                    tokio::spawn(async move { me.fire(&name, tick).await });
+                })
+            })?;
+            scheduler.add(job).await?;
+        }
+        scheduler.start().await?;
+        Ok(Running { scheduler })
+    }
+
+    /// One firing: run the tick unless the previous one still runs.
+    pub async fn fire(self: &Arc<Self>, policy: &str, tick: DateTime<Utc>) {
+        let (Some(p), Some(lock)) = (self.policies.get(policy), self.locks.get(policy)) else {
+            return;
+        };
+        let catalog = &self.protect.catalog;
+        let Ok(_guard) = lock.clone().try_lock_owned() else {
+            tracing::warn!(%policy, %tick, "previous tick still running: skipped");
+            let _ = catalog
+                .record_tick(
+                    &p.name,
+                    tick,
+                    TickOutcome::Skipped,
+                    None,
+                    Some("the previous tick was still running"),
+                    Utc::now(),
+                )
+                .await;
+            self.metrics.tick(policy, TickOutcome::Skipped);
+            return;
+        };
+        let started = std::time::Instant::now();
+        let events: Events = Arc::new(|_| {});
+        match self.protect.tick(p, tick, events).await {
+            Ok(report) => {
+                let _ = catalog
+                    .record_tick(
+                        &p.name,
+                        tick,
+                        TickOutcome::Ran,
+                        Some(report.point_id),
+                        report.reason.as_deref(),
+                        Utc::now(),
+                    )
+                    .await;
+                self.metrics.tick(policy, TickOutcome::Ran);
+                self.metrics.point(policy, report.state);
+                for v in &report.volumes {
+                    self.metrics.backup(policy, v.state);
+                }
+                self.metrics
+                    .tick_duration(policy, started.elapsed().as_secs_f64());
+                tracing::info!(%policy, %tick, state = %report.state, "tick finished");
+                if report.state != PointState::Pending {
+                    self.retain(p).await;
+                }
+                if report
+                    .volumes
+                    .iter()
+                    .any(|v| v.state == BackupState::Failed)
+                {
+                    tracing::warn!(%policy, %tick, reason = ?report.reason, "some backups failed");
+                }
+            }
+            Err(e) => {
+                // The catalog failed: the point stays pending and is adopted later.
+                tracing::error!(%policy, %tick, error = %e, "tick failed");
+                self.metrics.tick_error(policy);
+            }
+        }
+    }
+
+    async fn retain(&self, p: &PolicyConfig) {
+        let verdicts = match crate::prune::plan(&self.protect.catalog, p, Utc::now()).await {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(policy = %p.name, error = %e, "retention skipped");
+                return;
+            }
+        };
+        if verdicts.iter().any(|v| v.prune()) {
+            match crate::prune::execute(
+                &self.protect.catalog,
+                &self.protect.longhorn,
+                &verdicts,
+                Duration::from_secs(600),
+            )
+            .await
+            {
+                Ok(r) => {
+                    tracing::info!(policy = %p.name, points = r.points_pruned, backups = r.backups_deleted, "retention applied")
+                }
+                Err(e) => tracing::warn!(policy = %p.name, error = %e, "retention failed"),
+            }
+        }
+    }
+}
