@@ -561,7 +561,15 @@ impl LonghornClient {
         let cause = match asked {
             Ok(_) => "the backup did not appear".to_owned(),
             Err(e) if e.is_retryable() => e.to_string(),
-            Err(e) => return Err(e),
+            Err(e) => {
+                // An error answer does not prove nothing happened (a proxy or
+                // the manager may fail after the Backup CR was made): look once.
+                if let Ok(Some(found)) = self.find_backup_of_snapshot(volume, snapshot).await {
+                    tracing::warn!(error = %e, backup = %found.backup, "snapshotBackup failed but the backup exists; adopting it");
+                    return Ok(found);
+                }
+                return Err(e);
+            }
         };
         let start = Instant::now();
         loop {
