@@ -83,6 +83,15 @@ impl Store {
         }
     }
 
+    /// A store over an existing client (credentials and endpoint already set).
+    pub fn from_client(client: Client, bucket: &str, prefix: &str) -> Store {
+        Store {
+            client,
+            bucket: bucket.to_owned(),
+            prefix: prefix.to_owned(),
+        }
+    }
+
     /// The key of a policy's bundle for a tick.
     pub fn bundle_key(&self, policy: &str, tick: chrono::DateTime<chrono::Utc>) -> String {
         join(

@@ -1,0 +1,330 @@
+//! Protect, on the test bed and the Longhorn emulator: a tick backs up exactly
+//! the selected volumes, verifies them in S3 and stores the manifest bundle;
+//! running a tick again adopts instead of doubling; injected faults end every
+//! tick in a clear state; retention leaves exactly the expected set.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use common::testbed::{self, CONVERGE, TestNamespace};
+use dr::backup::{Events, Protect, TickOptions};
+use dr::catalog::{BackupState, Catalog, PointState, Verification};
+use dr::config::{Config, PolicyConfig};
+use dr::longhorn::{ClientConfig, LonghornClient};
+use dr::store::Store;
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::Api;
+use kube::api::PostParams;
+use longhorn_emulator::{Emulator, EmulatorConfig, Fault, StoreConfig, Timings};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct Bed {
+    emu: Emulator,
+    protect: Protect,
+    policy: PolicyConfig,
+    ns: TestNamespace,
+    _dir: tempfile::TempDir,
+}
+
+async fn claim(kube: &kube::Client, ns: &str, name: &str, part_of: &str) {
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": part_of}},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn",
+                 "resources": {"requests": {"storage": "8Mi"}}}
+    }))
+    .unwrap();
+    Api::<PersistentVolumeClaim>::namespaced(kube.clone(), ns)
+        .create(&PostParams::default(), &pvc)
+        .await
+        .unwrap();
+}
+
+async fn wait_bound(kube: &kube::Client, ns: &str, names: &[&str]) {
+    let api = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), ns);
+    let start = std::time::Instant::now();
+    for n in names {
+        loop {
+            let p = api.get(n).await.unwrap();
+            if p.status.and_then(|s| s.phase).as_deref() == Some("Bound") {
+                break;
+            }
+            assert!(start.elapsed() < CONVERGE, "claim {n} not bound");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+async fn bed(retain: &str) -> Bed {
+    let tb = testbed::get();
+    let kube = tb.kube_client().await;
+    let prefix = format!("protect-{}", testbed::suffix());
+    let mut ecfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
+    ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix).unwrap());
+    ecfg.kube = Some(kube.clone());
+    ecfg.timings = Timings::fast();
+    let emu = Emulator::start(ecfg).await.unwrap();
+    let ns = TestNamespace::create(&kube, "dr-protect").await;
+    claim(&kube, &ns.name, "web-uploads", "shop").await;
+    claim(&kube, &ns.name, "db-data", "shop").await;
+    claim(&kube, &ns.name, "not-mine", "other").await;
+    wait_bound(&kube, &ns.name, &["web-uploads", "db-data", "not-mine"]).await;
+    let cfg = Config::parse(
+        &format!(
+            "policies:\n  - name: shop\n    namespace: {}\n    selector: app.kubernetes.io/part-of=shop\n    retain: {retain}\n",
+            ns.name
+        ),
+        "test",
+    )
+    .unwrap();
+    let policy = cfg.policies[0].clone();
+    let dir = tempfile::tempdir().unwrap();
+    let catalog = Catalog::open(
+        &format!("sqlite://{}/c.db", dir.path().display())
+            .parse()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    catalog.upsert_policy(&policy, Utc::now()).await.unwrap();
+    let mut lh = ClientConfig::new(emu.url());
+    lh.poll = Duration::from_millis(25);
+    lh.timeout = Duration::from_secs(2);
+    lh.backoff_base = Duration::from_millis(10);
+    lh.backoff_max = Duration::from_millis(50);
+    lh.discover_for = Duration::from_secs(3);
+    let s3 = tb.s3_client();
+    let protect = Protect {
+        catalog,
+        longhorn: LonghornClient::new(lh).unwrap(),
+        kube,
+        store: Store::from_client(s3.clone(), tb.s3_bucket(), &prefix),
+        verifier: s3,
+        options: TickOptions {
+            concurrency: 4,
+            snapshot_wait: Duration::from_secs(20),
+            backup_wait: Duration::from_secs(60),
+        },
+    };
+    Bed {
+        emu,
+        protect,
+        policy,
+        ns,
+        _dir: dir,
+    }
+}
+
+fn quiet() -> Events {
+    Arc::new(|_| {})
+}
+
+fn tick(n: i64) -> DateTime<Utc> {
+    Utc::now().duration_trunc(TimeDelta::minutes(15)).unwrap() - TimeDelta::minutes(15 * n)
+}
+
+#[tokio::test]
+async fn a_tick_backs_up_exactly_the_selected_volumes_and_verifies_them() {
+    let b = bed("{}").await;
+    let t = tick(0);
+    let report = b.protect.tick(&b.policy, t, quiet()).await.unwrap();
+    assert_eq!(report.state, PointState::Complete, "{report:?}");
+    let mut pvcs: Vec<&str> = report.volumes.iter().map(|v| v.pvc.as_str()).collect();
+    pvcs.sort();
+    assert_eq!(pvcs, ["db-data", "web-uploads"]);
+    assert!(
+        report
+            .volumes
+            .iter()
+            .all(|v| v.state == BackupState::Completed && v.verification == Verification::Verified),
+        "{report:?}"
+    );
+    let stats = b.emu.control().stats().await.unwrap();
+    assert_eq!(stats.backups_created, 2, "{stats:?}");
+
+    // The bundle is in S3 and holds the selected claims only.
+    let key = report.bundle.clone().unwrap();
+    let bundle = b.protect.store.get_bundle(&key).await.unwrap();
+    let claims: Vec<&str> = bundle
+        .objects
+        .iter()
+        .filter(|o| o["kind"] == "PersistentVolumeClaim")
+        .map(|o| o["metadata"]["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(claims, ["db-data", "web-uploads"]);
+
+    // The point counts for the RPO.
+    let newest = b
+        .protect
+        .catalog
+        .newest_verified_point(&b.policy.name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(newest.id, report.point_id);
+
+    // The same tick again (a restart): adopted, nothing new in Longhorn.
+    let again = b.protect.tick(&b.policy, t, quiet()).await.unwrap();
+    assert_eq!(again.point_id, report.point_id);
+    assert_eq!(b.emu.control().stats().await.unwrap().backups_created, 2);
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_interrupted_tick_resumes_without_doubles() {
+    let b = bed("{}").await;
+    let t = tick(0);
+    // Longhorn hangs on backups: the first attempt is cut short (as by a crash).
+    b.emu
+        .control()
+        .set_fault(Fault {
+            operation: "snapshotBackup".into(),
+            hang: true,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(
+        Duration::from_secs(1),
+        b.protect.tick(&b.policy, t, quiet()),
+    )
+    .await;
+    assert!(first.is_err(), "the tick was cut short");
+    b.emu.control().clear_faults().await.unwrap();
+    let pending = b.protect.catalog.pending_points().await.unwrap();
+    assert_eq!(
+        pending.len(),
+        1,
+        "the interrupted tick left its point pending"
+    );
+    let report = b.protect.tick(&b.policy, t, quiet()).await.unwrap();
+    assert_eq!(report.state, PointState::Complete, "{report:?}");
+    let stats = b.emu.control().stats().await.unwrap();
+    assert_eq!(stats.backups_created, 2, "no doubles: {stats:?}");
+    assert_eq!(
+        b.protect
+            .catalog
+            .backups_of(report.point_id)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn with_faults_every_tick_ends_in_a_clear_state() {
+    let b = bed("{}").await;
+    let ctl = b.emu.control();
+    ctl.set_fault(Fault {
+        operation: "*".into(),
+        error_rate: 0.2,
+        latency_ms: 20,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    for n in 0..4 {
+        let report = b.protect.tick(&b.policy, tick(n), quiet()).await.unwrap();
+        assert_ne!(report.state, PointState::Pending);
+        let states: Vec<BackupState> = report.volumes.iter().map(|v| v.state).collect();
+        assert!(states.iter().all(|s| s.is_terminal()), "{report:?}");
+        assert_eq!(
+            report.state,
+            PointState::from_backups(&states),
+            "{report:?}"
+        );
+        if report.state != PointState::Complete {
+            assert!(
+                report.reason.is_some(),
+                "a point that is not complete says why: {report:?}"
+            );
+            assert!(
+                report
+                    .volumes
+                    .iter()
+                    .filter(|v| v.state == BackupState::Failed)
+                    .all(|v| v.error.is_some())
+            );
+        }
+    }
+    ctl.clear_faults().await.unwrap();
+    // Longhorn down: the tick fails clearly, and nothing is left pending.
+    ctl.set_down(true).await.unwrap();
+    let report = b.protect.tick(&b.policy, tick(5), quiet()).await.unwrap();
+    assert_eq!(report.state, PointState::Failed, "{report:?}");
+    assert!(
+        report.volumes.iter().all(|v| v
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("unreachable"))),
+        "{report:?}"
+    );
+    ctl.set_down(false).await.unwrap();
+    assert!(b.protect.catalog.pending_points().await.unwrap().is_empty());
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn retention_leaves_exactly_the_expected_set() {
+    let b = bed("{last: 2, hourly: 0, daily: 0, weekly: 0, monthly: 0}").await;
+    let mut ids = Vec::new();
+    for n in (0..4).rev() {
+        ids.push(
+            b.protect
+                .tick(&b.policy, tick(n), quiet())
+                .await
+                .unwrap()
+                .point_id,
+        );
+    }
+    assert_eq!(b.emu.control().stats().await.unwrap().backups_created, 8);
+    let verdicts = dr::prune::plan(&b.protect.catalog, &b.policy, Utc::now())
+        .await
+        .unwrap();
+    let pruned: Vec<_> = verdicts
+        .iter()
+        .filter(|v| v.prune())
+        .map(|v| v.id)
+        .collect();
+    assert_eq!(pruned, vec![ids[1], ids[0]], "the two oldest go");
+    let r = dr::prune::execute(
+        &b.protect.catalog,
+        &b.protect.longhorn,
+        &verdicts,
+        Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!((r.points_pruned, r.backups_deleted), (2, 4), "{r:?}");
+    let live: Vec<_> = b
+        .protect
+        .catalog
+        .live_points(&b.policy.name)
+        .await
+        .unwrap()
+        .iter()
+        .map(|p| p.id)
+        .collect();
+    assert_eq!(live, vec![ids[3], ids[2]]);
+    let stats = b.emu.control().stats().await.unwrap();
+    assert_eq!(
+        stats.backups.len(),
+        4,
+        "Longhorn keeps the 4 backups of the 2 kept points: {stats:?}"
+    );
+    // Pruning again changes nothing.
+    let verdicts = dr::prune::plan(&b.protect.catalog, &b.policy, Utc::now())
+        .await
+        .unwrap();
+    assert!(verdicts.iter().all(|v| !v.prune()));
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}
