@@ -38,4 +38,5 @@ pub mod serve;
 pub mod span;
 pub mod status;
 pub mod store;
+pub mod sync;
 pub mod timespec;

@@ -328,3 +328,126 @@ async fn retention_leaves_exactly_the_expected_set() {
     b.ns.delete().await;
     b.emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
+    let b = bed("{}").await;
+    let mut before = Vec::new();
+    for n in (0..3).rev() {
+        let r = b.protect.tick(&b.policy, tick(n), quiet()).await.unwrap();
+        assert_eq!(r.state, PointState::Complete);
+        let mut names: Vec<String> = r.volumes.iter().filter_map(|v| v.backup.clone()).collect();
+        names.sort();
+        before.push((r.tick_at, r.point_at, names));
+    }
+    // The catalog is lost: a new, empty one.
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = Catalog::open(
+        &format!("sqlite://{}/new.db", dir.path().display())
+            .parse()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    fresh.upsert_policy(&b.policy, Utc::now()).await.unwrap();
+    let dry = dr::sync::sync_policy(
+        &fresh,
+        &b.protect.longhorn,
+        &b.protect.store,
+        &b.protect.verifier,
+        &b.policy,
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(dry.recovered.len(), 3);
+    assert!(
+        fresh.live_points(&b.policy.name).await.unwrap().is_empty(),
+        "a dry run records nothing"
+    );
+    let r = dr::sync::sync_policy(
+        &fresh,
+        &b.protect.longhorn,
+        &b.protect.store,
+        &b.protect.verifier,
+        &b.policy,
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(r.differences.is_empty(), "{r:?}");
+    let mut after = Vec::new();
+    for p in fresh
+        .live_points(&b.policy.name)
+        .await
+        .unwrap()
+        .into_iter()
+        .rev()
+    {
+        assert_eq!(p.state, PointState::Complete, "{p:?}");
+        assert!(p.bundle_key.is_some());
+        let backups = fresh.backups_of(p.id).await.unwrap();
+        assert!(
+            backups
+                .iter()
+                .all(|x| x.verification == Verification::Verified && x.pvc.is_some())
+        );
+        let mut names: Vec<String> = backups.into_iter().filter_map(|x| x.backup_name).collect();
+        names.sort();
+        after.push((p.tick_at, p.point_at, names));
+    }
+    assert_eq!(after, before);
+    // Now they agree; a second sync recovers nothing and reports nothing.
+    let again = dr::sync::sync_policy(
+        &fresh,
+        &b.protect.longhorn,
+        &b.protect.store,
+        &b.protect.verifier,
+        &b.policy,
+        true,
+    )
+    .await
+    .unwrap();
+    assert!(
+        again.recovered.is_empty() && again.differences.is_empty(),
+        "{again:?}"
+    );
+    // A backup deleted behind dr's back is reported, not silently dropped.
+    let victim = &before[0].2[0];
+    let point = fresh
+        .live_points(&b.policy.name)
+        .await
+        .unwrap()
+        .pop()
+        .unwrap();
+    let vol = fresh
+        .backups_of(point.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|x| x.backup_name.as_deref() == Some(victim.as_str()))
+        .unwrap()
+        .volume;
+    b.protect
+        .longhorn
+        .delete_backup(vol.as_str(), victim, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let r = dr::sync::sync_policy(
+        &fresh,
+        &b.protect.longhorn,
+        &b.protect.store,
+        &b.protect.verifier,
+        &b.policy,
+        true,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.differences.len(), 1, "{r:?}");
+    assert!(
+        r.differences[0].what.contains(victim.as_str())
+            && r.differences[0].what.contains("missing from the store")
+    );
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}

@@ -24,14 +24,15 @@ pub enum BackupCommand {
     },
 }
 
-/// Builds what a tick needs from the configuration and the environment
-/// (Kubernetes from KUBECONFIG or in-cluster; S3 credentials from AWS_*).
-pub async fn protect(ctx: &Context) -> Result<Protect, Failure> {
+/// The Longhorn client, dr's store and the backup-store reader, from the
+/// configuration (S3 credentials from AWS_* or the usual AWS chain).
+pub async fn adapters(
+    ctx: &Context,
+) -> Result<(LonghornClient, Store, aws_sdk_s3::Client), Failure> {
     let c = &ctx.config;
     let mut lh = ClientConfig::new(c.longhorn.url.0.clone());
     lh.timeout = c.longhorn.timeout.as_duration();
     let longhorn = LonghornClient::new(lh)?;
-    let kube = crate::cluster::client(None).await?;
     let store = Store::new(&c.store).await;
     let endpoint = c.store.endpoint.as_ref().map(|u| u.0.as_str().to_owned());
     let verifier = s3_client(
@@ -40,6 +41,14 @@ pub async fn protect(ctx: &Context) -> Result<Protect, Failure> {
         c.store.path_style.unwrap_or(endpoint.is_some()),
     )
     .await;
+    Ok((longhorn, store, verifier))
+}
+
+/// Builds what a tick needs from the configuration and the environment
+/// (Kubernetes from KUBECONFIG or in-cluster).
+pub async fn protect(ctx: &Context) -> Result<Protect, Failure> {
+    let (longhorn, store, verifier) = adapters(ctx).await?;
+    let kube = crate::cluster::client(None).await?;
     Ok(Protect {
         catalog: ctx.catalog().await?,
         longhorn,
@@ -47,7 +56,7 @@ pub async fn protect(ctx: &Context) -> Result<Protect, Failure> {
         store,
         verifier,
         options: TickOptions {
-            concurrency: c.longhorn.concurrency.0,
+            concurrency: ctx.config.longhorn.concurrency.0,
             ..TickOptions::default()
         },
     })

@@ -25,11 +25,71 @@ pub enum CatalogCommand {
         /// The recovery point's id (from `dr catalog list`).
         id: PointId,
     },
+    /// Rebuild the catalog from Longhorn's backup list and the bundles in S3
+    /// (after the catalog was lost), and report every other difference
+    /// between catalog and store without changing it.
+    Sync {
+        /// Only this policy [default: every configured policy].
+        #[arg(long, short = 'p', env = "DR_POLICY")]
+        policy: Option<PolicyName>,
+        /// Report only: record nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 pub async fn run(ctx: &Context, c: CatalogCommand) -> Result<(), Failure> {
     let catalog = ctx.catalog().await?;
     match c {
+        CatalogCommand::Sync { policy, dry_run } => {
+            let policies: Vec<_> = ctx
+                .config
+                .policies
+                .iter()
+                .filter(|p| policy.as_ref().is_none_or(|n| &p.name == n))
+                .collect();
+            if policies.is_empty() {
+                return Err(Failure::input(anyhow::anyhow!(
+                    "no matching policy in the configuration; sync reads the policies (and where their backups are) from --config"
+                )));
+            }
+            let (longhorn, store, verifier) = super::backup::adapters(ctx).await?;
+            let mut reports = Vec::new();
+            for p in policies {
+                let r =
+                    crate::sync::sync_policy(&catalog, &longhorn, &store, &verifier, p, !dry_run)
+                        .await?;
+                if ctx.output == Format::Table {
+                    for (policy, tick, n) in &r.recovered {
+                        println!(
+                            "{} point {policy} {} ({n} backups) from the store",
+                            if dry_run {
+                                "would recover"
+                            } else {
+                                "recovered"
+                            },
+                            fmt_time(*tick)
+                        );
+                    }
+                    for d in &r.differences {
+                        println!(
+                            "DIFFERENCE {} {}: {}",
+                            d.policy,
+                            d.tick.map(fmt_time).unwrap_or_else(|| "-".into()),
+                            d.what
+                        );
+                    }
+                    if r.recovered.is_empty() && r.differences.is_empty() {
+                        println!("policy {}: catalog and store agree", p.name);
+                    }
+                }
+                reports
+                    .push(serde_json::json!({ "policy": p.name, "dry_run": dry_run, "report": r }));
+            }
+            if ctx.output == Format::Json {
+                output::json(&serde_json::json!({ "policies": reports }))?;
+            }
+        }
         CatalogCommand::List { policy, limit } => {
             if let Some(p) = &policy {
                 catalog.policy(p.as_str()).await.map_err(Failure::input)?;

@@ -280,6 +280,9 @@ pub struct Backup {
     pub backup_target_name: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub messages: BTreeMap<String, String>,
+    /// The labels given to `snapshotBackup` (plus Longhorn's); empty until `Completed`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// A backup volume (`backupVolume`): the store's view of one volume's backups.
