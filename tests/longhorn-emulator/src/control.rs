@@ -24,7 +24,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::config::Timings;
 use crate::state::{Shared, VolState, read_blocks, write_blocks};
@@ -150,9 +149,11 @@ async fn checksum(
     Path(name): Path<String>,
 ) -> Result<Json<serde_json::Value>, ControlError> {
     let data = contents(&sh, &name)?;
-    let hex = tokio::task::spawn_blocking(move || hex::encode(Sha256::digest(&data)))
-        .await
-        .map_err(|e| ControlError::BadRequest(format!("checksum task failed: {e}")))?;
+    let hex = tokio::task::spawn_blocking(move || {
+        hex::encode(aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data).as_ref())
+    })
+    .await
+    .map_err(|e| ControlError::BadRequest(format!("checksum task failed: {e}")))?;
     Ok(Json(serde_json::json!({ "sha256": hex })))
 }
 
