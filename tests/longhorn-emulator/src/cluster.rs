@@ -162,6 +162,14 @@ async fn provision(
     ) else {
         return Ok(());
     };
+    let served = sh
+        .lock()
+        .provision_namespaces
+        .as_ref()
+        .is_none_or(|set| set.contains(ns));
+    if !served {
+        return Ok(());
+    }
     let volume = format!("pvc-{uid}");
     let requested = spec
         .resources
@@ -224,20 +232,36 @@ async fn provision(
     }
 }
 
+/// Watches PVCs, with a periodic re-list so that a PVC skipped earlier (a
+/// failure, or a namespace added to the served set later) is picked up.
 async fn run_provisioner(sh: Arc<Shared>, client: kube::Client) {
     let api = Api::<PersistentVolumeClaim>::all(client.clone());
-    let mut stream = watcher(api, watcher::Config::default())
+    let mut stream = watcher(api.clone(), watcher::Config::default())
         .default_backoff()
         .applied_objects()
         .boxed();
-    while let Some(item) = stream.next().await {
-        match item {
-            Ok(pvc) => {
-                if let Err(e) = provision(&sh, &client, &pvc).await {
-                    warn!(error = %e, "provisioning failed");
+    let mut resync = tokio::time::interval(Duration::from_secs(2));
+    loop {
+        tokio::select! {
+            item = stream.next() => match item {
+                Some(Ok(pvc)) => {
+                    if let Err(e) = provision(&sh, &client, &pvc).await {
+                        warn!(error = %e, "provisioning failed");
+                    }
                 }
-            }
-            Err(e) => debug!(error = %e, "PVC watch error (retrying)"),
+                Some(Err(e)) => debug!(error = %e, "PVC watch error (retrying)"),
+                None => return,
+            },
+            _ = resync.tick() => match api.list(&ListParams::default()).await {
+                Ok(list) => {
+                    for pvc in &list.items {
+                        if let Err(e) = provision(&sh, &client, pvc).await {
+                            warn!(error = %e, "provisioning failed");
+                        }
+                    }
+                }
+                Err(e) => debug!(error = %e, "listing PVCs failed"),
+            },
         }
     }
 }

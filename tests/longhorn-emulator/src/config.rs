@@ -45,14 +45,20 @@ pub struct StoreConfig {
 }
 
 impl StoreConfig {
-    /// The test bed's S3 server (from `target/testbed.env`), prefix `longhorn-emulator`.
+    /// The test bed's S3 server with a fresh prefix `longhorn-emulator/<16 hex>`,
+    /// so that each call gets a store of its own.
     pub fn from_testbed_env() -> anyhow::Result<StoreConfig> {
-        Self::from_testbed_env_with_prefix("longhorn-emulator")
+        Self::from_testbed_env_with_prefix(&format!(
+            "longhorn-emulator/{:016x}",
+            rand::random::<u64>()
+        ))
     }
 
     /// The test bed's S3 server with a caller-chosen key prefix (tests use one per test).
+    /// Variables come from `target/testbed.env` (see [`TestbedEnv::locate`]), else
+    /// from the process environment.
     pub fn from_testbed_env_with_prefix(prefix: &str) -> anyhow::Result<StoreConfig> {
-        let env = TestbedEnv::load()?;
+        let env = TestbedEnv::load_or_environment()?;
         Ok(StoreConfig {
             endpoint: env.var("DR_TEST_S3_ENDPOINT")?,
             region: env.var("DR_TEST_S3_REGION")?,
@@ -107,6 +113,22 @@ impl TestbedEnv {
         Self::load_from(&Self::locate()?)
     }
 
+    /// The env file if it can be found, else only the process environment
+    /// (every [`TestbedEnv::var`] then comes from the environment or fails).
+    pub fn load_or_environment() -> anyhow::Result<TestbedEnv> {
+        match Self::locate().and_then(|p| Self::load_from(&p)) {
+            Ok(env) => Ok(env),
+            Err(e) if std::env::var_os("DR_TEST_S3_ENDPOINT").is_some() => {
+                tracing::debug!(error = %e, "no test bed env file; using the environment");
+                Ok(TestbedEnv {
+                    path: PathBuf::from("(environment)"),
+                    vars: Vec::new(),
+                })
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Loads `KEY=VALUE` lines from `path`.
     pub fn load_from(path: &Path) -> anyhow::Result<TestbedEnv> {
         let text = std::fs::read_to_string(path)
@@ -124,13 +146,16 @@ impl TestbedEnv {
         })
     }
 
-    /// One variable; an error naming the file if it is absent.
+    /// One variable: from the file, else from the process environment (the
+    /// file wins so that a shell's `KUBECONFIG` never points the emulator at
+    /// another cluster); an error naming the file if it is absent from both.
     pub fn var(&self, key: &str) -> anyhow::Result<String> {
         self.vars
             .iter()
             .rev()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.clone())
+            .or_else(|| std::env::var(key).ok().filter(|v| !v.is_empty()))
             .with_context(|| format!("{key} is missing from {}: {HINT}", self.path.display()))
     }
 

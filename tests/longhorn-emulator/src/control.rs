@@ -11,6 +11,7 @@
 //! | GET, PUT | `/emulator/down` | `{"down":bool}` |
 //! | GET, PUT | `/emulator/timings` | [`Timings`] |
 //! | GET | `/emulator/stats` | [`Stats`] |
+//! | GET, PUT | `/emulator/provisioner` | `{"namespaces": null \| ["ns", ...]}`: PVC namespaces served (null: all) |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -63,6 +64,7 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/down", get(get_down).put(set_down))
         .route("/timings", get(get_timings).put(set_timings))
         .route("/stats", get(stats))
+        .route("/provisioner", get(get_provisioner).put(set_provisioner))
         .layer(DefaultBodyLimit::max(1 << 30))
 }
 
@@ -210,6 +212,26 @@ async fn set_timings(State(sh): State<Arc<Shared>>, Json(t): Json<Timings>) -> S
     StatusCode::NO_CONTENT
 }
 
+#[derive(Serialize, Deserialize)]
+struct Provisioner {
+    namespaces: Option<Vec<String>>,
+}
+
+async fn get_provisioner(State(sh): State<Arc<Shared>>) -> Json<Provisioner> {
+    Json(Provisioner {
+        namespaces: sh
+            .lock()
+            .provision_namespaces
+            .as_ref()
+            .map(|s| s.iter().cloned().collect()),
+    })
+}
+
+async fn set_provisioner(State(sh): State<Arc<Shared>>, Json(p): Json<Provisioner>) -> StatusCode {
+    sh.lock().provision_namespaces = p.namespaces.map(|v| v.into_iter().collect());
+    StatusCode::NO_CONTENT
+}
+
 async fn stats(State(sh): State<Arc<Shared>>) -> Json<Stats> {
     Json(sh.lock().stats())
 }
@@ -337,6 +359,22 @@ impl Control {
             .send(self.http.get(self.url("timings")?), "timings")
             .await?;
         resp.json().await.context("decoding timings")
+    }
+
+    /// Restricts the provisioner to PVCs of these namespaces (`None`: every
+    /// namespace, the default). Useful when several emulators share a cluster.
+    pub async fn set_provisioner_namespaces(
+        &self,
+        namespaces: Option<Vec<String>>,
+    ) -> anyhow::Result<()> {
+        self.send(
+            self.http
+                .put(self.url("provisioner")?)
+                .json(&Provisioner { namespaces }),
+            "set provisioner namespaces",
+        )
+        .await?;
+        Ok(())
     }
 
     pub async fn stats(&self) -> anyhow::Result<Stats> {

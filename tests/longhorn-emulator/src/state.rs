@@ -281,6 +281,8 @@ pub struct State {
     pub requests: BTreeMap<String, u64>,
     pub backups_created: u64,
     pub next_uid: u64,
+    /// Namespaces whose PVCs the provisioner serves (`None`: all).
+    pub provision_namespaces: Option<std::collections::BTreeSet<String>>,
 }
 
 impl State {

@@ -50,6 +50,9 @@ async fn provisioner_status_backup_restore_and_pv_pvc_create() {
     )
     .await
     .expect("creating the namespace");
+    ctl.set_provisioner_namespaces(Some(vec![ns.clone()]))
+        .await
+        .unwrap();
     let pvcs = KApi::<PersistentVolumeClaim>::namespaced(kube.clone(), &ns);
     let pvs = KApi::<PersistentVolume>::all(kube.clone());
     let mut static_pvs: Vec<String> = Vec::new();
