@@ -228,6 +228,10 @@ impl Schedule {
         &self,
         after: chrono::DateTime<chrono::Utc>,
     ) -> Option<chrono::DateTime<chrono::Utc>> {
+        // Schedules have whole seconds; so must the ticks they name, whatever
+        // fraction of a second `after` carries.
+        let after =
+            chrono::DurationRound::duration_trunc(after, chrono::TimeDelta::seconds(1)).ok()?;
         Self::parser()
             .parse(&self.0)
             .ok()?

@@ -33,18 +33,28 @@ pub fn missed(
 /// The scheduled instant a firing at `fired` stands for: the latest
 /// scheduled time at or before it (schedulers fire a little late).
 pub fn tick_of(schedule: &Schedule, fired: DateTime<Utc>) -> DateTime<Utc> {
-    // Search back at most one day: every schedule dr accepts fires more often
-    // than that or is anchored by its own fields.
-    let mut probe = fired - TimeDelta::days(1);
-    let mut best = fired;
-    while let Some(n) = schedule.next_after(probe) {
-        if n > fired {
-            break;
+    let whole =
+        chrono::DurationRound::duration_trunc(fired, TimeDelta::seconds(1)).unwrap_or(fired);
+    // Look back over growing windows so frequent schedules take few steps.
+    for window in [
+        TimeDelta::minutes(2),
+        TimeDelta::hours(2),
+        TimeDelta::days(2),
+    ] {
+        let mut probe = whole - window;
+        let mut best = None;
+        while let Some(n) = schedule.next_after(probe) {
+            if n > whole {
+                break;
+            }
+            best = Some(n);
+            probe = n;
         }
-        best = n;
-        probe = n;
+        if let Some(b) = best {
+            return b;
+        }
     }
-    best
+    whole
 }
 
 #[cfg(test)]
@@ -101,5 +111,12 @@ mod tests {
         assert_eq!(tick_of(&every15(), t(9, 45, 0)), t(9, 45, 0));
         assert_eq!(tick_of(&every15(), t(9, 45, 1)), t(9, 45, 0));
         assert_eq!(tick_of(&every15(), t(9, 59, 59)), t(9, 45, 0));
+        let late = t(9, 45, 0) + TimeDelta::milliseconds(137);
+        assert_eq!(tick_of(&every15(), late), t(9, 45, 0));
+        let every3: Schedule = "*/3 * * * * *".parse().unwrap();
+        assert_eq!(
+            tick_of(&every3, t(9, 45, 4) + TimeDelta::milliseconds(500)),
+            t(9, 45, 3)
+        );
     }
 }

@@ -1,0 +1,224 @@
+//! `dr serve` killed with SIGKILL in the middle of a tick, then started
+//! again: the interrupted tick is adopted and finished, and no backup is lost
+//! or made twice (checked on the catalog and on the emulator's backup list).
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use common::testbed::{self, CONVERGE, TestNamespace};
+use dr::catalog::{BackupState, Catalog, PointState};
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+use kube::Api;
+use kube::api::PostParams;
+use longhorn_emulator::{Emulator, EmulatorConfig, StoreConfig, Timings};
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const MIB: u64 = 1024 * 1024;
+
+fn spawn_serve(config: &std::path::Path, catalog: &str) -> Child {
+    let tb = testbed::get();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dr"))
+        .args(["--config"])
+        .arg(config)
+        .args([
+            "--catalog",
+            catalog,
+            "--log",
+            "info",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", tb.kubeconfig())
+        .env("AWS_ACCESS_KEY_ID", tb.var("AWS_ACCESS_KEY_ID"))
+        .env("AWS_SECRET_ACCESS_KEY", tb.var("AWS_SECRET_ACCESS_KEY"))
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Drain stderr so the child never blocks on a full pipe.
+    let err = child.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("[dr serve] {line}");
+        }
+    });
+    child
+}
+
+async fn wait_for<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(start.elapsed() < CONVERGE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn kill_9_mid_tick_then_restart_loses_and_doubles_nothing() {
+    let tb = testbed::get();
+    let kube = tb.kube_client().await;
+    let prefix = format!("crash-{}", testbed::suffix());
+    let mut t = Timings::fast();
+    t.backup_bytes_per_sec = 4 * MIB; // 8 MiB per volume: about 2 s per backup
+    let mut ecfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
+    ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix).unwrap());
+    ecfg.kube = Some(kube.clone());
+    ecfg.timings = t;
+    let emu = Emulator::start(ecfg).await.unwrap();
+    let ns = TestNamespace::create(&kube, "dr-crash").await;
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), &ns.name);
+    for name in ["a", "b", "c"] {
+        let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "labels": {"app": "crash"}},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn",
+                     "resources": {"requests": {"storage": "8Mi"}}}
+        }))
+        .unwrap();
+        pvcs.create(&PostParams::default(), &pvc).await.unwrap();
+    }
+    let mut volumes = Vec::new();
+    for name in ["a", "b", "c"] {
+        let start = Instant::now();
+        let vol = loop {
+            let p = pvcs.get(name).await.unwrap();
+            if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
+                break p.spec.and_then(|s| s.volume_name);
+            }
+            assert!(start.elapsed() < CONVERGE, "claim {name} not bound");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        };
+        let pv = vol.unwrap();
+        let handle = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(kube.clone())
+            .get(&pv)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .csi
+            .unwrap()
+            .volume_handle;
+        emu.control()
+            .write(&handle, 0, &vec![7u8; 8 * MIB as usize])
+            .await
+            .unwrap();
+        volumes.push(handle);
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("dr.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "longhorn: {{url: \"{}\", timeout: 5s}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: crash\n    namespace: {}\n    selector: app=crash\n    schedule: \"*/3 * * * * *\"\n    retain: {{last: 100}}\n",
+            emu.url(),
+            tb.s3_bucket(),
+            tb.var("DR_TEST_S3_REGION"),
+            tb.var("DR_TEST_S3_ENDPOINT"),
+            ns.name
+        ),
+    )
+    .unwrap();
+    let catalog_url = format!("sqlite://{}/c.db", dir.path().display());
+
+    let mut first = spawn_serve(&config, &catalog_url);
+    // Wait until a tick is in the middle of its backups, then SIGKILL.
+    wait_for("a backup in progress", || {
+        let ctl = emu.control();
+        async move {
+            ctl.stats()
+                .await
+                .map(|s| s.backups_created >= 1)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+
+    let catalog = Catalog::open(&catalog_url.parse().unwrap()).await.unwrap();
+    let pending = catalog.pending_points().await.unwrap();
+    assert!(!pending.is_empty(), "the kill interrupted a tick");
+    let interrupted = pending[0].id;
+
+    let mut second = spawn_serve(&config, &catalog_url);
+    wait_for("the interrupted tick to finish", || {
+        let c = catalog.clone();
+        async move {
+            c.point(interrupted)
+                .await
+                .map(|p| p.state != PointState::Pending)
+                .unwrap_or(false)
+        }
+    })
+    .await;
+    Command::new("kill")
+        .args(["-TERM", &second.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(
+        second.wait().unwrap().success(),
+        "dr serve stops cleanly on SIGTERM"
+    );
+
+    // Let backups that were started finish in the emulator before comparing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let point = catalog.point(interrupted).await.unwrap();
+    assert_eq!(point.state, PointState::Complete, "{point:?}");
+
+    // No doubles: one backup per (point, volume) in the catalog, one backup
+    // per snapshot in Longhorn, and every backup in Longhorn is in the catalog.
+    let mut catalog_backups = BTreeSet::new();
+    for p in catalog.list_points(None, 1000).await.unwrap() {
+        let rows = catalog.backups_of(p.point.id).await.unwrap();
+        let vols: BTreeSet<_> = rows.iter().map(|r| r.volume.clone()).collect();
+        assert_eq!(
+            vols.len(),
+            rows.len(),
+            "one row per volume in point {}",
+            p.point.id
+        );
+        for r in rows {
+            if let Some(n) = r.backup_name {
+                catalog_backups.insert(n);
+            }
+            if p.point.state == PointState::Complete {
+                assert_eq!(r.state, BackupState::Completed);
+            }
+        }
+    }
+    let lh = dr::longhorn::LonghornClient::new(dr::longhorn::ClientConfig::new(emu.url())).unwrap();
+    let mut per_snapshot: BTreeMap<String, usize> = BTreeMap::new();
+    let mut in_longhorn = BTreeSet::new();
+    for v in &volumes {
+        for b in lh.backups_of(v).await.unwrap() {
+            *per_snapshot.entry(b.snapshot_name.clone()).or_default() += 1;
+            in_longhorn.insert(b.name);
+        }
+    }
+    assert!(
+        per_snapshot.values().all(|n| *n == 1),
+        "a snapshot backed up twice: {per_snapshot:?}"
+    );
+    let stats = emu.control().stats().await.unwrap();
+    assert_eq!(
+        stats.backups_created as usize,
+        in_longhorn.len(),
+        "{stats:?}"
+    );
+    assert_eq!(
+        in_longhorn, catalog_backups,
+        "Longhorn and the catalog list the same backups"
+    );
+
+    ns.delete().await;
+    emu.shutdown().await;
+}
