@@ -475,6 +475,19 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
             }
             if action == "backupTargetSync" {
                 let _: Value = ctx.input()?;
+                let now = std::time::Instant::now();
+                {
+                    let mut st = ctx.sh.lock();
+                    if st
+                        .last_target_sync
+                        .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(10))
+                    {
+                        return Err(internal(format!(
+                            "failed to sync backup target {id}: a sync was requested less than 10s ago"
+                        )));
+                    }
+                    st.last_target_sync = Some(now);
+                }
                 Ok(Reply::Json(render::backup_target(
                     base,
                     ctx.sh.store.as_ref(),
@@ -485,9 +498,20 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
                 ))
             }
         }
-        Route::CreateBackupTarget => Err(internal(
-            "creating backup targets is not supported by the emulator",
-        )),
+        Route::CreateBackupTarget => {
+            let input: NameInput = ctx.input()?;
+            if input.name == crate::state::TARGET {
+                // An existing name returns the existing target unchanged.
+                Ok(Reply::Json(render::backup_target(
+                    base,
+                    ctx.sh.store.as_ref(),
+                )))
+            } else {
+                Err(internal(
+                    "creating backup targets other than default is not supported by the emulator",
+                ))
+            }
+        }
         Route::DeleteBackupTarget(id) => Err(internal(format!(
             "cannot delete backup target {id}: deleting backup targets is not supported"
         ))),

@@ -32,6 +32,9 @@ struct Args {
     /// Do not use the test bed's Kubernetes cluster.
     #[arg(long)]
     no_kube: bool,
+    /// Serve only PVCs of these namespaces (default: every namespace).
+    #[arg(long, value_delimiter = ',')]
+    namespaces: Option<Vec<String>>,
 }
 
 #[tokio::main]
@@ -67,6 +70,12 @@ async fn main() -> anyhow::Result<()> {
     let emulator = Emulator::start(cfg)
         .await
         .context("starting the emulator")?;
+    if args.namespaces.is_some() {
+        emulator
+            .control()
+            .set_provisioner_namespaces(args.namespaces.clone())
+            .await?;
+    }
     eprintln!("listening on http://{}", emulator.addr());
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .context("installing the SIGTERM handler")?;

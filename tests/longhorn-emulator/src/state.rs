@@ -283,6 +283,8 @@ pub struct State {
     pub next_uid: u64,
     /// Namespaces whose PVCs the provisioner serves (`None`: all).
     pub provision_namespaces: Option<std::collections::BTreeSet<String>>,
+    /// Last `backupTargetSync` (rate limited to one per 10 s).
+    pub last_target_sync: Option<std::time::Instant>,
 }
 
 impl State {

@@ -105,25 +105,44 @@ pub async fn run_create(sh: Arc<Shared>, name: String, uid: u64) {
         }
     }
     sleep_ms(t.volume_create_ms - t.volume_create_ms / 2).await;
+    let restore = {
+        let mut st = sh.lock();
+        let Some(v) = st.volumes.get_mut(&name).filter(|v| v.uid == uid) else {
+            return;
+        };
+        v.busy = false;
+        if v.state == VolState::Creating {
+            v.state = VolState::Detached;
+        }
+        let restore = v.restore.is_some();
+        if restore {
+            v.restore_initiated = true;
+        } else {
+            kick(&sh, &mut st, &name);
+        }
+        restore
+    };
+    if !restore {
+        return;
+    }
+    // A restore volume shows `detached` with restoreInitiated/restoreRequired
+    // for a moment, then the restore controller attaches it.
+    sleep_ms(t.attach_ms / 2).await;
     let mut st = sh.lock();
     let Some(v) = st.volumes.get_mut(&name).filter(|v| v.uid == uid) else {
         return;
     };
-    v.busy = false;
-    if v.state == VolState::Creating {
-        v.state = VolState::Detached;
+    if v.state == VolState::Deleting {
+        return;
     }
-    if v.restore.is_some() {
-        v.restore_initiated = true;
-        v.tickets.insert(
-            restore_ticket(&name),
-            crate::state::Ticket {
-                kind: "volume-restore-controller".into(),
-                node: "node-1".into(),
-                disable_frontend: true,
-            },
-        );
-    }
+    v.tickets.insert(
+        restore_ticket(&name),
+        crate::state::Ticket {
+            kind: "volume-restore-controller".into(),
+            node: "node-1".into(),
+            disable_frontend: true,
+        },
+    );
     kick(&sh, &mut st, &name);
 }
 

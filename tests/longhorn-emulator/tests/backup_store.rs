@@ -434,12 +434,56 @@ async fn restore_brings_back_the_bytes_of_the_backup() {
     assert_eq!(b["labels"]["longhorn.io/volume-access-mode"], "rwo");
 
     let url = b["url"].as_str().unwrap();
+    // slow enough to see every state of the restore
+    ctl.set_timings(Timings {
+        volume_create_ms: 300,
+        attach_ms: 300,
+        restore_start_ms: 300,
+        restore_bytes_per_sec: 32 << 20,
+        ..Timings::fast()
+    })
+    .await
+    .unwrap();
     let r = api
         .post(
             "v1/volumes",
             json!({"name": "dst", "fromBackup": url, "size": "2Mi"}),
         )
         .await;
+    let watcher = {
+        let base = api.base.clone();
+        tokio::spawn(async move {
+            let http = reqwest::Client::new();
+            let mut seen: Vec<(String, bool, bool)> = Vec::new();
+            let mut progress = Vec::new();
+            for _ in 0..3000 {
+                let v: Value = http
+                    .get(base.join("v1/volumes/dst").unwrap())
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                let key = (
+                    v["state"].as_str().unwrap().to_owned(),
+                    v["restoreRequired"].as_bool().unwrap(),
+                    v["ready"].as_bool().unwrap(),
+                );
+                if seen.last() != Some(&key) {
+                    seen.push(key.clone());
+                }
+                if let Some(p) = v["restoreStatus"][0]["progress"].as_i64() {
+                    progress.push(p);
+                }
+                if key == ("detached".to_owned(), false, true) {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            (seen, progress)
+        })
+    };
     assert_eq!(r.status, 200, "{}", r.text);
     assert_eq!(
         r.json["size"],
@@ -465,6 +509,26 @@ async fn restore_brings_back_the_bytes_of_the_backup() {
         })
         .await;
     assert_eq!(v["robustness"], "unknown");
+    let (seen, progress) = watcher.await.unwrap();
+    let states: Vec<(&str, bool, bool)> = seen
+        .iter()
+        .map(|(s, r, ok)| (s.as_str(), *r, *ok))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("", true, false),
+            ("creating", true, false),
+            ("detached", true, false),
+            ("attaching", true, false),
+            ("attached", true, false),
+            ("detaching", false, false),
+            ("detached", false, true),
+        ]
+    );
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert!(progress.iter().any(|p| *p > 0 && *p < 100), "{progress:?}");
+    ctl.set_timings(Timings::fast()).await.unwrap();
     assert_eq!(v["restoreStatus"][0]["state"], "complete");
     assert_eq!(v["restoreStatus"][0]["progress"], 100);
     assert_eq!(v["conditions"]["Restore"]["status"], "False");
