@@ -347,8 +347,10 @@ pub async fn handle(AxumState(sh): AxumState<Arc<Shared>>, req: Request) -> Resp
     };
     let op = route.op();
     *sh.lock().requests.entry(op.clone()).or_default() += 1;
-    let injected = sh.apply_fault(&op).await;
-    if injected == Some(false) {
+    // Without after_effect the fault strikes before the handler runs; with it,
+    // latency, hang and the 500 all come after the operation took effect.
+    let after_effect = sh.fault_for(&op).is_some_and(|f| f.after_effect);
+    if !after_effect && sh.apply_fault(&op).await.is_some() {
         debug!(%op, "injected fault (no effect)");
         return error_response(&internal("injected fault"), &base, &url);
     }
@@ -369,7 +371,7 @@ pub async fn handle(AxumState(sh): AxumState<Arc<Shared>>, req: Request) -> Resp
         body,
     };
     let result = dispatch(&ctx, route).await;
-    if injected == Some(true) {
+    if after_effect && ctx.sh.apply_fault(&op).await.is_some() {
         debug!(%op, "injected fault (after effect)");
         return error_response(&internal("injected fault"), &base, &url);
     }
@@ -1208,6 +1210,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 messages: BTreeMap::new(),
                 url: String::new(),
                 snapshot_created: String::new(),
+                snapshot_at: None,
                 created: String::new(),
                 size: 0,
                 spec_labels: labels,
@@ -1369,6 +1372,9 @@ pub async fn sync_from_store(sh: &Arc<Shared>) -> anyhow::Result<()> {
                 messages: BTreeMap::new(),
                 url: store.backup_url(&cfg.name, &volume),
                 snapshot_created: cfg.snapshot_created_at.clone(),
+                snapshot_at: chrono::DateTime::parse_from_rfc3339(&cfg.snapshot_created_at)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc)),
                 created: cfg.created_time.clone(),
                 size: cfg.size.parse().unwrap_or(0),
                 spec_labels: cfg.labels.clone().unwrap_or_default(),

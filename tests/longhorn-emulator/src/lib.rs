@@ -57,7 +57,8 @@ pub struct Fault {
     pub latency_ms: u64,
     /// Never answer until the faults are cleared.
     pub hang: bool,
-    /// The injected 500 comes after the operation took effect.
+    /// The operation takes effect first; the latency, the hang and the
+    /// injected 500 come after it (a client timing out on work the server did).
     pub after_effect: bool,
 }
 

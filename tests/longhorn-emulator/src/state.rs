@@ -247,6 +247,8 @@ pub struct Backup {
     pub messages: BTreeMap<String, String>,
     pub url: String,
     pub snapshot_created: String,
+    /// The snapshot time with full precision: orders backups made within one second.
+    pub snapshot_at: Option<DateTime<Utc>>,
     pub created: String,
     pub size: u64,
     /// Spec labels, with the ones the server adds.
@@ -298,10 +300,7 @@ impl State {
         self.backups
             .values()
             .filter(|b| b.volume_name == volume && b.state == "Completed")
-            .max_by(|a, b| {
-                (a.snapshot_created.as_str(), a.created.as_str())
-                    .cmp(&(b.snapshot_created.as_str(), b.created.as_str()))
-            })
+            .max_by_key(|b| (b.snapshot_at, b.uid))
     }
 
     pub fn stats(&self) -> Stats {

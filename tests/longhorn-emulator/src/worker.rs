@@ -303,6 +303,7 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
         b.replica = replica.clone();
         b.status_snapshot = snap.clone();
         b.snapshot_created = rfc3339(snap_time);
+        b.snapshot_at = Some(snap_time);
         b.messages.clear();
         b.progress = 0;
         (b.backup_mode.clone(), b.spec_labels.clone(), b.volume_size)

@@ -455,3 +455,33 @@ async fn settings_and_api_root() {
     assert_eq!(r.json["data"][0]["name"], "default");
     emu.shutdown().await;
 }
+
+#[tokio::test]
+async fn hang_after_effect_does_the_work_then_never_answers() {
+    let emu = bare().await;
+    let api = Api::new(&emu);
+    let ctl = emu.control();
+    ctl.create_volume("h", 8 << 20).await.unwrap();
+    ctl.set_fault(Fault {
+        operation: "snapshotCRCreate".into(),
+        hang: true,
+        after_effect: true,
+        ..Fault::default()
+    })
+    .await
+    .unwrap();
+    let url = api
+        .base
+        .join("v1/volumes/h?action=snapshotCRCreate")
+        .unwrap();
+    let r = tokio::time::timeout(
+        Duration::from_millis(300),
+        api.http.post(url).json(&json!({"name": "s1"})).send(),
+    )
+    .await;
+    assert!(r.is_err(), "the request answered");
+    ctl.clear_faults().await.unwrap();
+    api.action("volumes", "h", "snapshotCRGet", json!({"name": "s1"}))
+        .await;
+    emu.shutdown().await;
+}
