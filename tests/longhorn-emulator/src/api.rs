@@ -434,7 +434,10 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
         Route::GetBackupVolume(id) => {
             let st = ctx.sh.lock();
             Ok(Reply::Json(match find_bv(&st, &id) {
-                Some(vol) => render::backup_volume(base, &st, &vol, &st.backup_volumes[&vol]),
+                Some(vol) => match st.backup_volumes.get(&vol) {
+                    Some(bv) => render::backup_volume(base, &st, &vol, bv),
+                    None => render::backup_volume_placeholder(base, &id),
+                },
                 None => render::backup_volume_placeholder(base, &id),
             }))
         }
@@ -541,6 +544,12 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
                 })
         }
     }
+}
+
+/// The volume, or the 404 error (lookups after an existence check use it too,
+/// so that no request can panic the server).
+fn vol_ref<'a>(st: &'a State, name: &str) -> Result<&'a Volume> {
+    st.volumes.get(name).ok_or_else(|| not_found_volume(name))
 }
 
 fn not_found_volume(name: &str) -> ApiError {
@@ -705,7 +714,7 @@ fn create_volume(ctx: &Ctx) -> Result<Reply> {
         return Ok(Reply::Json(render::volume(
             &ctx.base,
             st,
-            &st.volumes[&name],
+            vol_ref(st, &name)?,
         )));
     }
 
@@ -775,7 +784,7 @@ fn create_volume(ctx: &Ctx) -> Result<Reply> {
         .insert("backup-volume".into(), backup.volume_name.clone());
     let uid = v.uid;
     st.volumes.insert(name.clone(), v);
-    let out = render::volume(&ctx.base, &st, &st.volumes[&name]);
+    let out = render::volume(&ctx.base, &st, vol_ref(&st, &name)?);
     drop(st);
     let sh = ctx.sh.clone();
     ctx.sh
@@ -874,7 +883,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
     if !st.volumes.contains_key(name) {
         return Err(not_found_volume(name));
     }
-    let attached = st.volumes[name].state == VolState::Attached;
+    let attached = vol_ref(st, name)?.state == VolState::Attached;
     match action {
         "attach" => {
             let input: AttachInput = ctx.input()?;
@@ -910,7 +919,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 },
             );
             worker::kick(sh, st, name);
-            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+            Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         "detach" => {
             let input: DetachInput = ctx.input_or_default()?;
@@ -927,7 +936,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 v.tickets.retain(|id, _| *id == restore);
             }
             worker::kick(sh, st, name);
-            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+            Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         "snapshotCRCreate" => {
             let input: SnapshotInput = ctx.input()?;
@@ -977,7 +986,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
         }
         "snapshotCRGet" => {
             let input: NameInput = ctx.input()?;
-            let v = &st.volumes[name];
+            let v = vol_ref(st, name)?;
             let s = v.snapshots.get(&input.name).ok_or_else(|| {
                 ApiError::NotFound(format!(
                     "snapshots.longhorn.io \"{}\" not found",
@@ -987,7 +996,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
             Ok(Reply::Json(render::snapshot_cr(base, v, s)))
         }
         "snapshotCRList" => {
-            let v = &st.volumes[name];
+            let v = vol_ref(st, name)?;
             let data = v
                 .snapshots
                 .values()
@@ -1056,7 +1065,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
             if !attached {
                 return Err(engine_not_running(name));
             }
-            let v = &st.volumes[name];
+            let v = vol_ref(st, name)?;
             let mut data: Vec<Value> = v
                 .snapshots
                 .values()
@@ -1071,7 +1080,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 return Err(engine_not_running(name));
             }
             let input: NameInput = ctx.input()?;
-            let v = &st.volumes[name];
+            let v = vol_ref(st, name)?;
             if input.name == "volume-head" {
                 return Ok(Reply::Json(render::volume_head(base, v)));
             }
@@ -1106,7 +1115,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 ))
             })?;
             s.mark_removed = true;
-            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+            Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         "snapshotPurge" => {
             if !attached {
@@ -1125,7 +1134,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
             for s in removed {
                 remove_snapshot(v, &s);
             }
-            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+            Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         "snapshotRevert" => {
             if !attached {
@@ -1182,7 +1191,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
             }
             check_labels(&labels)?;
             let uid = st.uid();
-            let v = &st.volumes[name];
+            let v = vol_ref(st, name)?;
             if v.state == VolState::Deleting {
                 return Err(internal(format!("volume {name} is being deleted")));
             }
@@ -1227,7 +1236,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
             st.backups_created += 1;
             let sh2 = sh.clone();
             sh.spawn(async move { worker::run_backup(sh2, backup_name, uid).await });
-            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+            Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         "recurringJobList" | "recurringJobAdd" | "recurringJobDelete" => {
             if action != "recurringJobList" {
@@ -1241,7 +1250,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
         }
         "updateBackupTargetName" => {
             let _: Value = ctx.input()?;
-            Ok(Reply::Json(render::volume(base, st, &st.volumes[name])))
+            Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         other => Err(internal(format!(
             "action {other} is not supported by the Longhorn emulator"
@@ -1277,8 +1286,11 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
             .collect();
         render::collection("backup", &ctx.url, data)
     };
-    let bv_reply = |st: &State, vol: &Option<String>| match vol {
-        Some(v) => render::backup_volume(base, st, v, &st.backup_volumes[v]),
+    let bv_reply = |st: &State, vol: &Option<String>| match vol
+        .as_ref()
+        .and_then(|v| st.backup_volumes.get(v).map(|bv| (v, bv)))
+    {
+        Some((v, bv)) => render::backup_volume(base, st, v, bv),
         None => render::backup_volume_placeholder(base, id),
     };
     match action {
