@@ -174,6 +174,12 @@ impl Store {
             .endpoint_url(&cfg.endpoint)
             .credentials_provider(creds)
             .force_path_style(true)
+            .timeout_config(
+                aws_sdk_s3::config::timeout::TimeoutConfig::builder()
+                    .connect_timeout(std::time::Duration::from_secs(5))
+                    .operation_timeout(std::time::Duration::from_secs(60))
+                    .build(),
+            )
             .build();
         Store {
             s3: aws_sdk_s3::Client::from_conf(conf),

@@ -655,6 +655,28 @@ async fn failed_backups() {
         })
         .await;
     assert_eq!(v["backupStatus"].as_array().unwrap().len(), 3);
+
+    // deleting the backup volume removes every backup, in the cluster and the store
+    let r = api
+        .call(
+            reqwest::Method::DELETE,
+            &format!("v1/backupvolumes/{bv}"),
+            None,
+        )
+        .await;
+    assert_eq!((r.status, r.text.as_str()), (200, ""));
+    wait(10, || async {
+        let bvs = api.get("v1/backupvolumes").await.json;
+        (bvs["data"] == json!([])).then_some(())
+    })
+    .await
+    .expect("backup volume gone");
+    assert_eq!(api.volume("fv").await["backupStatus"], json!([]));
+    let dir = vol_dir(&store, "fv");
+    assert_eq!(
+        list_keys(&s3, &store.bucket, &format!("{dir}/")).await,
+        Vec::<String>::new()
+    );
     emu.shutdown().await;
     delete_prefix(&s3, &store.bucket, &format!("{}/", store.prefix)).await;
 }
