@@ -37,7 +37,7 @@ async fn main() -> anyhow::Result<()> {
         if types.kind == "PersistentVolumeClaim"
             && let Some(ns) = obj.metadata.namespace.clone()
         {
-            claims.push((ns, name));
+            claims.push((ns, name.clone()));
         }
         if types.kind == "StatefulSet"
             && let Some(ns) = obj.metadata.namespace.clone()
