@@ -384,6 +384,9 @@ pub async fn handle(AxumState(sh): AxumState<Arc<Shared>>, req: Request) -> Resp
 
 async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
     let base = ctx.base.as_str();
+    if matches!(route, Route::SyncBackupVolumes | Route::SyncBackupTargets) {
+        spawn_sync(&ctx.sh, None);
+    }
     match route {
         Route::Root => Ok(Reply::Json(render::collection(
             "apiVersion",
@@ -493,6 +496,7 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
                     }
                     st.last_target_sync = Some(now);
                 }
+                spawn_sync(&ctx.sh, None);
                 Ok(Reply::Json(render::backup_target(
                     base,
                     ctx.sh.store.as_ref(),
@@ -1349,6 +1353,7 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
                 )));
             }
             bv.last_sync = Some(now);
+            spawn_sync(&ctx.sh, Some(v.clone()));
             Ok(Reply::Json(bv_reply(st, &Some(v))))
         }
         other => Err(internal(format!(
@@ -1357,20 +1362,46 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
     }
 }
 
-/// Loads the completed backups found in the store (a target sync at start).
-pub async fn sync_from_store(sh: &Arc<Shared>) -> anyhow::Result<()> {
+/// Brings the cluster's view in line with the store, as a target or backup
+/// volume sync does: completed backups found in the store appear, completed
+/// backups whose `.cfg` is gone disappear. `volume`: only that one.
+pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::Result<()> {
     let Some(store) = sh.store.as_ref() else {
         return Ok(());
     };
-    let found = store.scan().await?;
+    let started = rfc3339(Utc::now());
+    let found = match volume {
+        None => store.scan().await?,
+        Some(v) => store.scan_volume(v).await?.into_iter().collect(),
+    };
     let mut st = sh.lock();
+    let scanned: Vec<String> = match volume {
+        Some(v) => vec![v.to_owned()],
+        None => st.backup_volumes.keys().cloned().collect(),
+    };
+    let in_store: std::collections::HashSet<String> = found
+        .iter()
+        .flat_map(|(_, bs)| bs.iter().map(|b| b.name.clone()))
+        .collect();
+    // Completed before the scan started and absent from the store: deleted remotely.
+    st.backups.retain(|name, b| {
+        !(scanned.contains(&b.volume_name)
+            && b.state == "Completed"
+            && b.created.as_str() < started.as_str()
+            && !in_store.contains(name))
+    });
     for (vcfg, backups) in found {
         let volume = vcfg.name.clone();
         let bv = st.backup_volumes.entry(volume.clone()).or_default();
-        bv.created = vcfg.created_time.clone();
+        if bv.created.is_empty() {
+            bv.created = vcfg.created_time.clone();
+        }
         bv.block_count = vcfg.block_count.parse().unwrap_or(0);
         bv.storage_class_name = crate::store::double_decode(&vcfg.storage_class_name);
         for cfg in backups {
+            if st.backups.contains_key(&cfg.name) {
+                continue;
+            }
             let uid = st.uid();
             let b = Backup {
                 uid,
@@ -1406,6 +1437,16 @@ pub async fn sync_from_store(sh: &Arc<Shared>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Starts a store sync in the background (the API answers before it is done).
+fn spawn_sync(sh: &Arc<Shared>, volume: Option<String>) {
+    let sh2 = sh.clone();
+    sh.spawn(async move {
+        if let Err(e) = sync_from_store(&sh2, volume.as_deref()).await {
+            tracing::warn!(error = %e, "backup store sync failed");
+        }
+    });
 }
 
 #[cfg(test)]

@@ -95,7 +95,7 @@ impl Emulator {
         let store = cfg.store.map(store::Store::new);
         let shared = Arc::new(state::Shared::new(cfg.timings, store, cfg.kube.clone()));
         if shared.store.is_some() {
-            api::sync_from_store(&shared)
+            api::sync_from_store(&shared, None)
                 .await
                 .context("reading the backup store (is the test bed up? tests/testbed/up)")?;
         }

@@ -495,25 +495,41 @@ impl Store {
         Ok(())
     }
 
-    /// Every volume in the store with its completed backups (target sync at start).
+    /// Every volume in the store with its completed backups (a target sync).
     pub async fn scan(&self) -> Result<Vec<(VolumeCfg, Vec<BackupCfg>)>, StoreError> {
         let keys = self.list(&format!("{}/volumes/", self.root())).await?;
         let mut out = Vec::new();
         for key in keys.iter().filter(|k| k.ends_with("/volume.cfg")) {
-            let Some(vcfg) = self.get_json::<VolumeCfg>(key).await? else {
+            let Some(name) = key
+                .strip_suffix("/volume.cfg")
+                .and_then(|d| d.rsplit('/').next())
+            else {
                 continue;
             };
-            let mut backups = Vec::new();
-            for name in self.backup_names(&vcfg.name).await? {
-                if let Some(b) = self.read_backup_cfg(&vcfg.name, &name).await?
-                    && !b.created_time.is_empty()
-                {
-                    backups.push(b);
-                }
+            if let Some(found) = self.scan_volume(name).await? {
+                out.push(found);
             }
-            out.push((vcfg, backups));
         }
         Ok(out)
+    }
+
+    /// One volume's `volume.cfg` and completed backups (a backup volume sync).
+    pub async fn scan_volume(
+        &self,
+        volume: &str,
+    ) -> Result<Option<(VolumeCfg, Vec<BackupCfg>)>, StoreError> {
+        let Some(vcfg) = self.read_volume_cfg(volume).await? else {
+            return Ok(None);
+        };
+        let mut backups = Vec::new();
+        for name in self.backup_names(volume).await? {
+            if let Some(b) = self.read_backup_cfg(volume, &name).await?
+                && !b.created_time.is_empty()
+            {
+                backups.push(b);
+            }
+        }
+        Ok(Some((vcfg, backups)))
     }
 }
 

@@ -408,6 +408,38 @@ async fn backup_sequence_layout_dedup_and_delete() {
         )
         .await;
     assert_eq!(b["state"], "Completed");
+    // a backup deleted behind the cluster's back disappears at the next sync
+    s3.delete_object()
+        .bucket(&store.bucket)
+        .key(format!("{dir}/backups/backup_{second}.cfg"))
+        .send()
+        .await
+        .unwrap();
+    api2.action(
+        "backupvolumes",
+        &bv_name,
+        "backupVolumeSync",
+        json!({"syncBackupVolume": true}),
+    )
+    .await;
+    let r = api2
+        .post(
+            &format!("v1/backupvolumes/{bv_name}?action=backupVolumeSync"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(r.status, 500, "a second sync within 10 s is refused");
+    wait(10, || async {
+        let r = api2
+            .post(
+                &format!("v1/backupvolumes/{bv_name}?action=backupGet"),
+                json!({"name": second}),
+            )
+            .await;
+        (r.status == 404).then_some(())
+    })
+    .await
+    .expect("backup gone from the cluster after the sync");
     emu2.shutdown().await;
     delete_prefix(&s3, &store.bucket, &format!("{}/", store.prefix)).await;
 }
