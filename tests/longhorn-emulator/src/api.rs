@@ -1234,6 +1234,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 newly_uploaded: 0,
                 reuploaded: 0,
                 replica: String::new(),
+                completed_seq: 0,
             };
             st.backups.insert(backup_name.clone(), b);
             st.backup_volumes.entry(name.to_owned()).or_default();
@@ -1369,7 +1370,7 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
     let Some(store) = sh.store.as_ref() else {
         return Ok(());
     };
-    let started = rfc3339(Utc::now());
+    let started = sh.lock().completions;
     let found = match volume {
         None => store.scan().await?,
         Some(v) => store.scan_volume(v).await?.into_iter().collect(),
@@ -1387,7 +1388,7 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
     st.backups.retain(|name, b| {
         !(scanned.contains(&b.volume_name)
             && b.state == "Completed"
-            && b.created.as_str() < started.as_str()
+            && b.completed_seq <= started
             && !in_store.contains(name))
     });
     for (vcfg, backups) in found {
@@ -1432,6 +1433,7 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
                 newly_uploaded: cfg.newly_uploaded_data_size.parse().unwrap_or(0),
                 reuploaded: cfg.re_uploaded_data_size.parse().unwrap_or(0),
                 replica: String::new(),
+                completed_seq: 0,
             };
             st.backups.insert(cfg.name, b);
         }

@@ -261,6 +261,8 @@ pub struct Backup {
     pub newly_uploaded: u64,
     pub reuploaded: u64,
     pub replica: String,
+    /// When it became Completed, on the [`State::completions`] counter.
+    pub completed_seq: u64,
 }
 
 /// What the emulator remembers of a backup volume beyond its backups.
@@ -287,6 +289,8 @@ pub struct State {
     pub provision_namespaces: Option<std::collections::BTreeSet<String>>,
     /// Last `backupTargetSync` (rate limited to one per 10 s).
     pub last_target_sync: Option<std::time::Instant>,
+    /// Counts backups becoming Completed (a sync only drops those it saw before it scanned).
+    pub completions: u64,
 }
 
 impl State {

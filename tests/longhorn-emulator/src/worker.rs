@@ -328,8 +328,14 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
     {
         Ok(Some(done)) => {
             let url = store.backup_url(&name, &volume);
+            let seq = {
+                let mut st = sh.lock();
+                st.completions += 1;
+                st.completions
+            };
             with_backup(&sh, &name, uid, |b, bvs| {
                 b.state = "Completed".into();
+                b.completed_seq = seq;
                 b.progress = 100;
                 b.url = url;
                 b.created = rfc3339(Utc::now());
