@@ -32,6 +32,9 @@ pub struct Daemon {
     protect: Protect,
     policies: HashMap<String, PolicyConfig>,
     locks: HashMap<String, Arc<Mutex<()>>>,
+    /// Retention runs apart from ticks (it never touches a pending point),
+    /// one at a time per policy, so a slow prune never makes a tick skip.
+    retention_locks: HashMap<String, Arc<Mutex<()>>>,
     metrics: Arc<Metrics>,
 }
 
@@ -58,6 +61,10 @@ impl Daemon {
                 .map(|p| (p.name.to_string(), p.clone()))
                 .collect(),
             locks: policies
+                .iter()
+                .map(|p| (p.name.to_string(), Arc::new(Mutex::new(()))))
+                .collect(),
+            retention_locks: policies
                 .iter()
                 .map(|p| (p.name.to_string(), Arc::new(Mutex::new(()))))
                 .collect(),
@@ -133,7 +140,7 @@ impl Daemon {
             return;
         };
         let catalog = &self.protect.catalog;
-        let Ok(_guard) = lock.clone().try_lock_owned() else {
+        let Ok(guard) = lock.clone().try_lock_owned() else {
             tracing::warn!(%policy, %tick, "previous tick still running: skipped");
             let _ = catalog
                 .record_tick(
@@ -150,7 +157,9 @@ impl Daemon {
         };
         let started = std::time::Instant::now();
         let events: Events = Arc::new(|_| {});
-        match self.protect.tick(p, tick, events).await {
+        let outcome = self.protect.tick(p, tick, events).await;
+        drop(guard);
+        match outcome {
             Ok(report) => {
                 let _ = catalog
                     .record_tick(
@@ -171,7 +180,9 @@ impl Daemon {
                     .tick_duration(policy, started.elapsed().as_secs_f64());
                 tracing::info!(%policy, %tick, state = %report.state, "tick finished");
                 if report.state != PointState::Pending {
-                    self.retain(p).await;
+                    let me = self.clone();
+                    let policy = policy.to_owned();
+                    tokio::spawn(async move { me.retain(&policy).await });
                 }
                 if report
                     .volumes
@@ -189,7 +200,15 @@ impl Daemon {
         }
     }
 
-    async fn retain(&self, p: &PolicyConfig) {
+    async fn retain(&self, policy: &str) {
+        let (Some(p), Some(lock)) = (self.policies.get(policy), self.retention_locks.get(policy))
+        else {
+            return;
+        };
+        // A prune already running will see this tick's points next time.
+        let Ok(_guard) = lock.clone().try_lock_owned() else {
+            return;
+        };
         let verdicts = match crate::prune::plan(&self.protect.catalog, p, Utc::now()).await {
             Ok(v) => v,
             Err(e) => {
