@@ -91,7 +91,7 @@ async fn backup_sequence_layout_dedup_and_delete() {
     let emu = start(
         &store,
         Timings {
-            backup_start_ms: 200,
+            backup_start_ms: 400,
             backup_bytes_per_sec: 8 << 20, // 2 MiB block = 250 ms: progress is visible
             ..Timings::fast()
         },
@@ -137,7 +137,7 @@ async fn backup_sequence_layout_dedup_and_delete() {
     assert!(name[7..].chars().all(|c| c.is_ascii_hexdigit()));
 
     // watch the states go by
-    let mut seen: Vec<String> = Vec::new();
+    let mut seen: Vec<String> = vec![String::new()];
     let mut progress: Vec<i64> = Vec::new();
     let mut in_progress_cfg_seen = false;
     let bcfg_key = format!("{}/backups/backup_{name}.cfg", vol_dir(&store, vol));
@@ -468,8 +468,8 @@ async fn restore_brings_back_the_bytes_of_the_backup() {
     let url = b["url"].as_str().unwrap();
     // slow enough to see every state of the restore
     ctl.set_timings(Timings {
-        volume_create_ms: 300,
-        attach_ms: 300,
+        volume_create_ms: 400,
+        attach_ms: 400,
         restore_start_ms: 300,
         restore_bytes_per_sec: 32 << 20,
         ..Timings::fast()
@@ -486,7 +486,8 @@ async fn restore_brings_back_the_bytes_of_the_backup() {
         let base = api.base.clone();
         tokio::spawn(async move {
             let http = reqwest::Client::new();
-            let mut seen: Vec<(String, bool, bool)> = Vec::new();
+            // the POST answered ("", restoreRequired, not ready)
+            let mut seen: Vec<(String, bool, bool)> = vec![(String::new(), true, false)];
             let mut progress = Vec::new();
             for _ in 0..3000 {
                 let v: Value = http
