@@ -324,15 +324,26 @@ async fn run_status_refresh(sh: Arc<Shared>, client: kube::Client) {
         match lists {
             Ok((pvs, pvcs, pods)) => {
                 let mut st = sh.lock();
-                refresh(&mut st, &pvs.items, &pvcs.items, &pods.items);
+                let changed = refresh(&mut st, &pvs.items, &pvcs.items, &pods.items);
+                for name in changed {
+                    worker::kick(&sh, &mut st, &name);
+                }
             }
             Err(e) => debug!(error = %e, "listing PVs/PVCs/pods failed"),
         }
     }
 }
 
-fn refresh(st: &mut State, pvs: &[PersistentVolume], pvcs: &[PersistentVolumeClaim], pods: &[Pod]) {
+/// Updates `kubernetesStatus` and the CSI attachment ticket of every volume;
+/// returns the volumes whose tickets changed (to be attached or detached).
+fn refresh(
+    st: &mut State,
+    pvs: &[PersistentVolume],
+    pvcs: &[PersistentVolumeClaim],
+    pods: &[Pod],
+) -> Vec<String> {
     let now = rfc3339(Utc::now());
+    let mut changed = Vec::new();
     let by_handle: BTreeMap<&str, &PersistentVolume> = pvs
         .iter()
         .filter_map(|pv| {
@@ -385,7 +396,7 @@ fn refresh(st: &mut State, pvs: &[PersistentVolume], pvcs: &[PersistentVolumeCla
         if !pvc_live && !ks.pvc_name.is_empty() && ks.last_pvc_ref_at.is_empty() {
             ks.last_pvc_ref_at = now.clone();
         }
-        let workloads: Vec<WorkloadStatus> = if pvc_live {
+        let users: Vec<&Pod> = if pvc_live {
             pods.iter()
                 .filter(|p| p.metadata.namespace.as_deref() == Some(ks.namespace.as_str()))
                 .filter(|p| {
@@ -397,6 +408,42 @@ fn refresh(st: &mut State, pvs: &[PersistentVolume], pvcs: &[PersistentVolumeCla
                         })
                     })
                 })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // The CSI attacher attaches the volume to the node of a live pod using it.
+        let csi_node = users
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .filter(|p| {
+                !p.status
+                    .as_ref()
+                    .and_then(|s| s.phase.as_deref())
+                    .is_some_and(|ph| ph == "Succeeded" || ph == "Failed")
+            })
+            .find_map(|p| p.spec.as_ref().and_then(|s| s.node_name.clone()));
+        let ticket = format!("csi-{}", v.name);
+        match csi_node {
+            Some(node) if !v.restore_required && !v.faulted && v.state != VolState::Deleting => {
+                if let std::collections::btree_map::Entry::Vacant(e) = v.tickets.entry(ticket) {
+                    e.insert(crate::state::Ticket {
+                        kind: "csi-attacher".into(),
+                        node,
+                        disable_frontend: false,
+                    });
+                    changed.push(v.name.clone());
+                }
+            }
+            _ => {
+                if v.tickets.remove(&ticket).is_some() {
+                    changed.push(v.name.clone());
+                }
+            }
+        }
+        let workloads: Vec<WorkloadStatus> = if pvc_live {
+            users
+                .iter()
                 .map(|p| {
                     let owner = p
                         .metadata
@@ -433,6 +480,7 @@ fn refresh(st: &mut State, pvs: &[PersistentVolume], pvcs: &[PersistentVolumeCla
             v.kubernetes_status = ks;
         }
     }
+    changed
 }
 
 fn kube_client(sh: &Shared) -> Result<kube::Client, ApiError> {

@@ -130,6 +130,20 @@ async fn provisioner_status_backup_restore_and_pv_pvc_create() {
             })
             .await;
         assert_eq!(v["kubernetesStatus"]["namespace"], ns.as_str());
+        // the CSI attacher attaches the volume to the pod's node
+        let v = api
+            .wait_volume(&vol, 60, |v| v["state"] == "attached")
+            .await;
+        let node = pods
+            .get("app-0")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .node_name
+            .unwrap();
+        assert_eq!(v["controllers"][0]["hostId"], node.as_str());
+        assert_eq!(v["robustness"], "healthy");
         assert_eq!(v["kubernetesStatus"]["pvName"], vol.as_str());
 
         // a backup carries the status; a restore gets it back
@@ -221,6 +235,8 @@ async fn provisioner_status_backup_restore_and_pv_pvc_create() {
         )
         .await
         .expect("deleting the pod");
+        api.wait_volume(&vol, 60, |v| v["state"] == "detached")
+            .await;
         pvcs.delete("data", &DeleteParams::default())
             .await
             .expect("deleting the PVC");
