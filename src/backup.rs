@@ -11,7 +11,7 @@ use crate::catalog::{
 };
 use crate::cluster::{self, ClusterError, ProtectedVolume, Unprotectable};
 use crate::config::PolicyConfig;
-use crate::longhorn::{LonghornClient, LonghornError};
+use crate::longhorn::{LonghornClient, LonghornError, VolumeWatch};
 use crate::store::{self, BackupTargetUrl, Check, Store};
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
@@ -20,6 +20,7 @@ use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Semaphore;
 
 /// Labels dr puts on its snapshots and backups, so `dr catalog sync` can
 /// rebuild the catalog from Longhorn's own list.
@@ -32,6 +33,17 @@ pub const LABEL_PVC: &str = "dr.longhorn.io/pvc";
 pub fn snapshot_name(policy: &str, tick: DateTime<Utc>, volume: &str) -> String {
     let h = hex::encode(Sha256::digest(volume.as_bytes()));
     format!("dr-{policy}-{}-{}", tick.format("%Y%m%dt%H%M%S"), &h[..8])
+}
+
+/// What the volumes of one tick share: limits, the volume listing, the
+/// backup target, where progress goes.
+#[derive(Clone)]
+struct Gates {
+    snapshots: Arc<Semaphore>,
+    requests: Arc<Semaphore>,
+    watch: Arc<VolumeWatch>,
+    target: Option<BackupTargetUrl>,
+    events: Events,
 }
 
 /// A failure that stops a tick as a whole (a volume's failure does not).
@@ -56,7 +68,9 @@ pub struct Protect {
 /// Limits of one tick.
 #[derive(Debug, Clone)]
 pub struct TickOptions {
-    /// Volumes worked on at once.
+    /// Backups requested at once (`snapshotBackup` calls in flight).
+    /// Snapshots are prepared up to four times as many ahead, so requests
+    /// never wait for a snapshot to become ready.
     pub concurrency: usize,
     /// How long a snapshot may take to become ready.
     pub snapshot_wait: Duration,
@@ -92,6 +106,8 @@ pub enum Event {
         stage: String,
         progress: i64,
     },
+    /// `snapshotBackup` was sent (or left unanswered) for this volume.
+    Requested { volume: String },
     VolumeDone {
         volume: String,
         state: BackupState,
@@ -180,16 +196,20 @@ impl Protect {
             Ok(t) if t.available => BackupTargetUrl::parse(&t.backup_target_url).ok(),
             _ => None,
         };
+        let conc = self.options.concurrency.max(1);
+        let gates = Gates {
+            snapshots: Arc::new(Semaphore::new(conc * 4)),
+            requests: Arc::new(Semaphore::new(conc)),
+            watch: Arc::new(VolumeWatch::new(self.longhorn.clone())),
+            target,
+            events: events.clone(),
+        };
         let outcomes: Vec<VolumeOutcome> = futures::stream::iter(volumes.iter().cloned())
             .map(|v| {
-                let events = events.clone();
-                let target = target.clone();
-                async move {
-                    self.volume(policy, point.id, tick_at, v, target, events)
-                        .await
-                }
+                let gates = gates.clone();
+                async move { self.volume(policy, point.id, tick_at, v, gates).await }
             })
-            .buffer_unordered(self.options.concurrency.max(1))
+            .buffer_unordered(volumes.len().max(1))
             .collect()
             .await;
         let states: Vec<BackupState> = outcomes.iter().map(|o| o.state).collect();
@@ -322,9 +342,9 @@ impl Protect {
         point: PointId,
         tick_at: DateTime<Utc>,
         v: ProtectedVolume,
-        target: Option<BackupTargetUrl>,
-        events: Events,
+        gates: Gates,
     ) -> VolumeOutcome {
+        let events = gates.events.clone();
         let volume = v.volume.to_string();
         let mut out = VolumeOutcome {
             volume: volume.clone(),
@@ -334,10 +354,7 @@ impl Protect {
             verification: Verification::Unverified,
             error: None,
         };
-        match self
-            .volume_inner(policy, point, tick_at, &v, target, &events)
-            .await
-        {
+        match self.volume_inner(policy, point, tick_at, &v, &gates).await {
             Ok((name, state, verification)) => {
                 out.backup = name;
                 out.state = state;
@@ -365,9 +382,10 @@ impl Protect {
         point: PointId,
         tick_at: DateTime<Utc>,
         v: &ProtectedVolume,
-        target: Option<BackupTargetUrl>,
-        events: &Events,
+        gates: &Gates,
     ) -> Result<(Option<String>, BackupState, Verification), (Option<String>, String)> {
+        let events = &gates.events;
+        let target = gates.target.clone();
         let volume = v.volume.as_str();
         let snapshot = snapshot_name(policy.name.as_str(), tick_at, volume);
         let row = self
@@ -419,34 +437,93 @@ impl Protect {
             (LABEL_PVC.to_owned(), v.pvc.clone()),
         ]
         .into();
-        if row.state == BackupState::Pending {
-            let _ = self
-                .catalog
-                .update_backup(
-                    row.id,
-                    &BackupUpdate {
-                        state: Some(BackupState::Snapshotting),
-                        ..Default::default()
-                    },
-                )
-                .await;
-        }
-        stage("snapshot", 0);
-        let snap = match self
-            .longhorn
-            .ensure_snapshot(volume, &snapshot, &labels, self.options.snapshot_wait)
-            .await
+        let requested = if let (BackupState::BackingUp, Some(name)) = (row.state, &row.backup_name)
         {
-            Ok(s) => s,
-            Err(e) => return Err(fail(None, format!("snapshot: {e}")).await),
-        };
-        let requested = match self
-            .longhorn
-            .request_backup(volume, &snapshot, &labels)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return Err(fail(None, format!("backup request: {e}")).await),
+            // Resumed after the backup was found: only following is left.
+            crate::longhorn::BackupRef {
+                volume: volume.to_owned(),
+                snapshot: snapshot.clone(),
+                backup: name.clone(),
+            }
+        } else {
+            // Phase 1: the snapshot (created without looking first when the
+            // row says no earlier attempt reached Longhorn).
+            let fresh_snapshot = row.state == BackupState::Pending;
+            let permit = gates
+                .snapshots
+                .acquire()
+                .await
+                .map_err(|e| (None, e.to_string()))?;
+            if fresh_snapshot {
+                self.catalog
+                    .update_backup(
+                        row.id,
+                        &BackupUpdate {
+                            state: Some(BackupState::Snapshotting),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| (None, e.to_string()))?;
+            }
+            stage("snapshot", 0);
+            let snapped = if fresh_snapshot {
+                self.longhorn
+                    .create_snapshot(volume, &snapshot, &labels, self.options.snapshot_wait)
+                    .await
+            } else {
+                self.longhorn
+                    .ensure_snapshot(volume, &snapshot, &labels, self.options.snapshot_wait)
+                    .await
+            };
+            drop(permit);
+            let snap = match snapped {
+                Ok(s) => s,
+                Err(e) => return Err(fail(None, format!("snapshot: {e}")).await),
+            };
+            // Phase 2: the backup request, at most `concurrency` at once.
+            // The row moves to backing_up *before* the request, so a crash
+            // from here on makes the next attempt look before asking.
+            let never_asked = matches!(row.state, BackupState::Pending | BackupState::Snapshotting);
+            let asked = if never_asked {
+                let permit = gates
+                    .requests
+                    .acquire()
+                    .await
+                    .map_err(|e| (None, e.to_string()))?;
+                self.catalog
+                    .update_backup(
+                        row.id,
+                        &BackupUpdate {
+                            state: Some(BackupState::BackingUp),
+                            snapshot_at: parse_time(&snap.creation_time),
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(|e| (None, e.to_string()))?;
+                let started = self.longhorn.start_backup(volume, &snapshot, &labels).await;
+                drop(permit);
+                events(Event::Requested {
+                    volume: volume.to_owned(),
+                });
+                match started {
+                    Ok(cause) => {
+                        self.longhorn
+                            .discover_backup(volume, &snapshot, &cause)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                self.longhorn
+                    .request_backup(volume, &snapshot, &labels)
+                    .await
+            };
+            match asked {
+                Ok(r) => r,
+                Err(e) => return Err(fail(None, format!("backup request: {e}")).await),
+            }
         };
         let name = Some(requested.backup.clone());
         let _ = self
@@ -456,7 +533,6 @@ impl Protect {
                 &BackupUpdate {
                     state: Some(BackupState::BackingUp),
                     backup_name: name.clone(),
-                    snapshot_at: parse_time(&snap.creation_time),
                     ..Default::default()
                 },
             )
@@ -492,9 +568,9 @@ impl Protect {
                 });
             }
         };
-        let done = match self
-            .longhorn
-            .follow_backup(
+        let done = match gates
+            .watch
+            .follow(
                 volume,
                 &requested.backup,
                 self.options.backup_wait,

@@ -17,13 +17,14 @@ use longhorn_emulator::{Emulator, EmulatorConfig, StoreConfig, Timings};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-async fn emulator(kube: kube::Client) -> Emulator {
+async fn emulator(kube: kube::Client, ns: &str) -> Emulator {
     let store = StoreConfig::from_testbed_env_with_prefix(&format!("k8s-{}", testbed::suffix()))
         .expect("start the test bed: tests/testbed/up");
     let mut cfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.store = Some(store);
     cfg.kube = Some(kube);
     cfg.timings = Timings::fast();
+    cfg.provision_namespaces = Some(vec![ns.to_owned()]);
     Emulator::start(cfg).await.unwrap()
 }
 
@@ -67,9 +68,9 @@ async fn bound(kube: &kube::Client, ns: &str, name: &str) -> PersistentVolumeCla
 #[tokio::test]
 async fn claims_get_volumes_dr_resolves_and_restores_bind() {
     let kube = testbed::get().kube_client().await;
-    let emu = emulator(kube.clone()).await;
-    let lh = client(&emu);
     let ns = TestNamespace::create(&kube, "dr-lh").await;
+    let emu = emulator(kube.clone(), &ns.name).await;
+    let lh = client(&emu);
     let app = serde_json::json!({"app.kubernetes.io/part-of": "shop"});
     claim(&kube, &ns.name, "data", app.clone()).await;
     claim(&kube, &ns.name, "cache", app).await;

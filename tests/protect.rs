@@ -62,12 +62,13 @@ async fn bed(retain: &str) -> Bed {
     let tb = testbed::get();
     let kube = tb.kube_client().await;
     let prefix = format!("protect-{}", testbed::suffix());
+    let ns = TestNamespace::create(&kube, "dr-protect").await;
     let mut ecfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
     ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix).unwrap());
     ecfg.kube = Some(kube.clone());
     ecfg.timings = Timings::fast();
+    ecfg.provision_namespaces = Some(vec![ns.name.clone()]);
     let emu = Emulator::start(ecfg).await.unwrap();
-    let ns = TestNamespace::create(&kube, "dr-protect").await;
     claim(&kube, &ns.name, "web-uploads", "shop").await;
     claim(&kube, &ns.name, "db-data", "shop").await;
     claim(&kube, &ns.name, "not-mine", "other").await;
@@ -254,6 +255,25 @@ async fn with_faults_every_tick_ends_in_a_clear_state() {
             );
         }
     }
+    ctl.clear_faults().await.unwrap();
+    // A hung call: backup requests never answer. Each is cut by the client's
+    // timeout, nothing is found, and the tick ends failed with the reason.
+    ctl.set_fault(Fault {
+        operation: "snapshotBackup".into(),
+        hang: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let report = b.protect.tick(&b.policy, tick(4), quiet()).await.unwrap();
+    assert_eq!(report.state, PointState::Failed, "{report:?}");
+    assert!(
+        report.volumes.iter().all(|v| v
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("could not confirm"))),
+        "{report:?}"
+    );
     ctl.clear_faults().await.unwrap();
     // Longhorn down: the tick fails clearly, and nothing is left pending.
     ctl.set_down(true).await.unwrap();

@@ -72,8 +72,9 @@ async fn kill_9_mid_tick_then_restart_loses_and_doubles_nothing() {
     ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix).unwrap());
     ecfg.kube = Some(kube.clone());
     ecfg.timings = t;
-    let emu = Emulator::start(ecfg).await.unwrap();
     let ns = TestNamespace::create(&kube, "dr-crash").await;
+    ecfg.provision_namespaces = Some(vec![ns.name.clone()]);
+    let emu = Emulator::start(ecfg).await.unwrap();
     let pvcs = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), &ns.name);
     for name in ["a", "b", "c"] {
         let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({

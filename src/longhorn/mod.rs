@@ -397,8 +397,32 @@ impl LonghornClient {
         labels: &BTreeMap<String, String>,
         wait: Duration,
     ) -> Result<SnapshotCr> {
+        self.snapshot_ready(volume, name, labels, wait, true).await
+    }
+
+    /// Like [`Self::ensure_snapshot`] for a snapshot no earlier attempt can
+    /// have asked for (the caller's record says so): creates it without
+    /// looking first, saving a round trip per volume.
+    pub async fn create_snapshot(
+        &self,
+        volume: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        wait: Duration,
+    ) -> Result<SnapshotCr> {
+        self.snapshot_ready(volume, name, labels, wait, false).await
+    }
+
+    async fn snapshot_ready(
+        &self,
+        volume: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        wait: Duration,
+        look_first: bool,
+    ) -> Result<SnapshotCr> {
         let start = Instant::now();
-        if self.snapshot(volume, name).await?.is_none() {
+        if !look_first || self.snapshot(volume, name).await?.is_none() {
             let created: Result<Option<SnapshotCr>> = self
                 .volume_action(
                     "snapshotCRCreate",
@@ -551,6 +575,21 @@ impl LonghornClient {
             tracing::info!(backup = %found.backup, "adopting existing backup");
             return Ok(found);
         }
+        let cause = self.start_backup(volume, snapshot, labels).await?;
+        self.discover_backup(volume, snapshot, &cause).await
+    }
+
+    /// Issues `snapshotBackup` exactly once, for a snapshot the caller knows
+    /// has no backup requested yet. `Ok` means "asked, or unanswered": the
+    /// backup must then be found with [`Self::discover_backup`]; the string
+    /// says what happened, for the error if it never appears. A refusal is an
+    /// error, unless the backup exists anyway.
+    pub async fn start_backup(
+        &self,
+        volume: &str,
+        snapshot: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String> {
         let asked: Result<Option<Value>> = self
             .volume_action(
                 "snapshotBackup",
@@ -558,19 +597,29 @@ impl LonghornClient {
                 json!({ "name": snapshot, "labels": labels, "backupMode": "incremental" }),
             )
             .await;
-        let cause = match asked {
-            Ok(_) => "the backup did not appear".to_owned(),
-            Err(e) if e.is_retryable() => e.to_string(),
+        match asked {
+            Ok(_) => Ok("the backup did not appear".to_owned()),
+            Err(e) if e.is_retryable() => Ok(e.to_string()),
             Err(e) => {
                 // An error answer does not prove nothing happened (a proxy or
                 // the manager may fail after the Backup CR was made): look once.
                 if let Ok(Some(found)) = self.find_backup_of_snapshot(volume, snapshot).await {
                     tracing::warn!(error = %e, backup = %found.backup, "snapshotBackup failed but the backup exists; adopting it");
-                    return Ok(found);
+                    return Ok(format!("adopted after: {e}"));
                 }
-                return Err(e);
+                Err(e)
             }
-        };
+        }
+    }
+
+    /// Finds the backup of `snapshot` after [`Self::start_backup`], looking
+    /// until `discover_for`; never asks for another.
+    pub async fn discover_backup(
+        &self,
+        volume: &str,
+        snapshot: &str,
+        cause: &str,
+    ) -> Result<BackupRef> {
         let start = Instant::now();
         loop {
             match self.find_backup_of_snapshot(volume, snapshot).await {
@@ -585,7 +634,7 @@ impl LonghornClient {
                 return Err(LonghornError::BackupUnconfirmed {
                     volume: volume.into(),
                     snapshot: snapshot.into(),
-                    cause,
+                    cause: cause.to_owned(),
                 });
             }
             tokio::time::sleep(self.cfg.poll).await;
@@ -890,5 +939,96 @@ impl LonghornClient {
             what: "volume",
             name: volume.into(),
         })
+    }
+}
+
+/// One listing of all volumes shared by many waiters: following a thousand
+/// backups costs one `GET /v1/volumes` per poll, not a thousand calls.
+#[derive(Debug)]
+pub struct VolumeWatch {
+    client: LonghornClient,
+    last: tokio::sync::Mutex<Option<(Instant, std::sync::Arc<Vec<Volume>>)>>,
+}
+
+impl VolumeWatch {
+    /// A watch over the client's volumes.
+    pub fn new(client: LonghornClient) -> Self {
+        VolumeWatch {
+            client,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The volumes, listed at most once per poll interval.
+    pub async fn volumes(&self) -> Result<std::sync::Arc<Vec<Volume>>> {
+        let mut last = self.last.lock().await;
+        if let Some((at, v)) = last.as_ref()
+            && at.elapsed() < self.client.cfg.poll
+        {
+            return Ok(v.clone());
+        }
+        let fresh = std::sync::Arc::new(self.client.list_volumes().await?);
+        *last = Some((Instant::now(), fresh.clone()));
+        Ok(fresh)
+    }
+
+    /// Follows a backup through the shared listing (`backupStatus`) until it
+    /// ends; a completed backup is then read once in full.
+    pub async fn follow(
+        &self,
+        volume: &str,
+        backup: &str,
+        wait: Duration,
+        progress: ProgressFn<'_>,
+    ) -> Result<Backup> {
+        let start = Instant::now();
+        let mut last = "not listed yet".to_owned();
+        loop {
+            match self.volumes().await {
+                Ok(all) => {
+                    let status = all
+                        .iter()
+                        .find(|v| v.name == volume)
+                        .and_then(|v| v.backup_status.iter().find(|b| b.id == backup));
+                    if let Some(st) = status {
+                        last = format!("{:?} {}%", st.state, st.progress);
+                        match st.state {
+                            LhBackupState::Completed => {
+                                progress(100);
+                                // The listing lacks sizes and times: read the backup itself.
+                                return match self.client.backup(volume, backup).await? {
+                                    Some(b) => Ok(b),
+                                    None => Err(LonghornError::NotFound {
+                                        what: "backup",
+                                        name: backup.into(),
+                                    }),
+                                };
+                            }
+                            LhBackupState::Error
+                            | LhBackupState::Unknown
+                            | LhBackupState::Deleting => {
+                                return Err(LonghornError::BackupFailed {
+                                    volume: volume.into(),
+                                    backup: backup.into(),
+                                    state: st.state.clone(),
+                                    message: st.error.clone(),
+                                });
+                            }
+                            _ => progress(st.progress.clamp(0, 99)),
+                        }
+                    }
+                }
+                Err(e) if e.is_retryable() => last = e.to_string(),
+                Err(e) => return Err(e),
+            }
+            if start.elapsed() >= wait {
+                return Err(LonghornError::Deadline {
+                    what: format!("backup {backup} of volume {volume}"),
+                    waited: start.elapsed(),
+                    last,
+                });
+            }
+            tokio::time::sleep(self.client.cfg.poll).await;
+        }
     }
 }

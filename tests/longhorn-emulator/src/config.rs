@@ -18,6 +18,9 @@ pub struct EmulatorConfig {
     pub kube: Option<kube::Client>,
     /// Delays and rates of the asynchronous operations (changeable at run time).
     pub timings: Timings,
+    /// Namespaces whose PVCs the provisioner serves (`None`: all). Tests that
+    /// share the test bed's cluster each scope their emulator to their own.
+    pub provision_namespaces: Option<Vec<String>>,
 }
 
 impl EmulatorConfig {
@@ -28,6 +31,7 @@ impl EmulatorConfig {
             store: None,
             kube: None,
             timings: Timings::fast(),
+            provision_namespaces: None,
         }
     }
 }

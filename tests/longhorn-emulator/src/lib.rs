@@ -94,6 +94,10 @@ impl Emulator {
     pub async fn start(cfg: EmulatorConfig) -> anyhow::Result<Emulator> {
         let store = cfg.store.map(store::Store::new);
         let shared = Arc::new(state::Shared::new(cfg.timings, store, cfg.kube.clone()));
+        // Scope the provisioner before it starts, so an emulator never grabs
+        // another test's claims in the moment after it starts.
+        shared.lock().provision_namespaces =
+            cfg.provision_namespaces.map(|v| v.into_iter().collect());
         if shared.store.is_some() {
             api::sync_from_store(&shared, None)
                 .await

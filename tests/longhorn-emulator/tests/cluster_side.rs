@@ -35,11 +35,13 @@ async fn provisioner_status_backup_restore_and_pv_pvc_create() {
     cfg.kube = Some(kube.clone());
     cfg.store = Some(store.clone());
     cfg.timings = Timings::fast();
+    let ns = format!("emu-selftest-{}", suffix());
+    // Scoped from the start: other tests' claims on the shared cluster are not ours.
+    cfg.provision_namespaces = Some(vec![ns.clone()]);
     let emu = Emulator::start(cfg).await.expect("starting the emulator");
     let api = Api::new(&emu);
     let ctl = emu.control();
 
-    let ns = format!("emu-selftest-{}", suffix());
     let nss = KApi::<Namespace>::all(kube.clone());
     nss.create(
         &PostParams::default(),
@@ -50,9 +52,6 @@ async fn provisioner_status_backup_restore_and_pv_pvc_create() {
     )
     .await
     .expect("creating the namespace");
-    ctl.set_provisioner_namespaces(Some(vec![ns.clone()]))
-        .await
-        .unwrap();
     let pvcs = KApi::<PersistentVolumeClaim>::namespaced(kube.clone(), &ns);
     let pvs = KApi::<PersistentVolume>::all(kube.clone());
     let mut static_pvs: Vec<String> = Vec::new();
