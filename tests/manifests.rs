@@ -17,14 +17,25 @@ fn read(name: &str) -> String {
     std::fs::read_to_string(k8s_dir().join(name)).unwrap()
 }
 
-#[test]
-fn every_manifest_is_a_namespaced_dr_object() {
-    let mut kinds = Vec::new();
+/// Every document of every file in k8s/.
+fn documents() -> Vec<(PathBuf, serde_json::Value)> {
+    let mut out = Vec::new();
     for entry in std::fs::read_dir(k8s_dir()).unwrap() {
         let path = entry.unwrap().path();
         let text = std::fs::read_to_string(&path).unwrap();
-        let obj: serde_json::Value =
-            serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        for doc in serde_norway::Deserializer::from_str(&text) {
+            let obj: serde_json::Value = serde::Deserialize::deserialize(doc)
+                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            out.push((path.clone(), obj));
+        }
+    }
+    out
+}
+
+#[test]
+fn every_manifest_is_a_dr_object_in_its_namespace() {
+    let mut kinds = Vec::new();
+    for (path, obj) in documents() {
         let kind = obj["kind"].as_str().unwrap().to_owned();
         assert!(obj["apiVersion"].is_string(), "{}", path.display());
         assert_eq!(
@@ -33,13 +44,16 @@ fn every_manifest_is_a_namespaced_dr_object() {
             "{}",
             path.display()
         );
-        if kind != "Namespace" {
-            assert_eq!(
+        match kind.as_str() {
+            "Namespace" | "ClusterRole" | "ClusterRoleBinding" => {}
+            // The example binding lives in the protected namespace.
+            "RoleBinding" => assert_eq!(obj["metadata"]["namespace"], "gic-wesago"),
+            _ => assert_eq!(
                 obj["metadata"]["namespace"],
                 "dr-system",
                 "{}",
                 path.display()
-            );
+            ),
         }
         kinds.push(kind);
     }
@@ -47,14 +61,55 @@ fn every_manifest_is_a_namespaced_dr_object() {
     assert_eq!(
         kinds,
         [
+            "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ConfigMap",
             "Deployment",
             "Namespace",
             "PersistentVolumeClaim",
+            "RoleBinding",
             "Service",
             "ServiceAccount"
         ]
     );
+}
+
+#[test]
+fn rbac_grants_what_a_tick_reads_and_nothing_that_writes() {
+    let rules: Vec<serde_json::Value> = documents()
+        .into_iter()
+        .filter(|(_, o)| o["kind"] == "ClusterRole")
+        .flat_map(|(_, o)| o["rules"].as_array().unwrap().clone())
+        .collect();
+    let allowed = |group: &str, resource: &str| {
+        rules.iter().any(|r| {
+            r["apiGroups"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|g| g == group)
+                && r["resources"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|x| x == resource)
+                && r["verbs"].as_array().unwrap().iter().any(|v| v == "list")
+        })
+    };
+    assert!(allowed("", "persistentvolumes"));
+    for kind in dr::cluster::manifests::KINDS {
+        assert!(
+            allowed(kind.group(), kind.plural),
+            "{} cannot be captured",
+            kind.kind
+        );
+    }
+    for r in &rules {
+        for v in r["verbs"].as_array().unwrap() {
+            assert!(v == "get" || v == "list", "dr only reads: {r}");
+        }
+    }
 }
 
 #[test]
