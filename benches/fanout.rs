@@ -141,7 +141,9 @@ async fn run() -> anyhow::Result<()> {
     .await?;
     catalog.upsert_policy(&policy, Utc::now()).await?;
     let mut lh = ClientConfig::new(emu.url());
-    lh.poll = Duration::from_millis(200);
+    // Snapshot readiness is polled every 250 ms; the tick's shared volume
+    // listing refreshes at least every 500 ms whatever the poll.
+    lh.poll = Duration::from_millis(250);
     let s3 = tb.s3_client();
     let protect = Protect {
         catalog: catalog.clone(),
@@ -171,7 +173,7 @@ async fn run() -> anyhow::Result<()> {
                 v.push(Instant::now());
             }
         }
-        Event::VolumeDone { volume, .. } => {
+        Event::Completed { volume } => {
             if let Ok(mut v) = d2.lock() {
                 v.push((volume, Utc::now()));
             }

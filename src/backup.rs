@@ -108,6 +108,8 @@ pub enum Event {
     },
     /// `snapshotBackup` was sent (or left unanswered) for this volume.
     Requested { volume: String },
+    /// Longhorn's completion of the volume's backup is recorded in the catalog.
+    Completed { volume: String },
     VolumeDone {
         volume: String,
         state: BackupState,
@@ -600,6 +602,9 @@ impl Protect {
             )
             .await
             .map_err(|e| (name.clone(), e.to_string()))?;
+        events(Event::Completed {
+            volume: volume.to_owned(),
+        });
         stage("verify", 100);
         let verification = match target.or_else(|| BackupTargetUrl::parse(&done.url).ok()) {
             Some(t) => {

@@ -612,43 +612,52 @@ impl Catalog {
     }
 
     /// Applies an update, refusing moves the backup lifecycle does not allow.
-    /// The write is conditional on the state read, so concurrent updates cannot
-    /// skip a rule.
+    /// One statement: the row changes only if its current state may move to
+    /// the new one (the states that may are listed in the WHERE clause), so
+    /// concurrent updates cannot skip a rule; the row is read back only to
+    /// explain a refusal.
     pub async fn update_backup(&self, id: BackupId, u: &BackupUpdate) -> Result<BackupRecord> {
-        loop {
-            let current = self.backup(id).await?;
-            let to = u.state.unwrap_or(current.state);
-            if !current.state.can_move_to(to) {
-                return Err(CatalogError::Transition {
+        let allowed = match u.state {
+            Some(to) => {
+                let from: Vec<String> = BackupState::ALL
+                    .iter()
+                    .filter(|s| s.can_move_to(to))
+                    .map(|s| format!("'{}'", s.as_str()))
+                    .collect();
+                format!("AND state IN ({})", from.join(", "))
+            }
+            None => String::new(),
+        };
+        let row = composed(format!(
+            "UPDATE backups SET state = COALESCE($1, state),
+               backup_name = COALESCE($2, backup_name), backup_url = COALESCE($3, backup_url),
+               progress = COALESCE($4, progress), size_bytes = COALESCE($5, size_bytes),
+               snapshot_at = COALESCE($6, snapshot_at), completed_at = COALESCE($7, completed_at),
+               error = COALESCE($8, error)
+             WHERE id = $9 {allowed} RETURNING {BACKUP_COLS}"
+        ))
+        .bind(u.state.map(|s| s.as_str()))
+        .bind(u.backup_name.as_deref())
+        .bind(u.backup_url.as_deref())
+        .bind(u.progress.map(|p| p.clamp(0, 100)))
+        .bind(u.size_bytes)
+        .bind(u.snapshot_at.map(ms))
+        .bind(u.completed_at.map(ms))
+        .bind(u.error.as_deref())
+        .bind(id.0)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(q("update backup"))?;
+        match row {
+            Some(r) => backup_row(&r),
+            None => {
+                let current = self.backup(id).await?;
+                Err(CatalogError::Transition {
                     what: "backup",
                     id: id.0,
                     from: current.state.to_string(),
-                    to: to.to_string(),
-                });
-            }
-            let done = sqlx::query(
-                "UPDATE backups SET state = $1,
-                   backup_name = COALESCE($2, backup_name), backup_url = COALESCE($3, backup_url),
-                   progress = COALESCE($4, progress), size_bytes = COALESCE($5, size_bytes),
-                   snapshot_at = COALESCE($6, snapshot_at), completed_at = COALESCE($7, completed_at),
-                   error = COALESCE($8, error)
-                 WHERE id = $9 AND state = $10",
-            )
-            .bind(to.as_str())
-            .bind(u.backup_name.as_deref())
-            .bind(u.backup_url.as_deref())
-            .bind(u.progress.map(|p| p.clamp(0, 100)))
-            .bind(u.size_bytes)
-            .bind(u.snapshot_at.map(ms))
-            .bind(u.completed_at.map(ms))
-            .bind(u.error.as_deref())
-            .bind(id.0)
-            .bind(current.state.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(q("update backup"))?;
-            if done.rows_affected() == 1 {
-                return self.backup(id).await;
+                    to: u.state.map(|s| s.to_string()).unwrap_or_default(),
+                })
             }
         }
     }

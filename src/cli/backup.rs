@@ -131,7 +131,7 @@ pub async fn run(ctx: &Context, c: BackupCommand) -> Result<(), Failure> {
                     seen.insert(pvc, (stage, progress));
                 }
             }
-            Event::Requested { .. } => {}
+            Event::Requested { .. } | Event::Completed { .. } => {}
             Event::VolumeDone {
                 volume,
                 state,

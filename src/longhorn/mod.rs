@@ -959,11 +959,18 @@ impl VolumeWatch {
         }
     }
 
-    /// The volumes, listed at most once per poll interval.
+    /// How often the shared listing is refreshed: the client's poll, but at
+    /// least twice a second, since one call serves every waiter (so a
+    /// completion is seen, and recorded, within about half a second).
+    fn interval(&self) -> Duration {
+        self.client.cfg.poll.min(Duration::from_millis(500))
+    }
+
+    /// The volumes, listed at most once per interval.
     pub async fn volumes(&self) -> Result<std::sync::Arc<Vec<Volume>>> {
         let mut last = self.last.lock().await;
         if let Some((at, v)) = last.as_ref()
-            && at.elapsed() < self.client.cfg.poll
+            && at.elapsed() < self.interval()
         {
             return Ok(v.clone());
         }
@@ -1028,7 +1035,7 @@ impl VolumeWatch {
                     last,
                 });
             }
-            tokio::time::sleep(self.client.cfg.poll).await;
+            tokio::time::sleep(self.interval()).await;
         }
     }
 }
