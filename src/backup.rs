@@ -7,7 +7,8 @@
 //! deterministic name, the backup by its snapshot.
 
 use crate::catalog::{
-    BackupState, BackupUpdate, Catalog, CatalogError, NewBackup, PointId, PointState, Verification,
+    BackupRecord, BackupState, BackupUpdate, Catalog, CatalogError, NewBackup, PointId, PointState,
+    Verification,
 };
 use crate::cluster::{self, ClusterError, ProtectedVolume, Unprotectable};
 use crate::config::PolicyConfig;
@@ -198,6 +199,36 @@ impl Protect {
             Ok(t) if t.available => BackupTargetUrl::parse(&t.backup_target_url).ok(),
             _ => None,
         };
+        // Every row is written before Longhorn is asked anything, in one
+        // transaction: a crash from here on leaves rows to resume from.
+        let now = Utc::now();
+        let rows = match self
+            .catalog
+            .record_backups(
+                &volumes
+                    .iter()
+                    .map(|v| NewBackup {
+                        point_id: point.id,
+                        volume: v.volume.clone(),
+                        pvc: Some(v.pvc.clone()),
+                        snapshot_name: snapshot_name(
+                            policy.name.as_str(),
+                            tick_at,
+                            v.volume.as_str(),
+                        ),
+                        requested_at: now,
+                    })
+                    .collect::<Vec<_>>(),
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            Err(e) => return Err(e.into()),
+        };
+        let rows: std::collections::HashMap<String, BackupRecord> = rows
+            .into_iter()
+            .map(|r| (r.volume.to_string(), r))
+            .collect();
         let conc = self.options.concurrency.max(1);
         let gates = Gates {
             snapshots: Arc::new(Semaphore::new(conc * 4)),
@@ -209,7 +240,8 @@ impl Protect {
         let outcomes: Vec<VolumeOutcome> = futures::stream::iter(volumes.iter().cloned())
             .map(|v| {
                 let gates = gates.clone();
-                async move { self.volume(policy, point.id, tick_at, v, gates).await }
+                let row = rows.get(v.volume.as_str()).cloned();
+                async move { self.volume(policy, tick_at, v, row, gates).await }
             })
             .buffer_unordered(volumes.len().max(1))
             .collect()
@@ -341,9 +373,9 @@ impl Protect {
     async fn volume(
         &self,
         policy: &PolicyConfig,
-        point: PointId,
         tick_at: DateTime<Utc>,
         v: ProtectedVolume,
+        row: Option<BackupRecord>,
         gates: Gates,
     ) -> VolumeOutcome {
         let events = gates.events.clone();
@@ -356,7 +388,12 @@ impl Protect {
             verification: Verification::Unverified,
             error: None,
         };
-        match self.volume_inner(policy, point, tick_at, &v, &gates).await {
+        let Some(row) = row else {
+            out.state = BackupState::Failed;
+            out.error = Some("no catalog row was recorded for this volume".into());
+            return out;
+        };
+        match self.volume_inner(policy, tick_at, &v, row, &gates).await {
             Ok((name, state, verification)) => {
                 out.backup = name;
                 out.state = state;
@@ -381,26 +418,15 @@ impl Protect {
     async fn volume_inner(
         &self,
         policy: &PolicyConfig,
-        point: PointId,
         tick_at: DateTime<Utc>,
         v: &ProtectedVolume,
+        row: BackupRecord,
         gates: &Gates,
     ) -> Result<(Option<String>, BackupState, Verification), (Option<String>, String)> {
         let events = &gates.events;
         let target = gates.target.clone();
         let volume = v.volume.as_str();
         let snapshot = snapshot_name(policy.name.as_str(), tick_at, volume);
-        let row = self
-            .catalog
-            .record_backup(&NewBackup {
-                point_id: point,
-                volume: v.volume.clone(),
-                pvc: Some(v.pvc.clone()),
-                snapshot_name: snapshot.clone(),
-                requested_at: Utc::now(),
-            })
-            .await
-            .map_err(|e| (None, e.to_string()))?;
         if row.state.is_terminal() {
             return Ok((row.backup_name, row.state, row.verification));
         }
@@ -448,26 +474,15 @@ impl Protect {
                 backup: name.clone(),
             }
         } else {
-            // Phase 1: the snapshot (created without looking first when the
-            // row says no earlier attempt reached Longhorn).
+            // Phase 1: the snapshot, created without looking first when the
+            // row is still pending (an earlier attempt's snapshot of the same
+            // name is accepted as it is: creation refuses duplicates by name).
             let fresh_snapshot = row.state == BackupState::Pending;
             let permit = gates
                 .snapshots
                 .acquire()
                 .await
                 .map_err(|e| (None, e.to_string()))?;
-            if fresh_snapshot {
-                self.catalog
-                    .update_backup(
-                        row.id,
-                        &BackupUpdate {
-                            state: Some(BackupState::Snapshotting),
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(|e| (None, e.to_string()))?;
-            }
             stage("snapshot", 0);
             let snapped = if fresh_snapshot {
                 self.longhorn

@@ -595,6 +595,55 @@ impl Catalog {
         backup_row(&row)
     }
 
+    /// Records many backups about to be requested, in one transaction and a
+    /// few multi-row statements; existing rows are kept. Returns every row of
+    /// the point for those volumes.
+    pub async fn record_backups(&self, bs: &[NewBackup]) -> Result<Vec<BackupRecord>> {
+        let Some(first) = bs.first() else {
+            return Ok(Vec::new());
+        };
+        let point = first.point_id;
+        let mut tx = self.pool.begin().await.map_err(q("record backups"))?;
+        for chunk in bs.chunks(100) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let b = i * 5;
+                    format!(
+                        "(${}, ${}, ${}, ${}, 'pending', ${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5
+                    )
+                })
+                .collect();
+            let mut query = composed(format!(
+                "INSERT INTO backups (point_id, volume, pvc, snapshot_name, state, requested_at)
+                 VALUES {} ON CONFLICT (point_id, volume) DO NOTHING",
+                values.join(", ")
+            ));
+            for b in chunk {
+                query = query
+                    .bind(b.point_id.0)
+                    .bind(b.volume.as_str().to_owned())
+                    .bind(b.pvc.clone())
+                    .bind(b.snapshot_name.clone())
+                    .bind(ms(b.requested_at));
+            }
+            query.execute(&mut *tx).await.map_err(q("record backups"))?;
+        }
+        tx.commit().await.map_err(q("record backups"))?;
+        let wanted: std::collections::HashSet<&str> =
+            bs.iter().map(|b| b.volume.as_str()).collect();
+        Ok(self
+            .backups_of(point)
+            .await?
+            .into_iter()
+            .filter(|r| wanted.contains(r.volume.as_str()))
+            .collect())
+    }
+
     /// One backup.
     pub async fn backup(&self, id: BackupId) -> Result<BackupRecord> {
         let row = composed(format!("SELECT {BACKUP_COLS} FROM backups WHERE id = $1"))

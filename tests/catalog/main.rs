@@ -49,6 +49,7 @@ on_both!(
     unknown_policy_lists_known_ones,
     synthetic_seed_is_plannable,
     ticks_record_first_outcome_and_rpo_needs_verified_points,
+    batch_records_are_idempotent,
 );
 
 mod reopen_is_idempotent {
@@ -661,4 +662,39 @@ async fn ticks_record_first_outcome_and_rpo_needs_verified_points(c: &Catalog) {
         live.iter().map(|p| p.id).collect::<Vec<_>>(),
         vec![pending.id]
     );
+}
+
+async fn batch_records_are_idempotent(c: &Catalog) {
+    let p = with_policy(c, "shop").await;
+    let point = c.begin_point(&p, t(9, 0), t(9, 0)).await.unwrap();
+    let nb = |i: usize| NewBackup {
+        point_id: point.id,
+        volume: format!("vol-{i:04}").parse().unwrap(),
+        pvc: Some(format!("claim-{i}")),
+        snapshot_name: format!("dr-shop-0900-{i}"),
+        requested_at: t(9, 0),
+    };
+    // More rows than one statement carries, so chunking is exercised.
+    let batch: Vec<NewBackup> = (0..250).map(nb).collect();
+    let rows = c.record_backups(&batch).await.unwrap();
+    assert_eq!(rows.len(), 250);
+    assert!(rows.iter().all(|r| r.state == BackupState::Pending));
+    // A row that moved on keeps its state when the batch is recorded again.
+    c.update_backup(
+        rows[0].id,
+        &BackupUpdate {
+            state: Some(BackupState::BackingUp),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    let again = c.record_backups(&batch).await.unwrap();
+    assert_eq!(again.len(), 250);
+    assert_eq!(
+        again.iter().find(|r| r.id == rows[0].id).unwrap().state,
+        BackupState::BackingUp
+    );
+    assert_eq!(c.backups_of(point.id).await.unwrap().len(), 250);
+    assert!(c.record_backups(&[]).await.unwrap().is_empty());
 }
