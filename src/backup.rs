@@ -503,11 +503,8 @@ impl Protect {
             // from here on makes the next attempt look before asking.
             let never_asked = matches!(row.state, BackupState::Pending | BackupState::Snapshotting);
             let asked = if never_asked {
-                let permit = gates
-                    .requests
-                    .acquire()
-                    .await
-                    .map_err(|e| (None, e.to_string()))?;
+                // Recorded before waiting for a request slot, so the slot is
+                // held only for the call itself.
                 self.catalog
                     .update_backup(
                         row.id,
@@ -517,6 +514,11 @@ impl Protect {
                             ..Default::default()
                         },
                     )
+                    .await
+                    .map_err(|e| (None, e.to_string()))?;
+                let permit = gates
+                    .requests
+                    .acquire()
                     .await
                     .map_err(|e| (None, e.to_string()))?;
                 let started = self.longhorn.start_backup(volume, &snapshot, &labels).await;
