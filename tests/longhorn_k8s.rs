@@ -10,9 +10,8 @@ mod common;
 
 use common::testbed::{self, CONVERGE, TestNamespace};
 use dr::longhorn::{ClientConfig, LonghornClient};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::Api;
-use kube::api::PostParams;
 use longhorn_emulator::{Emulator, EmulatorConfig, StoreConfig, Timings};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -34,37 +33,6 @@ fn client(emu: &Emulator) -> LonghornClient {
     LonghornClient::new(cfg).unwrap()
 }
 
-async fn claim(kube: &kube::Client, ns: &str, name: &str, labels: serde_json::Value) {
-    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "labels": labels},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn",
-                 "resources": {"requests": {"storage": "16Mi"}}}
-    }))
-    .unwrap();
-    Api::<PersistentVolumeClaim>::namespaced(kube.clone(), ns)
-        .create(&PostParams::default(), &pvc)
-        .await
-        .unwrap();
-}
-
-async fn bound(kube: &kube::Client, ns: &str, name: &str) -> PersistentVolumeClaim {
-    let api = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), ns);
-    let start = std::time::Instant::now();
-    loop {
-        let pvc = api.get(name).await.unwrap();
-        if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
-            return pvc;
-        }
-        assert!(
-            start.elapsed() < CONVERGE,
-            "PVC {ns}/{name} not bound: {:?}",
-            pvc.status
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 #[tokio::test]
 async fn claims_get_volumes_dr_resolves_and_restores_bind() {
     let kube = testbed::get().kube_client().await;
@@ -72,17 +40,18 @@ async fn claims_get_volumes_dr_resolves_and_restores_bind() {
     let emu = emulator(kube.clone(), &ns.name).await;
     let lh = client(&emu);
     let app = serde_json::json!({"app.kubernetes.io/part-of": "shop"});
-    claim(&kube, &ns.name, "data", app.clone()).await;
-    claim(&kube, &ns.name, "cache", app).await;
-    claim(
+    testbed::longhorn_claim(&kube, &ns.name, "data", app.clone(), "16Mi").await;
+    testbed::longhorn_claim(&kube, &ns.name, "cache", app, "16Mi").await;
+    testbed::longhorn_claim(
         &kube,
         &ns.name,
         "scratch",
         serde_json::json!({"app.kubernetes.io/part-of": "other"}),
+        "16Mi",
     )
     .await;
-    let pvc = bound(&kube, &ns.name, "data").await;
-    bound(&kube, &ns.name, "cache").await;
+    let pvc = testbed::wait_bound(&kube, &ns.name, "data").await;
+    testbed::wait_bound(&kube, &ns.name, "cache").await;
 
     // The PV is Longhorn's CSI volume, named after the claim's uid.
     let pv_name = pvc.spec.unwrap().volume_name.unwrap();
@@ -184,7 +153,7 @@ async fn claims_get_volumes_dr_resolves_and_restores_bind() {
     lh.pvc_create(&restored, &target.name, "data")
         .await
         .unwrap();
-    let rpvc = bound(&kube, &target.name, "data").await;
+    let rpvc = testbed::wait_bound(&kube, &target.name, "data").await;
     assert_eq!(
         rpvc.spec.unwrap().volume_name.as_deref(),
         Some(restored.as_str())

@@ -8,15 +8,12 @@
 mod common;
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use common::testbed::{self, CONVERGE, TestNamespace};
+use common::testbed::{self, TestNamespace};
 use dr::backup::{Events, Protect, TickOptions};
 use dr::catalog::{BackupState, Catalog, PointState, Verification};
 use dr::config::{Config, PolicyConfig};
 use dr::longhorn::{ClientConfig, LonghornClient};
 use dr::store::Store;
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::Api;
-use kube::api::PostParams;
 use longhorn_emulator::{Emulator, EmulatorConfig, Fault, StoreConfig, Timings};
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,35 +24,6 @@ struct Bed {
     policy: PolicyConfig,
     ns: TestNamespace,
     _dir: tempfile::TempDir,
-}
-
-async fn claim(kube: &kube::Client, ns: &str, name: &str, part_of: &str) {
-    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
-        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/part-of": part_of}},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn",
-                 "resources": {"requests": {"storage": "8Mi"}}}
-    }))
-    .unwrap();
-    Api::<PersistentVolumeClaim>::namespaced(kube.clone(), ns)
-        .create(&PostParams::default(), &pvc)
-        .await
-        .unwrap();
-}
-
-async fn wait_bound(kube: &kube::Client, ns: &str, names: &[&str]) {
-    let api = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), ns);
-    let start = std::time::Instant::now();
-    for n in names {
-        loop {
-            let p = api.get(n).await.unwrap();
-            if p.status.and_then(|s| s.phase).as_deref() == Some("Bound") {
-                break;
-            }
-            assert!(start.elapsed() < CONVERGE, "claim {n} not bound");
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
 }
 
 async fn bed(retain: &str) -> Bed {
@@ -69,10 +37,17 @@ async fn bed(retain: &str) -> Bed {
     ecfg.timings = Timings::fast();
     ecfg.provision_namespaces = Some(vec![ns.name.clone()]);
     let emu = Emulator::start(ecfg).await.unwrap();
-    claim(&kube, &ns.name, "web-uploads", "shop").await;
-    claim(&kube, &ns.name, "db-data", "shop").await;
-    claim(&kube, &ns.name, "not-mine", "other").await;
-    wait_bound(&kube, &ns.name, &["web-uploads", "db-data", "not-mine"]).await;
+    for (name, part_of) in [
+        ("web-uploads", "shop"),
+        ("db-data", "shop"),
+        ("not-mine", "other"),
+    ] {
+        let labels = serde_json::json!({"app.kubernetes.io/part-of": part_of});
+        testbed::longhorn_claim(&kube, &ns.name, name, labels, "8Mi").await;
+    }
+    for name in ["web-uploads", "db-data", "not-mine"] {
+        testbed::wait_bound(&kube, &ns.name, name).await;
+    }
     let cfg = Config::parse(
         &format!(
             "policies:\n  - name: shop\n    namespace: {}\n    selector: app.kubernetes.io/part-of=shop\n    retain: {retain}\n",

@@ -8,9 +8,7 @@ mod common;
 
 use common::testbed::{self, CONVERGE, TestNamespace};
 use dr::catalog::{BackupState, Catalog, PointState};
-use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
-use kube::api::PostParams;
 use longhorn_emulator::{Emulator, EmulatorConfig, StoreConfig, Timings};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
@@ -75,28 +73,22 @@ async fn kill_9_mid_tick_then_restart_loses_and_doubles_nothing() {
     let ns = TestNamespace::create(&kube, "dr-crash").await;
     ecfg.provision_namespaces = Some(vec![ns.name.clone()]);
     let emu = Emulator::start(ecfg).await.unwrap();
-    let pvcs = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), &ns.name);
     for name in ["a", "b", "c"] {
-        let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
-            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": {"name": name, "labels": {"app": "crash"}},
-            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn",
-                     "resources": {"requests": {"storage": "8Mi"}}}
-        }))
-        .unwrap();
-        pvcs.create(&PostParams::default(), &pvc).await.unwrap();
+        testbed::longhorn_claim(
+            &kube,
+            &ns.name,
+            name,
+            serde_json::json!({"app": "crash"}),
+            "8Mi",
+        )
+        .await;
     }
     let mut volumes = Vec::new();
     for name in ["a", "b", "c"] {
-        let start = Instant::now();
-        let vol = loop {
-            let p = pvcs.get(name).await.unwrap();
-            if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
-                break p.spec.and_then(|s| s.volume_name);
-            }
-            assert!(start.elapsed() < CONVERGE, "claim {name} not bound");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        };
+        let vol = testbed::wait_bound(&kube, &ns.name, name)
+            .await
+            .spec
+            .and_then(|s| s.volume_name);
         let pv = vol.unwrap();
         let handle = Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(kube.clone())
             .get(&pv)

@@ -339,3 +339,52 @@ impl Drop for TestNamespace {
         .join();
     }
 }
+
+/// Creates a PVC of StorageClass `longhorn` (served by a Longhorn emulator's
+/// provisioner) with these labels and size.
+pub async fn longhorn_claim(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    labels: serde_json::Value,
+    size: &str,
+) {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn",
+                 "resources": {"requests": {"storage": size}}}
+    }))
+    .expect("claim object");
+    Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)
+        .create(&PostParams::default(), &pvc)
+        .await
+        .unwrap_or_else(|e| panic!("creating claim {ns}/{name}: {e}"));
+}
+
+/// Waits until the claim is Bound and returns it; panics after [`CONVERGE`].
+pub async fn wait_bound(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+) -> k8s_openapi::api::core::v1::PersistentVolumeClaim {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    let api = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns);
+    let start = std::time::Instant::now();
+    loop {
+        let pvc = api
+            .get(name)
+            .await
+            .unwrap_or_else(|e| panic!("reading claim {ns}/{name}: {e}"));
+        if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound") {
+            return pvc;
+        }
+        assert!(
+            start.elapsed() < CONVERGE,
+            "claim {ns}/{name} not bound (is a Longhorn emulator serving {ns}?): {:?}",
+            pvc.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
