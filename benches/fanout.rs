@@ -133,13 +133,36 @@ async fn run() -> anyhow::Result<()> {
     )?;
     let policy = cfg.policies[0].clone();
     let dir = tempfile::tempdir()?;
+    if std::env::var_os("DR_BENCH_DAEMON_ONLY").is_none() {
+        fanout(&emu, &kube, &policy, &dir, &prefix, n, latency, conc).await?;
+    }
+    daemon(&emu, &ns, &dir, &prefix, n, conc).await?;
+    ns.delete().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    emu.shutdown().await;
+    Ok(())
+}
+
+/// The fan-out of one tick, in process, with latency added to every call.
+#[allow(clippy::too_many_arguments)]
+async fn fanout(
+    emu: &Emulator,
+    kube: &kube::Client,
+    policy: &dr::config::PolicyConfig,
+    dir: &tempfile::TempDir,
+    prefix: &str,
+    n: usize,
+    latency: u64,
+    conc: usize,
+) -> anyhow::Result<()> {
+    let tb = testbed::get();
     let catalog = Catalog::open(
         &format!("sqlite://{}/c.db", dir.path().display())
             .parse()
             .map_err(anyhow::Error::msg)?,
     )
     .await?;
-    catalog.upsert_policy(&policy, Utc::now()).await?;
+    catalog.upsert_policy(policy, Utc::now()).await?;
     let mut lh = ClientConfig::new(emu.url());
     // Snapshot readiness is polled every 250 ms; the tick's shared volume
     // listing refreshes at least every 500 ms whatever the poll.
@@ -149,7 +172,7 @@ async fn run() -> anyhow::Result<()> {
         catalog: catalog.clone(),
         longhorn: LonghornClient::new(lh)?,
         kube: kube.clone(),
-        store: Store::from_client(s3.clone(), tb.s3_bucket(), &prefix),
+        store: Store::from_client(s3.clone(), tb.s3_bucket(), prefix),
         verifier: s3,
         options: TickOptions {
             concurrency: conc,
@@ -182,7 +205,7 @@ async fn run() -> anyhow::Result<()> {
     });
     let tick = Utc::now().duration_trunc(TimeDelta::seconds(1))?;
     let start = Instant::now();
-    let report = protect.tick(&policy, tick, events).await?;
+    let report = protect.tick(policy, tick, events).await?;
     let total = start.elapsed();
     anyhow::ensure!(
         report.state == PointState::Complete,
@@ -226,6 +249,19 @@ async fn run() -> anyhow::Result<()> {
     );
     emu.control().clear_faults().await?;
 
+    Ok(())
+}
+
+/// dr serve's memory after a tick over the volumes, and its CPU when idle.
+async fn daemon(
+    emu: &Emulator,
+    ns: &TestNamespace,
+    dir: &tempfile::TempDir,
+    prefix: &str,
+    n: usize,
+    conc: usize,
+) -> anyhow::Result<()> {
+    let tb = testbed::get();
     // The daemon: one tick over the same volumes, then idle.
     let fire = Utc::now() + TimeDelta::seconds(6);
     let config = dir.path().join("dr.yaml");
@@ -303,8 +339,5 @@ async fn run() -> anyhow::Result<()> {
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait();
-    ns.delete().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    emu.shutdown().await;
     Ok(())
 }

@@ -623,6 +623,13 @@ impl Protect {
             volume: volume.to_owned(),
         });
         stage("verify", 100);
+        // Checks in the store share the snapshot phase's limit, so a tick
+        // never opens a connection per volume to S3.
+        let permit = gates
+            .snapshots
+            .acquire()
+            .await
+            .map_err(|e| (name.clone(), e.to_string()))?;
         let verification = match target.or_else(|| BackupTargetUrl::parse(&done.url).ok()) {
             Some(t) => {
                 match store::verify_backup(&self.verifier, &t, volume, &requested.backup).await {
@@ -640,6 +647,7 @@ impl Protect {
             }
             None => Verification::Unverified,
         };
+        drop(permit);
         if verification != Verification::Unverified {
             let _ = self
                 .catalog

@@ -194,6 +194,11 @@ impl LonghornClient {
             .timeout(cfg.timeout)
             .connect_timeout(cfg.timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("dr/", env!("CARGO_PKG_VERSION")))
+            // A tick opens many connections at once; keeping them all idle
+            // afterwards (with the buffers of large listings) would hold
+            // memory until the next tick for nothing.
+            .pool_max_idle_per_host(4)
+            .pool_idle_timeout(Duration::from_secs(30))
             .build()?;
         Ok(LonghornClient { cfg, http })
     }
