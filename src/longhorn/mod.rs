@@ -336,20 +336,20 @@ impl LonghornClient {
 
     // ---- volumes --------------------------------------------------------
 
-    /// Every volume.
-    pub async fn list_volumes(&self) -> Result<Vec<Volume>> {
+    /// A whole collection, read with retries (a missing one is empty).
+    async fn list<T: DeserializeOwned>(&self, op: &'static str, path: &str) -> Result<Vec<T>> {
         self.read(|| async {
-            let c: Option<Collection<Volume>> = self
-                .json(
-                    "listVolumes",
-                    Method::GET,
-                    self.url("/v1/volumes", None),
-                    None,
-                )
+            let c: Option<Collection<T>> = self
+                .json(op, Method::GET, self.url(path, None), None)
                 .await?;
             Ok(c.map(|c| c.data).unwrap_or_default())
         })
         .await
+    }
+
+    /// Every volume.
+    pub async fn list_volumes(&self) -> Result<Vec<Volume>> {
+        self.list("listVolumes", "/v1/volumes").await
     }
 
     /// One volume, or `None` if it does not exist.
@@ -700,18 +700,7 @@ impl LonghornClient {
 
     /// Every backup volume (all targets).
     pub async fn list_backup_volumes(&self) -> Result<Vec<BackupVolume>> {
-        self.read(|| async {
-            let c: Option<Collection<BackupVolume>> = self
-                .json(
-                    "listBackupVolumes",
-                    Method::GET,
-                    self.url("/v1/backupvolumes", None),
-                    None,
-                )
-                .await?;
-            Ok(c.map(|c| c.data).unwrap_or_default())
-        })
-        .await
+        self.list("listBackupVolumes", "/v1/backupvolumes").await
     }
 
     /// The backup volume of a volume on dr's target, matched by `volumeName`
