@@ -33,6 +33,7 @@ pub mod names;
 pub mod prune;
 pub mod restore;
 pub mod retention;
+pub mod runbook;
 pub mod schedule;
 pub mod serve;
 pub mod span;

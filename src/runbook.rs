@@ -1,0 +1,965 @@
+//! Runbooks: the recovery procedure a restore or a drill follows, as data.
+//!
+//! A runbook is a YAML file of stages in order (infrastructure, redeploy,
+//! data, verification, …), each with a time budget and typed steps:
+//!
+//! ```yaml
+//! name: standard
+//! stages:
+//!   - name: infrastructure
+//!     budget: 5m
+//!     steps:
+//!       - check: kubernetes
+//!       - check: longhorn
+//!       - check: backup-target
+//!       - ensure: namespace
+//!   - name: redeploy
+//!     budget: 5m
+//!     steps:
+//!       - apply: recovery-point
+//!   - name: data
+//!     budget: 35m
+//!     steps:
+//!       - restore-volumes: {concurrency: 16, timeout: 30m}
+//!       - bind-claims: {timeout: 5m}
+//!   - name: verification
+//!     budget: 15m
+//!     steps:
+//!       - scale: restore
+//!       - wait-ready: {timeout: 10m}
+//!       - http: {url: "http://web.{namespace}.svc/healthz", expect: 200}
+//!       - job: {name: row-count, image: postgres:16, command: [psql, -c, "select 1"]}
+//!       - manual: Place a test order in the shop
+//! ```
+//!
+//! Parsing and validation are pure; errors name the step (`stages[2].steps[1]
+//! (http)`) and what would be accepted.
+
+use crate::span::Span;
+use serde::Serialize;
+use serde_json::{Map, Value};
+use std::path::Path;
+use std::time::Duration;
+
+/// Why a runbook was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum RunbookError {
+    #[error("cannot read runbook {file}: {source}")]
+    Read {
+        file: String,
+        source: std::io::Error,
+    },
+    #[error("{file}: not valid YAML: {message}")]
+    Yaml { file: String, message: String },
+    #[error("{file}: {at}: {message}")]
+    Invalid {
+        file: String,
+        at: String,
+        message: String,
+    },
+}
+
+/// What a `check` step checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Check {
+    /// The Kubernetes API server answers.
+    Kubernetes,
+    /// The Longhorn manager answers.
+    Longhorn,
+    /// Longhorn's backup target is available and dr's bucket is readable.
+    BackupTarget,
+}
+
+/// One typed step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    Check {
+        check: Check,
+    },
+    /// The target namespace exists (created if missing).
+    EnsureNamespace,
+    /// The recovery point's manifests applied with server-side apply,
+    /// workloads held at zero replicas.
+    ApplyRecoveryPoint,
+    /// Volumes created from the point's backups, in parallel (bounded),
+    /// followed until really restored.
+    RestoreVolumes {
+        concurrency: usize,
+        timeout: Span,
+    },
+    /// PVs and PVCs for the restored volumes, bound under the original claim names.
+    BindClaims {
+        timeout: Span,
+    },
+    /// Workloads scaled back to their captured replica counts.
+    ScaleRestore,
+    /// Every workload of the point Ready.
+    WaitReady {
+        timeout: Span,
+    },
+    /// An HTTP GET that must answer `expect` (and contain `contains`).
+    Http {
+        url: String,
+        expect: u16,
+        contains: Option<String>,
+        timeout: Span,
+    },
+    /// A Kubernetes Job in the target namespace that must succeed.
+    Job {
+        name: String,
+        image: String,
+        command: Vec<String>,
+        timeout: Span,
+    },
+    /// Something a human does; a restore waits for confirmation, a drill skips it.
+    Manual {
+        instruction: String,
+    },
+}
+
+impl Action {
+    /// The step's kind as written in YAML.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Check { .. } => "check",
+            Action::EnsureNamespace => "ensure",
+            Action::ApplyRecoveryPoint => "apply",
+            Action::RestoreVolumes { .. } => "restore-volumes",
+            Action::BindClaims { .. } => "bind-claims",
+            Action::ScaleRestore => "scale",
+            Action::WaitReady { .. } => "wait-ready",
+            Action::Http { .. } => "http",
+            Action::Job { .. } => "job",
+            Action::Manual { .. } => "manual",
+        }
+    }
+
+    /// A one-line label for tables and the catalog.
+    pub fn label(&self) -> String {
+        match self {
+            Action::Check { check } => format!(
+                "check {}",
+                match check {
+                    Check::Kubernetes => "kubernetes",
+                    Check::Longhorn => "longhorn",
+                    Check::BackupTarget => "backup-target",
+                }
+            ),
+            Action::EnsureNamespace => "ensure namespace".into(),
+            Action::ApplyRecoveryPoint => "apply recovery-point".into(),
+            Action::RestoreVolumes { .. } => "restore-volumes".into(),
+            Action::BindClaims { .. } => "bind-claims".into(),
+            Action::ScaleRestore => "scale restore".into(),
+            Action::WaitReady { .. } => "wait-ready".into(),
+            Action::Http { url, .. } => format!("http {url}"),
+            Action::Job { name, .. } => format!("job {name}"),
+            Action::Manual { instruction } => {
+                let short: String = instruction.chars().take(40).collect();
+                if short.len() < instruction.len() {
+                    format!("manual: {short}…")
+                } else {
+                    format!("manual: {short}")
+                }
+            }
+        }
+    }
+}
+
+/// A step: an action and an optional display name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub name: Option<String>,
+    pub action: Action,
+}
+
+impl Step {
+    /// The name given in the runbook, else the action's label.
+    pub fn label(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.action.label())
+    }
+}
+
+/// A stage: steps with a time budget.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Stage {
+    pub name: String,
+    pub budget: Span,
+    pub steps: Vec<Step>,
+}
+
+/// A parsed, validated runbook.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Runbook {
+    pub name: String,
+    pub description: Option<String>,
+    pub stages: Vec<Stage>,
+}
+
+/// A step with its place in the runbook: `seq` is its key within a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlannedStep {
+    pub seq: i64,
+    pub stage: String,
+    pub stage_budget: Span,
+    pub label: String,
+    pub action: Action,
+}
+
+impl Runbook {
+    /// Reads and validates a runbook file.
+    pub fn load(path: &Path) -> Result<Runbook, RunbookError> {
+        let file = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| RunbookError::Read {
+            file: file.clone(),
+            source,
+        })?;
+        Runbook::parse(&file, &text)
+    }
+
+    /// Parses and validates runbook text (`file` names it in errors).
+    pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
+        let v: Value = serde_norway::from_str(text).map_err(|e| RunbookError::Yaml {
+            file: file.into(),
+            message: e.to_string(),
+        })?;
+        let p = Parser { file };
+        p.runbook(&v)
+    }
+
+    /// The sum of the stage budgets.
+    pub fn total_budget(&self) -> Span {
+        Span::from(
+            self.stages
+                .iter()
+                .map(|s| s.budget.as_duration())
+                .sum::<Duration>(),
+        )
+    }
+
+    /// Checks the budgets against an RTO: they must sum to at most it.
+    pub fn check_rto(&self, file: &str, rto: Span) -> Result<(), RunbookError> {
+        let total = self.total_budget();
+        if total.as_duration() > rto.as_duration() {
+            return Err(RunbookError::Invalid {
+                file: file.into(),
+                at: "stages[*].budget".into(),
+                message: format!(
+                    "the stage budgets sum to {total} ({}), more than the RTO {rto}; shorten a budget or raise the policy's rto",
+                    self.stages
+                        .iter()
+                        .map(|s| format!("{} {}", s.name, s.budget))
+                        .collect::<Vec<_>>()
+                        .join(" + ")
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every step in order with its sequence number.
+    pub fn planned(&self) -> Vec<PlannedStep> {
+        let mut out = Vec::new();
+        for stage in &self.stages {
+            for step in &stage.steps {
+                out.push(PlannedStep {
+                    seq: out.len() as i64 + 1,
+                    stage: stage.name.clone(),
+                    stage_budget: stage.budget,
+                    label: step.label(),
+                    action: step.action.clone(),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// Expands `{namespace}` and `{policy}` in a runbook string.
+pub fn expand(template: &str, namespace: &str, policy: &str) -> String {
+    template
+        .replace("{namespace}", namespace)
+        .replace("{policy}", policy)
+}
+
+const STEP_KINDS: &[&str] = &[
+    "check",
+    "ensure",
+    "apply",
+    "restore-volumes",
+    "bind-claims",
+    "scale",
+    "wait-ready",
+    "http",
+    "job",
+    "manual",
+];
+
+struct Parser<'a> {
+    file: &'a str,
+}
+
+impl Parser<'_> {
+    fn err(&self, at: &str, message: impl Into<String>) -> RunbookError {
+        RunbookError::Invalid {
+            file: self.file.into(),
+            at: at.into(),
+            message: message.into(),
+        }
+    }
+
+    fn map<'v>(
+        &self,
+        v: &'v Value,
+        at: &str,
+        what: &str,
+    ) -> Result<&'v Map<String, Value>, RunbookError> {
+        v.as_object()
+            .ok_or_else(|| self.err(at, format!("{what} must be a mapping, found {}", shape(v))))
+    }
+
+    fn only_keys(
+        &self,
+        m: &Map<String, Value>,
+        at: &str,
+        allowed: &[&str],
+    ) -> Result<(), RunbookError> {
+        for k in m.keys() {
+            if !allowed.contains(&k.as_str()) {
+                return Err(self.err(
+                    at,
+                    format!("unknown key {k:?}; accepted: {}", allowed.join(", ")),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn string(&self, v: Option<&Value>, at: &str, what: &str) -> Result<String, RunbookError> {
+        match v {
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
+            Some(other) => Err(self.err(
+                at,
+                format!("{what} must be a non-empty string, found {}", shape(other)),
+            )),
+            None => Err(self.err(at, format!("{what} is missing"))),
+        }
+    }
+
+    fn span(
+        &self,
+        v: Option<&Value>,
+        at: &str,
+        what: &str,
+        default: Option<Span>,
+    ) -> Result<Span, RunbookError> {
+        let s = match (v, default) {
+            (None, Some(d)) => return Ok(d),
+            (None, None) => {
+                return Err(self.err(
+                    at,
+                    format!("{what} is missing; give a duration such as 5m or 1h30m"),
+                ));
+            }
+            (Some(Value::String(s)), _) => s.clone(),
+            (Some(other), _) => {
+                return Err(self.err(
+                    at,
+                    format!(
+                        "{what} must be a duration such as 5m, 90s or 1h30m, found {}",
+                        shape(other)
+                    ),
+                ));
+            }
+        };
+        let span: Span = s
+            .parse()
+            .map_err(|e: crate::span::SpanError| self.err(at, format!("{what}: {e}")))?;
+        if span.is_zero() {
+            return Err(self.err(at, format!("{what} must be more than zero")));
+        }
+        Ok(span)
+    }
+
+    fn runbook(&self, v: &Value) -> Result<Runbook, RunbookError> {
+        let m = self.map(v, "(top level)", "a runbook")?;
+        self.only_keys(m, "(top level)", &["name", "description", "stages"])?;
+        let name = self.string(m.get("name"), "name", "the runbook's name")?;
+        let description = match m.get("description") {
+            None | Some(Value::Null) => None,
+            Some(_) => Some(self.string(m.get("description"), "description", "description")?),
+        };
+        let stages_v = m.get("stages").and_then(Value::as_array).ok_or_else(|| {
+            self.err(
+                "stages",
+                "stages must be a list of stages (name, budget, steps)",
+            )
+        })?;
+        if stages_v.is_empty() {
+            return Err(self.err("stages", "a runbook needs at least one stage"));
+        }
+        let mut stages: Vec<Stage> = Vec::new();
+        for (i, sv) in stages_v.iter().enumerate() {
+            let at = format!("stages[{i}]");
+            let sm = self.map(sv, &at, "a stage")?;
+            self.only_keys(sm, &at, &["name", "budget", "steps"])?;
+            let name = self.string(sm.get("name"), &format!("{at}.name"), "the stage's name")?;
+            if stages.iter().any(|s| s.name == name) {
+                return Err(self.err(
+                    &format!("{at}.name"),
+                    format!("stage {name:?} appears twice; stage names must be unique"),
+                ));
+            }
+            let at = format!("stages[{i}] ({name})");
+            let budget = self.span(sm.get("budget"), &format!("{at}.budget"), "budget", None)?;
+            let steps_v = sm
+                .get("steps")
+                .and_then(Value::as_array)
+                .ok_or_else(|| self.err(&format!("{at}.steps"), "steps must be a list"))?;
+            if steps_v.is_empty() {
+                return Err(self.err(&format!("{at}.steps"), "a stage needs at least one step"));
+            }
+            let mut steps = Vec::new();
+            for (j, st) in steps_v.iter().enumerate() {
+                steps.push(self.step(st, &format!("stages[{i}].steps[{j}]"))?);
+            }
+            stages.push(Stage {
+                name,
+                budget,
+                steps,
+            });
+        }
+        let rb = Runbook {
+            name,
+            description,
+            stages,
+        };
+        self.order(&rb)?;
+        Ok(rb)
+    }
+
+    fn step(&self, v: &Value, at: &str) -> Result<Step, RunbookError> {
+        // A bare string is a step without options: `- bind-claims`.
+        let owned;
+        let m = match v {
+            Value::String(s) => {
+                let mut m = Map::new();
+                m.insert(s.clone(), Value::Null);
+                owned = m;
+                &owned
+            }
+            _ => self.map(v, at, "a step")?,
+        };
+        let kinds: Vec<&String> = m.keys().filter(|k| k.as_str() != "name").collect();
+        let kind = match kinds.as_slice() {
+            [k] => k.as_str(),
+            [] => {
+                return Err(self.err(
+                    at,
+                    format!(
+                        "the step has no kind; give one of: {}",
+                        STEP_KINDS.join(", ")
+                    ),
+                ));
+            }
+            many => {
+                return Err(self.err(
+                    at,
+                    format!(
+                        "a step has exactly one kind, found {}; accepted kinds: {}",
+                        many.iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                        STEP_KINDS.join(", ")
+                    ),
+                ));
+            }
+        };
+        let at = format!("{at} ({kind})");
+        let name = match m.get("name") {
+            None | Some(Value::Null) => None,
+            v => Some(self.string(v, &at, "name")?),
+        };
+        let arg = &m[kind];
+        let opts = |allowed: &[&str]| -> Result<Map<String, Value>, RunbookError> {
+            match arg {
+                Value::Null => Ok(Map::new()),
+                Value::Object(o) => {
+                    self.only_keys(o, &at, allowed)?;
+                    Ok(o.clone())
+                }
+                other => Err(self.err(
+                    &at,
+                    format!(
+                        "options must be a mapping ({}), found {}",
+                        allowed.join(", "),
+                        shape(other)
+                    ),
+                )),
+            }
+        };
+        let word = |accepted: &[&str]| -> Result<String, RunbookError> {
+            match arg {
+                Value::String(s) if accepted.contains(&s.as_str()) => Ok(s.clone()),
+                other => Err(self.err(
+                    &at,
+                    format!(
+                        "{kind}: {} is not accepted; use {}",
+                        shape(other),
+                        accepted.join(" or ")
+                    ),
+                )),
+            }
+        };
+        let action = match kind {
+            "check" => Action::Check {
+                check: match word(&["kubernetes", "longhorn", "backup-target"])?.as_str() {
+                    "kubernetes" => Check::Kubernetes,
+                    "longhorn" => Check::Longhorn,
+                    _ => Check::BackupTarget,
+                },
+            },
+            "ensure" => {
+                word(&["namespace"])?;
+                Action::EnsureNamespace
+            }
+            "apply" => {
+                word(&["recovery-point"])?;
+                Action::ApplyRecoveryPoint
+            }
+            "scale" => {
+                word(&["restore"])?;
+                Action::ScaleRestore
+            }
+            "restore-volumes" => {
+                let o = opts(&["concurrency", "timeout"])?;
+                let concurrency = match o.get("concurrency") {
+                    None => 16,
+                    Some(Value::Number(n))
+                        if n.as_u64().is_some_and(|c| (1..=256).contains(&c)) =>
+                    {
+                        n.as_u64().unwrap_or(16) as usize
+                    }
+                    Some(other) => {
+                        return Err(self.err(
+                            &at,
+                            format!(
+                                "concurrency must be a whole number from 1 to 256, found {}",
+                                shape(other)
+                            ),
+                        ));
+                    }
+                };
+                Action::RestoreVolumes {
+                    concurrency,
+                    timeout: self.span(
+                        o.get("timeout"),
+                        &at,
+                        "timeout",
+                        Some(Span::from_secs(30 * 60)),
+                    )?,
+                }
+            }
+            "bind-claims" => {
+                let o = opts(&["timeout"])?;
+                Action::BindClaims {
+                    timeout: self.span(
+                        o.get("timeout"),
+                        &at,
+                        "timeout",
+                        Some(Span::from_secs(5 * 60)),
+                    )?,
+                }
+            }
+            "wait-ready" => {
+                let o = opts(&["timeout"])?;
+                Action::WaitReady {
+                    timeout: self.span(
+                        o.get("timeout"),
+                        &at,
+                        "timeout",
+                        Some(Span::from_secs(10 * 60)),
+                    )?,
+                }
+            }
+            "http" => {
+                let o = opts(&["url", "expect", "contains", "timeout"])?;
+                let url = self.string(o.get("url"), &at, "url")?;
+                let probe = expand(&url, "namespace", "policy");
+                match url::Url::parse(&probe) {
+                    Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                    Ok(u) => return Err(self.err(&at, format!("url {url:?} has scheme {:?}; use http or https", u.scheme()))),
+                    Err(e) => return Err(self.err(&at, format!("url {url:?} is not a URL ({e}); e.g. http://web.{{namespace}}.svc/healthz"))),
+                }
+                let expect = match o.get("expect") {
+                    None => 200,
+                    Some(Value::Number(n))
+                        if n.as_u64().is_some_and(|c| (100..=599).contains(&c)) =>
+                    {
+                        n.as_u64().unwrap_or(200) as u16
+                    }
+                    Some(other) => {
+                        return Err(self.err(
+                            &at,
+                            format!(
+                                "expect must be an HTTP status from 100 to 599, found {}",
+                                shape(other)
+                            ),
+                        ));
+                    }
+                };
+                let contains = match o.get("contains") {
+                    None => None,
+                    v => Some(self.string(v, &at, "contains")?),
+                };
+                Action::Http {
+                    url,
+                    expect,
+                    contains,
+                    timeout: self.span(
+                        o.get("timeout"),
+                        &at,
+                        "timeout",
+                        Some(Span::from_secs(120)),
+                    )?,
+                }
+            }
+            "job" => {
+                let o = opts(&["name", "image", "command", "timeout"])?;
+                let jname = self.string(o.get("name"), &at, "job name")?;
+                if jname.len() > 40
+                    || !jname
+                        .chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                    || jname.starts_with('-')
+                    || jname.ends_with('-')
+                {
+                    return Err(self.err(&at, format!("job name {jname:?} must be a DNS label of at most 40 characters (a-z, 0-9, -)")));
+                }
+                let image = self.string(o.get("image"), &at, "image")?;
+                let command = match o.get("command") {
+                    Some(Value::Array(a)) if !a.is_empty() && a.iter().all(|x| x.is_string()) => {
+                        a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect()
+                    }
+                    Some(other) => return Err(self.err(&at, format!("command must be a non-empty list of strings, found {}", shape(other)))),
+                    None => return Err(self.err(&at, "command is missing; give the container's command as a list, e.g. [sh, -c, \"test -s /data/ok\"]")),
+                };
+                Action::Job {
+                    name: jname,
+                    image,
+                    command,
+                    timeout: self.span(
+                        o.get("timeout"),
+                        &at,
+                        "timeout",
+                        Some(Span::from_secs(5 * 60)),
+                    )?,
+                }
+            }
+            "manual" => Action::Manual {
+                instruction: self.string(Some(arg), &at, "the instruction")?,
+            },
+            other => {
+                return Err(self.err(
+                    &at,
+                    format!(
+                        "unknown step kind {other:?}; accepted kinds: {}",
+                        STEP_KINDS.join(", ")
+                    ),
+                ));
+            }
+        };
+        Ok(Step { name, action })
+    }
+
+    /// Order rules: what a restore needs, in an order that can work.
+    fn order(&self, rb: &Runbook) -> Result<(), RunbookError> {
+        let mut seen: Vec<(&'static str, String)> = Vec::new();
+        for (i, stage) in rb.stages.iter().enumerate() {
+            for (j, step) in stage.steps.iter().enumerate() {
+                let kind = step.action.kind();
+                let at = format!("stages[{i}].steps[{j}] ({kind})");
+                let before = |k: &str| seen.iter().any(|(s, _)| *s == k);
+                let once = ["ensure", "apply", "restore-volumes", "bind-claims", "scale"];
+                if once.contains(&kind) && before(kind) {
+                    return Err(self.err(
+                        &at,
+                        format!("{kind} appears twice; a runbook has at most one"),
+                    ));
+                }
+                let needs: &[&str] = match kind {
+                    "bind-claims" => &["restore-volumes"],
+                    "scale" => &["apply", "bind-claims"],
+                    "wait-ready" => &["scale"],
+                    "apply" => &["ensure"],
+                    "restore-volumes" => &["ensure"],
+                    _ => &[],
+                };
+                for n in needs {
+                    if !before(n) {
+                        return Err(self.err(&at, format!("{kind} must come after the {n} step")));
+                    }
+                }
+                if let Action::Job { name, .. } = &step.action
+                    && seen.iter().any(|(k, l)| *k == "job" && l == name)
+                {
+                    return Err(self.err(
+                        &at,
+                        format!("job name {name:?} is used twice; job names must be unique"),
+                    ));
+                }
+                let key = match &step.action {
+                    Action::Job { name, .. } => name.clone(),
+                    _ => String::new(),
+                };
+                seen.push((kind, key));
+            }
+        }
+        for required in ["ensure", "apply", "restore-volumes", "bind-claims", "scale"] {
+            if !seen.iter().any(|(k, _)| *k == required) {
+                let hint = match required {
+                    "ensure" => "`ensure: namespace` (infrastructure)",
+                    "apply" => "`apply: recovery-point` (redeploy)",
+                    "restore-volumes" => "`restore-volumes` (data)",
+                    "bind-claims" => "`bind-claims` (data)",
+                    _ => "`scale: restore` (verification)",
+                };
+                return Err(self.err(
+                    "stages",
+                    format!("the runbook has no {required} step; a restore needs {hint}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn shape(v: &Value) -> String {
+    match v {
+        Value::Null => "nothing".into(),
+        Value::Bool(b) => format!("{b}"),
+        Value::Number(n) => format!("{n}"),
+        Value::String(s) => format!("{s:?}"),
+        Value::Array(_) => "a list".into(),
+        Value::Object(_) => "a mapping".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+name: standard
+description: the default
+stages:
+  - name: infrastructure
+    budget: 5m
+    steps:
+      - check: kubernetes
+      - check: longhorn
+      - check: backup-target
+      - ensure: namespace
+  - name: redeploy
+    budget: 5m
+    steps:
+      - apply: recovery-point
+  - name: data
+    budget: 35m
+    steps:
+      - restore-volumes: {concurrency: 8, timeout: 30m}
+      - bind-claims
+  - name: verification
+    budget: 15m
+    steps:
+      - scale: restore
+      - wait-ready: {timeout: 10m}
+      - http: {url: "http://web.{namespace}.svc/healthz", expect: 204}
+        name: front page
+      - job: {name: row-count, image: "postgres:16", command: [psql, -c, "select 1"]}
+      - manual: Place a test order
+"#;
+
+    fn err(text: &str) -> String {
+        Runbook::parse("rb.yaml", text).unwrap_err().to_string()
+    }
+
+    fn with(stage_steps: &str) -> String {
+        GOOD.replace("      - manual: Place a test order\n", stage_steps)
+    }
+
+    #[test]
+    fn parses_a_full_runbook() {
+        let rb = Runbook::parse("rb.yaml", GOOD).unwrap();
+        assert_eq!(rb.stages.len(), 4);
+        assert_eq!(rb.total_budget(), Span::from_secs(60 * 60));
+        let planned = rb.planned();
+        assert_eq!(planned.len(), 12);
+        assert_eq!(planned[0].seq, 1);
+        assert_eq!(planned[0].label, "check kubernetes");
+        assert_eq!(
+            planned[5].action,
+            Action::RestoreVolumes {
+                concurrency: 8,
+                timeout: Span::from_secs(1800)
+            }
+        );
+        assert_eq!(
+            planned[6].action,
+            Action::BindClaims {
+                timeout: Span::from_secs(300)
+            }
+        );
+        assert_eq!(planned[9].label, "front page");
+        assert!(matches!(
+            &planned[9].action,
+            Action::Http { expect: 204, .. }
+        ));
+        assert_eq!(planned[11].stage, "verification");
+        assert!(rb.check_rto("rb.yaml", Span::from_secs(3600)).is_ok());
+    }
+
+    #[test]
+    fn budgets_over_the_rto_are_refused_with_the_sum() {
+        let rb = Runbook::parse("rb.yaml", GOOD).unwrap();
+        let e = rb
+            .check_rto("rb.yaml", Span::from_secs(45 * 60))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("sum to 1h") && e.contains("more than the RTO 45m"),
+            "{e}"
+        );
+        assert!(
+            e.contains("infrastructure 5m + redeploy 5m + data 35m + verification 15m"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn errors_name_the_step() {
+        let e = err(&with("      - http: {url: \"ftp://x\"}\n"));
+        assert!(
+            e.contains("stages[3].steps[4] (http)") && e.contains("use http or https"),
+            "{e}"
+        );
+        let e = err(&with("      - reboot: everything\n"));
+        assert!(
+            e.contains("stages[3].steps[4] (reboot)")
+                && e.contains("unknown step kind")
+                && e.contains("wait-ready"),
+            "{e}"
+        );
+        let e = err(&with("      - check: dns\n"));
+        assert!(
+            e.contains("(check)")
+                && e.contains(
+                    "\"dns\" is not accepted; use kubernetes or longhorn or backup-target"
+                ),
+            "{e}"
+        );
+        let e = err(&with("      - job: {name: x, image: busybox}\n"));
+        assert!(
+            e.contains("steps[4] (job)") && e.contains("command is missing"),
+            "{e}"
+        );
+        let e = err(&with("      - wait-ready: {timeout: soon}\n"));
+        assert!(
+            e.contains("steps[4] (wait-ready)") && e.contains("timeout"),
+            "{e}"
+        );
+        let e = err(&with("      - http: {url: \"http://x\", expect: 700}\n"));
+        assert!(e.contains("expect must be an HTTP status"), "{e}");
+        let e = err(&with(
+            "      - {http: {url: \"http://x\"}, job: {name: y}}\n",
+        ));
+        assert!(e.contains("exactly one kind"), "{e}");
+        let e = err(&with("      - restore-volumes: {concurrency: 0}\n"));
+        assert!(
+            e.contains("concurrency must be a whole number from 1 to 256"),
+            "{e}"
+        );
+        let e = err(&with("      - http: {url: \"http://x\", retries: 3}\n"));
+        assert!(e.contains("unknown key \"retries\""), "{e}");
+    }
+
+    #[test]
+    fn stage_errors_name_the_stage() {
+        let e = err(&GOOD.replace("budget: 35m", "budget: 0s"));
+        assert!(
+            e.contains("stages[2] (data).budget") && e.contains("more than zero"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("name: redeploy", "name: infrastructure"));
+        assert!(
+            e.contains("stages[1].name") && e.contains("appears twice"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace(
+            "    budget: 5m\n    steps:\n      - apply",
+            "    steps:\n      - apply",
+        ));
+        assert!(
+            e.contains("stages[1] (redeploy).budget") && e.contains("budget is missing"),
+            "{e}"
+        );
+        let e = err(&GOOD.replace("stages:", "stagez:"));
+        assert!(e.contains("unknown key \"stagez\""), "{e}");
+        let e = err("name: x\nstages: [\n");
+        assert!(e.contains("not valid YAML"), "{e}");
+    }
+
+    #[test]
+    fn order_and_completeness_are_checked() {
+        // bind-claims before restore-volumes
+        let e = err(&GOOD.replace(
+            "      - restore-volumes: {concurrency: 8, timeout: 30m}\n      - bind-claims\n",
+            "      - bind-claims\n      - restore-volumes: {concurrency: 8, timeout: 30m}\n",
+        ));
+        assert!(
+            e.contains("stages[2].steps[0] (bind-claims)")
+                && e.contains("after the restore-volumes step"),
+            "{e}"
+        );
+        // wait-ready without scale
+        let e = err(&GOOD.replace("      - scale: restore\n", ""));
+        assert!(e.contains("wait-ready must come after the scale step"), "{e}");
+        // missing apply
+        let e = err(&GOOD.replace(
+            "      - apply: recovery-point\n",
+            "      - check: kubernetes\n",
+        ));
+        assert!(
+            e.contains("scale must come after the apply step") || e.contains("no apply step"),
+            "{e}"
+        );
+        // two jobs with one name
+        let e = err(&with(
+            "      - job: {name: a, image: i, command: [x]}\n      - job: {name: a, image: i, command: [y]}\n",
+        ));
+        assert!(e.contains("used twice"), "{e}");
+    }
+
+    #[test]
+    fn templates_expand() {
+        assert_eq!(
+            expand("http://web.{namespace}.svc/{policy}", "shop-2", "shop"),
+            "http://web.shop-2.svc/shop"
+        );
+    }
+
+    #[test]
+    fn the_shipped_runbooks_are_valid() {
+        for f in [
+            "runbooks/standard.yaml",
+            "runbooks/wesago.yaml",
+            "runbooks/testbed.yaml",
+        ] {
+            let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(f);
+            let rb = Runbook::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            rb.check_rto(f, Span::from_secs(3600)).unwrap();
+        }
+    }
+}
