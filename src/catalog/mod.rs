@@ -141,7 +141,7 @@ fn composed(sql: String) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::An
 const POINT_COLS: &str =
     "id, policy, tick_at, point_at, state, bundle_key, reason, created_at, finished_at, pruned_at";
 const BACKUP_COLS: &str = "id, point_id, volume, pvc, snapshot_name, backup_name, backup_url, state, progress, size_bytes, snapshot_at, requested_at, completed_at, error, verification, verified_at, pruned_at";
-const RUN_COLS: &str = "id, kind, policy, point_id, target_namespace, target_at, state, incident_id, started_at, finished_at, error";
+const RUN_COLS: &str = "id, kind, policy, point_id, target_namespace, target_at, state, incident_id, started_at, finished_at, error, holder, heartbeat_at, summary";
 const INCIDENT_COLS: &str = "id, policy, title, source, opened_at, resolved_at, note";
 
 fn point_row(r: &AnyRow) -> Result<PointRecord> {
@@ -197,6 +197,9 @@ fn run_row(r: &AnyRow) -> Result<RunRecord> {
         started_at: from_ms("runs.started_at", get(r, "started_at")?)?,
         finished_at: opt_ms("runs.finished_at", get(r, "finished_at")?)?,
         error: get(r, "error")?,
+        holder: get(r, "holder")?,
+        heartbeat_at: opt_ms("runs.heartbeat_at", get(r, "heartbeat_at")?)?,
+        summary: get(r, "summary")?,
     })
 }
 
@@ -775,8 +778,8 @@ impl Catalog {
             });
         }
         let inserted = sqlx::query(
-            "INSERT INTO runs (kind, policy, point_id, target_namespace, target_at, state, incident_id, started_at)
-             VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) RETURNING id",
+            "INSERT INTO runs (kind, policy, point_id, target_namespace, target_at, state, incident_id, started_at, holder, heartbeat_at)
+             VALUES ($1, $2, $3, $4, $5, 'running', $6, $7, $8, $7) RETURNING id",
         )
         .bind(r.kind.as_str())
         .bind(r.policy.as_str())
@@ -785,6 +788,7 @@ impl Catalog {
         .bind(r.target_at.map(ms))
         .bind(r.incident_id.map(|i| i.0))
         .bind(ms(r.started_at))
+        .bind(r.holder.as_str())
         .fetch_one(&self.pool)
         .await;
         match inserted {
@@ -811,6 +815,59 @@ impl Catalog {
                 source: e,
             }),
         }
+    }
+
+    /// Says that `holder` still runs `run`; false if the run is no longer
+    /// running or another process took it over.
+    pub async fn heartbeat(&self, run: RunId, holder: &str, now: DateTime<Utc>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE runs SET heartbeat_at = $1 WHERE id = $2 AND holder = $3 AND state = 'running'",
+        )
+        .bind(ms(now))
+        .bind(run.0)
+        .bind(holder)
+        .execute(&self.pool)
+        .await
+        .map_err(q("run heartbeat"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Takes over a running run whose holder has not been heard of since
+    /// `stale_before` (its process died): compare-and-swap on the heartbeat,
+    /// so of two processes resuming at once exactly one wins.
+    pub async fn take_over(
+        &self,
+        run: &RunRecord,
+        holder: &str,
+        stale_before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let seen = run.heartbeat_at.map(ms);
+        let done = sqlx::query(
+            "UPDATE runs SET holder = $1, heartbeat_at = $2
+             WHERE id = $3 AND state = 'running' AND COALESCE(heartbeat_at, 0) = COALESCE($4, 0)
+               AND COALESCE(heartbeat_at, 0) < $5",
+        )
+        .bind(holder)
+        .bind(ms(now))
+        .bind(run.id.0)
+        .bind(seen)
+        .bind(ms(stale_before))
+        .execute(&self.pool)
+        .await
+        .map_err(q("take over run"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Stores a run's summary document (JSON).
+    pub async fn set_run_summary(&self, run: RunId, summary: &str) -> Result<()> {
+        sqlx::query("UPDATE runs SET summary = $1 WHERE id = $2")
+            .bind(summary)
+            .bind(run.0)
+            .execute(&self.pool)
+            .await
+            .map_err(q("store run summary"))?;
+        Ok(())
     }
 
     /// The running run of a target namespace, if any.

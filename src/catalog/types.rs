@@ -347,6 +347,8 @@ pub struct NewRun {
     pub target_at: Option<DateTime<Utc>>,
     pub incident_id: Option<IncidentId>,
     pub started_at: DateTime<Utc>,
+    /// Who runs it (`host:pid:random`), for the lock's liveness.
+    pub holder: String,
 }
 
 /// A run (restore or drill).
@@ -363,6 +365,11 @@ pub struct RunRecord {
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    /// The process running it, and when it last said it still does.
+    pub holder: Option<String>,
+    pub heartbeat_at: Option<DateTime<Utc>>,
+    /// Stages against budgets, RTO and RPO verdicts (JSON), once finished.
+    pub summary: Option<String>,
 }
 
 /// One step of a run, timed.

@@ -469,12 +469,26 @@ async fn runs_lock_their_target_and_steps_resume(c: &Catalog) {
         target_at: Some(t(9, 0)),
         incident_id: None,
         started_at: t(11, 0),
+        holder: "a".into(),
     };
     let run = c.start_run(&new).await.unwrap();
+    assert_eq!(run.holder.as_deref(), Some("a"));
+    assert_eq!(run.heartbeat_at, Some(t(11, 0)));
     match c.start_run(&new).await {
         Err(CatalogError::TargetBusy { run: busy, .. }) => assert_eq!(busy, run.id),
         other => panic!("{other:?}"),
     }
+    // The holder's heartbeat keeps the run; a fresh one cannot be taken over.
+    assert!(c.heartbeat(run.id, "a", t(11, 1)).await.unwrap());
+    let seen = c.run(run.id).await.unwrap();
+    assert!(!c.take_over(&seen, "b", t(11, 0), t(11, 2)).await.unwrap());
+    // A stale one can, once: the second taker lost the compare-and-swap.
+    assert!(c.take_over(&seen, "b", t(11, 5), t(11, 6)).await.unwrap());
+    assert!(!c.take_over(&seen, "c", t(11, 5), t(11, 6)).await.unwrap());
+    assert!(!c.heartbeat(run.id, "a", t(11, 7)).await.unwrap(), "a lost it");
+    assert!(c.heartbeat(run.id, "b", t(11, 7)).await.unwrap());
+    c.set_run_summary(run.id, "{}").await.unwrap();
+    assert_eq!(c.run(run.id).await.unwrap().summary.as_deref(), Some("{}"));
     let step = |state, seq| StepRecord {
         seq,
         stage: "data".into(),
