@@ -925,7 +925,10 @@ stages:
         );
         // wait-ready without scale
         let e = err(&GOOD.replace("      - scale: restore\n", ""));
-        assert!(e.contains("wait-ready must come after the scale step"), "{e}");
+        assert!(
+            e.contains("wait-ready must come after the scale step"),
+            "{e}"
+        );
         // missing apply
         let e = err(&GOOD.replace(
             "      - apply: recovery-point\n",

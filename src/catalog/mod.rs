@@ -530,6 +530,22 @@ impl Catalog {
         .await
     }
 
+    /// The newest partial point of `policy` at or before `t` (`--allow-partial`).
+    pub async fn newest_partial_at_or_before(
+        &self,
+        policy: &PolicyName,
+        t: DateTime<Utc>,
+    ) -> Result<Option<PointRecord>> {
+        self.seek_state(
+            "newest partial point at or before",
+            "partial",
+            "point_at <= $2 ORDER BY point_at DESC",
+            policy,
+            t,
+        )
+        .await
+    }
+
     async fn seek(
         &self,
         op: &'static str,
@@ -537,9 +553,20 @@ impl Catalog {
         policy: &PolicyName,
         t: DateTime<Utc>,
     ) -> Result<Option<PointRecord>> {
+        self.seek_state(op, "complete", tail, policy, t).await
+    }
+
+    async fn seek_state(
+        &self,
+        op: &'static str,
+        state: &'static str,
+        tail: &str,
+        policy: &PolicyName,
+        t: DateTime<Utc>,
+    ) -> Result<Option<PointRecord>> {
         let row = composed(format!(
             "SELECT {POINT_COLS} FROM recovery_points
-             WHERE policy = $1 AND state = 'complete' AND {tail} LIMIT 1"
+             WHERE policy = $1 AND state = '{state}' AND {tail} LIMIT 1"
         ))
         .bind(policy.as_str())
         .bind(ms(t))

@@ -201,6 +201,88 @@ pub fn secret_by_reference(obj: &Value) -> Value {
     o
 }
 
+/// A workload of a bundle and the replica count it was captured with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    pub kind: String,
+    pub name: String,
+    pub replicas: i32,
+}
+
+/// The kinds whose replicas a restore holds at zero until the data is back.
+pub const SCALABLE: &[&str] = &["Deployment", "StatefulSet"];
+
+/// The Deployments and StatefulSets of a bundle with their captured replicas
+/// (a missing `spec.replicas` means 1, as Kubernetes defaults it).
+pub fn workloads(objects: &[Value]) -> Vec<Workload> {
+    objects
+        .iter()
+        .filter_map(|o| {
+            let kind = o["kind"].as_str()?;
+            if !SCALABLE.contains(&kind) {
+                return None;
+            }
+            Some(Workload {
+                kind: kind.to_owned(),
+                name: o["metadata"]["name"].as_str()?.to_owned(),
+                replicas: o["spec"]["replicas"]
+                    .as_i64()
+                    .map(|r| i32::try_from(r).unwrap_or(i32::MAX))
+                    .unwrap_or(1),
+            })
+        })
+        .collect()
+}
+
+/// What the redeploy stage applies: every object but claims (bound later to
+/// the restored volumes) and Secrets (captured by reference only), placed in
+/// `namespace`, with workloads held at zero replicas and CronJobs suspended
+/// until verification.
+pub fn for_redeploy(objects: &[Value], namespace: &str) -> Vec<Value> {
+    objects
+        .iter()
+        .filter(|o| {
+            !matches!(
+                o["kind"].as_str(),
+                Some("PersistentVolumeClaim") | Some("Secret") | None
+            )
+        })
+        .map(|o| {
+            let mut o = o.clone();
+            o["metadata"]["namespace"] = Value::String(namespace.to_owned());
+            if o["kind"].as_str().is_some_and(|k| SCALABLE.contains(&k)) {
+                o["spec"]["replicas"] = Value::from(0);
+            }
+            o
+        })
+        .collect()
+}
+
+/// A captured claim made to bind to the PV of its restored volume.
+pub fn claim_for(claim: &Value, namespace: &str, pv: &str) -> Value {
+    let mut c = claim.clone();
+    c["metadata"]["namespace"] = Value::String(namespace.to_owned());
+    c["spec"]["volumeName"] = Value::String(pv.to_owned());
+    c
+}
+
+/// The claims of a bundle by name.
+pub fn claims(objects: &[Value]) -> Vec<&Value> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "PersistentVolumeClaim")
+        .collect()
+}
+
+/// The Secrets a bundle needs (captured by reference).
+pub fn secret_names(objects: &[Value]) -> Vec<String> {
+    objects
+        .iter()
+        .filter(|o| o["kind"] == "Secret")
+        .filter_map(|o| o["metadata"]["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +358,46 @@ mod tests {
         assert!(r.get("data").is_none() && r.get("stringData").is_none());
         assert_eq!(r["dataKeys"], json!(["password", "user"]));
         assert!(!r.to_string().contains("aHVudGVyMg"));
+    }
+
+    #[test]
+    fn redeploy_holds_workloads_and_leaves_claims_and_secrets() {
+        let objs = vec![
+            json!({"kind": "Secret", "metadata": {"name": "db"}, "dataKeys": ["pw"]}),
+            json!({"kind": "PersistentVolumeClaim", "metadata": {"name": "data"}, "spec": {}}),
+            json!({"kind": "Service", "metadata": {"name": "web"}, "spec": {}}),
+            json!({"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"replicas": 3}}),
+            json!({"kind": "StatefulSet", "metadata": {"name": "db"}, "spec": {}}),
+        ];
+        let out = for_redeploy(&objs, "shop-2");
+        assert_eq!(
+            out.iter()
+                .map(|o| o["kind"].as_str().unwrap())
+                .collect::<Vec<_>>(),
+            ["Service", "Deployment", "StatefulSet"]
+        );
+        assert!(out.iter().all(|o| o["metadata"]["namespace"] == "shop-2"));
+        assert_eq!(out[1]["spec"]["replicas"], 0);
+        assert_eq!(out[2]["spec"]["replicas"], 0);
+        assert_eq!(
+            workloads(&objs),
+            vec![
+                Workload {
+                    kind: "Deployment".into(),
+                    name: "web".into(),
+                    replicas: 3
+                },
+                Workload {
+                    kind: "StatefulSet".into(),
+                    name: "db".into(),
+                    replicas: 1
+                },
+            ]
+        );
+        let c = claim_for(claims(&objs)[0], "shop-2", "dr-r1-data");
+        assert_eq!(c["spec"]["volumeName"], "dr-r1-data");
+        assert_eq!(c["metadata"]["namespace"], "shop-2");
+        assert_eq!(secret_names(&objs), ["db"]);
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! PV → `spec.csi.volumeHandle`) and what a namespace's manifests are.
 
 pub mod manifests;
+pub mod restore;
 
 use crate::names::{Namespace, Selector, VolumeName};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};

@@ -6,6 +6,9 @@
 //! A target that cannot be met is refused with the recoverable window and the
 //! nearest candidates: never a silent fallback to another point.
 
+pub mod run;
+pub mod summary;
+
 use crate::catalog::{BackupRecord, Catalog, CatalogError, PointRecord, PolicyRecord, Window};
 use crate::span::{Span, human};
 use crate::timespec::{Target, fmt_time};
@@ -189,6 +192,8 @@ pub struct RestorePlan {
     pub data_loss_seconds: TimeDelta,
     pub rpo: Span,
     pub within_rpo: bool,
+    /// The policy's RTO, which the run is timed against.
+    pub rto: Span,
     /// The next complete point after the target, if any (not chosen: it is newer).
     pub next_point: Option<Candidate>,
 }
@@ -222,6 +227,19 @@ pub async fn plan(
     target: Target,
     now: DateTime<Utc>,
 ) -> Result<RestorePlan, PlanError> {
+    plan_with(catalog, policy, target, now, false).await
+}
+
+/// Like [`plan`]; with `allow_partial`, a newer `partial` point at or before
+/// the target is chosen over the complete one (its completed backups are
+/// restored, the rest are listed as not restorable).
+pub async fn plan_with(
+    catalog: &Catalog,
+    policy: &PolicyRecord,
+    target: Target,
+    now: DateTime<Utc>,
+    allow_partial: bool,
+) -> Result<RestorePlan, PlanError> {
     let name = &policy.name;
     let t = target.instant(now);
     let window = catalog.window(name).await?;
@@ -243,7 +261,13 @@ pub async fn plan(
             around.after = catalog.oldest_complete_after(name, t).await?;
         }
     }
-    let point = decide(name.as_str(), target, now, &around)?;
+    let mut point = decide(name.as_str(), target, now, &around)?;
+    if allow_partial
+        && let Some(p) = catalog.newest_partial_at_or_before(name, t).await?
+        && p.point_at > point.point_at
+    {
+        point = p;
+    }
     let window = window.ok_or_else(|| PlanError::NoCompletePoint {
         policy: name.to_string(),
     })?;
@@ -261,7 +285,44 @@ pub async fn plan(
         data_loss_seconds: loss,
         rpo: policy.rpo,
         within_rpo: loss <= policy.rpo.as_chrono(),
+        rto: policy.rto,
         next_point: around.after.as_ref().and_then(Candidate::of),
+        point,
+    })
+}
+
+/// The plan of a run being resumed: its own point and target time, whatever
+/// the catalog holds now.
+pub async fn plan_of_run(
+    catalog: &Catalog,
+    policy: &PolicyRecord,
+    run: &crate::catalog::RunRecord,
+    now: DateTime<Utc>,
+) -> Result<RestorePlan, PlanError> {
+    let point_id = run.point_id.ok_or(PlanError::NoCompletePoint {
+        policy: policy.name.to_string(),
+    })?;
+    let point = catalog.point(point_id).await?;
+    let window = catalog.window(&policy.name).await?.unwrap_or(Window {
+        oldest: point.tick_at,
+        newest: point.tick_at,
+    });
+    let point_at = point.point_at.unwrap_or(point.tick_at);
+    let t = run.target_at.unwrap_or(point_at);
+    let loss = data_loss(t, point_at);
+    Ok(RestorePlan {
+        policy: policy.name.to_string(),
+        namespace: policy.namespace.to_string(),
+        target: Target::At(t),
+        target_at: t,
+        planned_at: now,
+        window,
+        backups: catalog.backups_of(point.id).await?,
+        data_loss_seconds: loss,
+        rpo: policy.rpo,
+        within_rpo: loss <= policy.rpo.as_chrono(),
+        rto: policy.rto,
+        next_point: None,
         point,
     })
 }

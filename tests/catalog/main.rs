@@ -485,7 +485,10 @@ async fn runs_lock_their_target_and_steps_resume(c: &Catalog) {
     // A stale one can, once: the second taker lost the compare-and-swap.
     assert!(c.take_over(&seen, "b", t(11, 5), t(11, 6)).await.unwrap());
     assert!(!c.take_over(&seen, "c", t(11, 5), t(11, 6)).await.unwrap());
-    assert!(!c.heartbeat(run.id, "a", t(11, 7)).await.unwrap(), "a lost it");
+    assert!(
+        !c.heartbeat(run.id, "a", t(11, 7)).await.unwrap(),
+        "a lost it"
+    );
     assert!(c.heartbeat(run.id, "b", t(11, 7)).await.unwrap());
     c.set_run_summary(run.id, "{}").await.unwrap();
     assert_eq!(c.run(run.id).await.unwrap().summary.as_deref(), Some("{}"));
