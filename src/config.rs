@@ -139,6 +139,10 @@ pub struct PolicyConfig {
     pub retain: Retain,
     #[serde(default)]
     pub drill: Option<DrillConfig>,
+    /// The runbook `dr restore` follows (relative paths are read from the
+    /// configuration file's directory, then from the working directory).
+    #[serde(default = "default_runbook")]
+    pub runbook: PathBuf,
 }
 
 fn default_schedule() -> Schedule {

@@ -8,6 +8,7 @@ pub mod incident;
 pub mod output;
 pub mod prune;
 pub mod restore;
+pub mod runbook;
 pub mod serve;
 pub mod status;
 
@@ -22,14 +23,19 @@ use std::process::ExitCode;
 pub const EXIT_OK: u8 = 0;
 /// Exit code: the operation failed (catalog unreachable, I/O, …).
 pub const EXIT_FAILED: u8 = 1;
-/// Exit code: bad input (unparsable time, unknown policy, impossible target, bad config).
+/// Exit code: bad input or a refusal (unparsable time, unknown policy,
+/// impossible target, bad config, busy target, live data without --replace).
 pub const EXIT_INPUT: u8 = 2;
+/// Exit code of `dr restore`: restored, but over the RTO.
+pub const EXIT_OVER_RTO: u8 = 3;
 
 /// Disaster recovery for stateful Kubernetes applications on Longhorn volumes.
 ///
 /// dr backs up protected volumes on a schedule into recovery points recorded in a
-/// catalog, and plans restores from it: `dr restore --to <time> --dry-run` shows which
-/// recovery point would be restored and how much data that loses against the RPO.
+/// catalog, and restores from it: `dr restore --to <time>` picks the newest complete
+/// point at or before that time, shows the data loss against the RPO, and follows the
+/// policy's runbook (infrastructure, redeploy, data, verification), timing each stage
+/// against the RTO. `--dry-run` prints the plan only.
 #[derive(Debug, Parser)]
 #[command(name = "dr", version, about, long_about, max_term_width = 100)]
 pub struct Cli {
@@ -87,8 +93,11 @@ pub enum Command {
     /// Inspect the catalog of recovery points and backups.
     #[command(subcommand)]
     Catalog(catalog::CatalogCommand),
-    /// Plan a restore to a point in time (--dry-run prints the plan).
+    /// Restore to a point in time, following the runbook (--dry-run prints the plan).
     Restore(restore::RestoreArgs),
+    /// Check runbooks.
+    #[command(subcommand)]
+    Runbook(runbook::RunbookCommand),
     /// Declare, resolve and list incidents (outage windows).
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
@@ -211,6 +220,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Prune(a) => prune::run(&ctx, a).await,
         Command::Catalog(c) => catalog::run(&ctx, c).await,
         Command::Restore(a) => restore::run(&ctx, a).await,
+        Command::Runbook(c) => runbook::run(&ctx, c).await,
         Command::Incident(c) => incident::run(&ctx, c).await,
         Command::Config(c) => config::run(&ctx, c).await,
     }
