@@ -7,7 +7,9 @@ use super::ClusterError;
 use super::manifests::{KINDS, Workload};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, PersistentVolumeClaim, Pod, Secret};
+use k8s_openapi::api::core::v1::{
+    Namespace as K8sNamespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+};
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
     PostParams,
@@ -391,14 +393,37 @@ pub async fn wait_bound(client: &Client, ns: &str, names: &[String], wait: Durat
     loop {
         let mut pending = Vec::new();
         for n in names {
-            let phase = api
-                .get_opt(n)
-                .await
-                .map_err(api_err("read claim", ns))?
-                .and_then(|c| c.status.and_then(|s| s.phase))
+            let claim = api.get_opt(n).await.map_err(api_err("read claim", ns))?;
+            let phase = claim
+                .as_ref()
+                .and_then(|c| c.status.as_ref().and_then(|s| s.phase.clone()))
                 .unwrap_or_else(|| "absent".into());
             if phase != "Bound" {
-                pending.push(format!("{n} {phase}"));
+                // Say what the PV looks like: the usual reason a claim stays Pending.
+                let pv_name = claim.and_then(|c| c.spec.and_then(|s| s.volume_name));
+                let pv = match &pv_name {
+                    Some(p) => Api::<PersistentVolume>::all(client.clone())
+                        .get_opt(p)
+                        .await
+                        .map_err(api_err("read volume", ns))?
+                        .map(|pv| {
+                            let spec = pv.spec.unwrap_or_default();
+                            format!(
+                                "PV {p} {} class {:?} capacity {:?} modes {:?} claim {:?}",
+                                pv.status.and_then(|s| s.phase).unwrap_or_default(),
+                                spec.storage_class_name.unwrap_or_default(),
+                                spec.capacity
+                                    .unwrap_or_default()
+                                    .get("storage")
+                                    .map(|q| q.0.clone()),
+                                spec.access_modes.unwrap_or_default(),
+                                spec.claim_ref.and_then(|c| c.name),
+                            )
+                        })
+                        .unwrap_or_else(|| format!("PV {p} absent")),
+                    None => "no PV named".into(),
+                };
+                pending.push(format!("{n} {phase} ({pv})"));
             }
         }
         if pending.is_empty() {

@@ -201,12 +201,21 @@ fn holder_dead(holder: &str) -> bool {
 }
 
 /// A restored volume's name: deterministic per (run, claim), so a resumed run
-/// finds what it created; at most 63 characters.
-pub fn restored_volume_name(prefix: &str, run: RunId, claim: &str) -> String {
-    let head = format!("{prefix}{}-", run.0);
+/// finds what it created, and unique across catalogs (run ids restart at 1
+/// in a rebuilt catalog, and Longhorn volume and PV names are cluster-wide):
+/// the run id and a digest of its start time and target; at most 63 characters.
+pub fn restored_volume_name(prefix: &str, run: &RunRecord, claim: &str) -> String {
+    use sha2::Digest as _;
+    let seed = format!(
+        "{}/{}/{}",
+        run.id.0,
+        run.started_at.timestamp_millis(),
+        run.target_namespace
+    );
+    let tag = hex::encode(sha2::Sha256::digest(seed.as_bytes()));
+    let head = format!("{prefix}{}-{}-", run.id.0, &tag[..6]);
     let mut name = format!("{head}{claim}");
     if name.len() > 63 {
-        use sha2::Digest as _;
         let h = hex::encode(sha2::Sha256::digest(claim.as_bytes()));
         let keep = 63 - head.len() - 9;
         name = format!("{head}{}-{}", &claim[..keep.min(claim.len())], &h[..8]);
@@ -329,6 +338,7 @@ struct Ctx<'a> {
     spec: &'a RunSpec,
     plan: &'a RestorePlan,
     run: RunId,
+    record: &'a RunRecord,
     obs: &'a dyn Observer,
     bundle: tokio::sync::OnceCell<Bundle>,
 }
@@ -362,7 +372,7 @@ impl Ctx<'_> {
             .into_iter()
             .map(|b| {
                 let claim = b.pvc.clone().unwrap_or_else(|| b.volume.to_string());
-                let vol = restored_volume_name(&self.spec.volume_prefix, self.run, &claim);
+                let vol = restored_volume_name(&self.spec.volume_prefix, self.record, &claim);
                 (claim, vol, b)
             })
             .collect()
@@ -737,7 +747,7 @@ pub async fn execute(
             }
         })
     };
-    let result = run_steps(env, spec, plan, run.id, obs, &lost).await;
+    let result = run_steps(env, spec, plan, &run, obs, &lost).await;
     beat.abort();
     let (state, error) = match &result {
         Ok(()) => (RunState::Succeeded, None),
@@ -793,15 +803,17 @@ async fn run_steps(
     env: &Env,
     spec: &RunSpec,
     plan: &RestorePlan,
-    run: RunId,
+    record: &RunRecord,
     obs: &dyn Observer,
     lost: &AtomicBool,
 ) -> Result<(), RunError> {
+    let run = record.id;
     let ctx = Ctx {
         env,
         spec,
         plan,
         run,
+        record,
         obs,
         bundle: tokio::sync::OnceCell::new(),
     };

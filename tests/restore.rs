@@ -1,0 +1,530 @@
+//! `dr restore`, end to end on the test bed and the Longhorn emulator: ticks
+//! with different data between them, the namespace deleted, `restore --to` a
+//! time between two points; the right point, the right bytes, Ready
+//! workloads, a recorded run; `kill -9` mid-restore then the same command
+//! again; a restore into another namespace leaves the original alone; bad
+//! times, unknown policies, busy targets and live data are refused clearly.
+
+#![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
+
+mod common;
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use common::testbed::{self, TestNamespace};
+use dr::backup::{Events, Protect, TickOptions};
+use dr::catalog::{Catalog, NewRun, PointId, PointState, RunId, RunKind, RunState, StepState};
+use dr::config::Config;
+use dr::longhorn::{ClientConfig, LonghornClient};
+use dr::store::Store;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use kube::Api;
+use longhorn_emulator::{Emulator, EmulatorConfig, StoreConfig, Timings};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::process::{Command, Output, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+const CLAIMS: [&str; 2] = ["web-uploads", "db-data"];
+
+struct Bed {
+    emu: Emulator,
+    kube: kube::Client,
+    ns: Option<TestNamespace>,
+    ns_name: String,
+    dir: tempfile::TempDir,
+    config: std::path::PathBuf,
+    catalog: Catalog,
+    /// Per point (oldest first): its id, time, and each claim's checksum.
+    points: Vec<(PointId, DateTime<Utc>, BTreeMap<String, String>)>,
+    extra: Vec<String>,
+}
+
+impl Bed {
+    fn catalog_url(&self) -> String {
+        format!("sqlite://{}/c.db", self.dir.path().display())
+    }
+
+    fn dr(&self, args: &[&str]) -> Command {
+        let tb = testbed::get();
+        let mut c = Command::new(env!("CARGO_BIN_EXE_dr"));
+        c.arg("--config")
+            .arg(&self.config)
+            .args(["--catalog", &self.catalog_url()])
+            .args(args)
+            .env("KUBECONFIG", tb.kubeconfig())
+            .env("AWS_ACCESS_KEY_ID", tb.var("AWS_ACCESS_KEY_ID"))
+            .env("AWS_SECRET_ACCESS_KEY", tb.var("AWS_SECRET_ACCESS_KEY"))
+            .env_remove("DR_OUTPUT")
+            .env_remove("DR_POLICY")
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.dr(args).output().unwrap();
+        eprintln!(
+            "$ dr {}\n--- stdout\n{}--- stderr\n{}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// The restored volume behind a claim, and its checksum.
+    async fn claim_checksum(&self, ns: &str, claim: &str) -> (String, String) {
+        let pvc = Api::<PersistentVolumeClaim>::namespaced(self.kube.clone(), ns)
+            .get(claim)
+            .await
+            .unwrap();
+        assert_eq!(
+            pvc.status.unwrap().phase.as_deref(),
+            Some("Bound"),
+            "{ns}/{claim} is bound"
+        );
+        let pv = pvc.spec.unwrap().volume_name.unwrap();
+        let handle = Api::<PersistentVolume>::all(self.kube.clone())
+            .get(&pv)
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .csi
+            .unwrap()
+            .volume_handle;
+        let sum = self.emu.control().checksum(&handle).await.unwrap();
+        (handle, sum)
+    }
+}
+
+fn pattern(seed: u8) -> Vec<u8> {
+    (0..256 * 1024u32)
+        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+/// An application with two Longhorn claims and a Deployment, protected by
+/// policy `shop`; three ticks with different data written before each.
+async fn bed(ticks: usize) -> Bed {
+    let tb = testbed::get();
+    let kube = tb.kube_client().await;
+    let prefix = format!("restore-{}", testbed::suffix());
+    let ns = TestNamespace::create(&kube, "dr-restore").await;
+    let mut ecfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
+    ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix).unwrap());
+    ecfg.kube = Some(kube.clone());
+    ecfg.timings = Timings::fast();
+    ecfg.provision_namespaces = Some(vec![ns.name.clone()]);
+    let emu = Emulator::start(ecfg).await.unwrap();
+    let labels = json!({"app.kubernetes.io/part-of": "shop"});
+    for c in CLAIMS {
+        testbed::longhorn_claim(&kube, &ns.name, c, labels.clone(), "4Mi").await;
+    }
+    for c in CLAIMS {
+        testbed::wait_bound(&kube, &ns.name, c).await;
+    }
+    let app = vec![
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "settings", "namespace": ns.name, "labels": labels},
+               "data": {"MODE": "production"}}),
+        json!({"apiVersion": "v1", "kind": "Service",
+               "metadata": {"name": "web", "namespace": ns.name, "labels": labels},
+               "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]}}),
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": ns.name, "labels": labels},
+               "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                        "template": {"metadata": {"labels": {"app": "web"}},
+                                     "spec": {"containers": [{"name": "web", "image": "web:1"}],
+                                              "volumes": [{"name": "u", "persistentVolumeClaim": {"claimName": "web-uploads"}}]}}}}),
+    ];
+    dr::cluster::restore::apply(&kube, &ns.name, &app)
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let runbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/testbed.yaml");
+    let config_text = format!(
+        "longhorn: {{url: \"{}\", timeout: 5s}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: shop\n    namespace: {}\n    selector: app.kubernetes.io/part-of=shop\n    runbook: {}\n",
+        emu.url(),
+        tb.s3_bucket(),
+        tb.var("DR_TEST_S3_REGION"),
+        tb.var("DR_TEST_S3_ENDPOINT"),
+        ns.name,
+        runbook.display()
+    );
+    let config = dir.path().join("dr.yaml");
+    std::fs::write(&config, &config_text).unwrap();
+    let policy = Config::parse(&config_text, "dr.yaml").unwrap().policies[0].clone();
+    let catalog = Catalog::open(
+        &format!("sqlite://{}/c.db", dir.path().display())
+            .parse()
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    catalog.upsert_policy(&policy, Utc::now()).await.unwrap();
+    let mut lh = ClientConfig::new(emu.url());
+    lh.poll = Duration::from_millis(25);
+    let s3 = tb.s3_client();
+    let protect = Protect {
+        catalog: catalog.clone(),
+        longhorn: LonghornClient::new(lh).unwrap(),
+        kube: kube.clone(),
+        store: Store::from_client(s3.clone(), tb.s3_bucket(), &prefix),
+        verifier: s3,
+        options: TickOptions {
+            concurrency: 4,
+            snapshot_wait: Duration::from_secs(20),
+            backup_wait: Duration::from_secs(60),
+        },
+    };
+    let quiet: Events = Arc::new(|_| {});
+    let handles: Vec<String> = {
+        let mut h = Vec::new();
+        for c in CLAIMS {
+            let pvc = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), &ns.name)
+                .get(c)
+                .await
+                .unwrap();
+            let pv = Api::<PersistentVolume>::all(kube.clone())
+                .get(&pvc.spec.unwrap().volume_name.unwrap())
+                .await
+                .unwrap();
+            h.push(pv.spec.unwrap().csi.unwrap().volume_handle);
+        }
+        h
+    };
+    let mut points = Vec::new();
+    let base = Utc::now().duration_trunc(TimeDelta::minutes(15)).unwrap();
+    for i in 0..ticks {
+        let mut sums = BTreeMap::new();
+        for (j, (c, h)) in CLAIMS.iter().zip(&handles).enumerate() {
+            emu.control()
+                .write(h, 0, &pattern((i * 10 + j) as u8))
+                .await
+                .unwrap();
+            sums.insert(c.to_string(), emu.control().checksum(h).await.unwrap());
+        }
+        let tick = base - TimeDelta::minutes(15 * (ticks - i) as i64);
+        let r = protect.tick(&policy, tick, quiet.clone()).await.unwrap();
+        assert_eq!(r.state, PointState::Complete, "{r:?}");
+        let p = catalog.point(r.point_id).await.unwrap();
+        points.push((p.id, p.point_at.unwrap(), sums));
+        // Points a second apart, so a time between two is unambiguous.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+    }
+    let ns_name = ns.name.clone();
+    Bed {
+        emu,
+        kube,
+        ns: Some(ns),
+        ns_name,
+        dir,
+        config,
+        catalog,
+        points,
+        extra: Vec::new(),
+    }
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+fn between(a: DateTime<Utc>, b: DateTime<Utc>) -> String {
+    (a + (b - a) / 2).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+async fn ready_replicas(kube: &kube::Client, ns: &str) -> i32 {
+    Api::<Deployment>::namespaced(kube.clone(), ns)
+        .get("web")
+        .await
+        .unwrap()
+        .status
+        .unwrap()
+        .ready_replicas
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_namespace_comes_back_at_the_chosen_point() {
+    let mut b = bed(3).await;
+    let (p1, t1, sums1) = b.points[1].clone();
+    let (_, t2, _) = b.points[2].clone();
+    b.ns.take().unwrap().delete_and_wait().await;
+    // The namespace the test created is gone; the restore makes it again and
+    // TestNamespace would not clean it up, so remember it.
+    b.extra.push(b.ns_name.clone());
+
+    let to = between(t1, t2);
+    let out = b.run(&["--output", "json", "restore", "--to", &to]);
+    assert_eq!(out.status.code(), Some(0), "restore within RTO exits 0");
+    let doc = json_of(&out);
+    assert_eq!(
+        doc["plan"]["point"]["id"], p1.0,
+        "the point at or before the target"
+    );
+    let run = &doc["run"];
+    assert_eq!(run["state"], "succeeded");
+    assert_eq!(run["rto_verdict"], "within");
+    assert_eq!(run["within_rpo"], true);
+    let stages: Vec<&str> = run["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        stages,
+        ["infrastructure", "redeploy", "data", "verification"]
+    );
+    assert!(
+        run["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["verdict"] == "within" && s["actual_seconds"].as_f64().is_some()),
+        "{run}"
+    );
+
+    // The bytes are those of the chosen point, under the original claim names.
+    for c in CLAIMS {
+        let (vol, sum) = b.claim_checksum(&b.ns_name, c).await;
+        assert_eq!(sum, sums1[c], "{c} holds the bytes of point {p1}");
+        assert!(vol.starts_with("dr-r"), "{vol} is a restored volume");
+    }
+    // The workload is back, Ready, with its captured replicas.
+    assert_eq!(ready_replicas(&b.kube, &b.ns_name).await, 2);
+
+    // The run and every step are in the catalog, timed.
+    let run_id = RunId(run["run_id"].as_i64().unwrap());
+    let rec = b.catalog.run(run_id).await.unwrap();
+    assert_eq!(rec.state, RunState::Succeeded);
+    assert_eq!(rec.point_id, Some(p1));
+    assert!(rec.summary.is_some());
+    let steps = b.catalog.steps(run_id).await.unwrap();
+    assert_eq!(steps.len(), 10);
+    assert!(steps.iter().all(|s| s.state == StepState::Succeeded
+        && s.started_at.is_some()
+        && s.finished_at >= s.started_at));
+
+    // Again into the same namespace: now it is live data.
+    let out = b.run(&["restore", "--to", &to]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("live data") && err.contains("Deployment/web") && err.contains("--replace"),
+        "{err}"
+    );
+
+    // With --replace, the newest point replaces it in place.
+    let (p2, _, sums2) = b.points[2].clone();
+    let out = b.run(&["--output", "json", "restore", "--to", "latest", "--replace"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(json_of(&out)["plan"]["point"]["id"], p2.0);
+    for c in CLAIMS {
+        assert_eq!(b.claim_checksum(&b.ns_name, c).await.1, sums2[c]);
+    }
+    assert_eq!(ready_replicas(&b.kube, &b.ns_name).await, 2);
+    cleanup(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_into_another_namespace_leaves_the_original_alone() {
+    let mut b = bed(2).await;
+    let (p0, t0, sums0) = b.points[0].clone();
+    let (_, t1, _) = b.points[1].clone();
+    let before: Vec<(String, String)> = {
+        let mut v = Vec::new();
+        for c in CLAIMS {
+            v.push(b.claim_checksum(&b.ns_name, c).await);
+        }
+        v
+    };
+    let target = format!("dr-restore-copy-{}", testbed::suffix());
+    b.extra.push(target.clone());
+    let out = b.run(&["restore", "--to", &between(t0, t1), "--namespace", &target]);
+    assert_eq!(out.status.code(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains("TOTAL (RTO)") && table.contains("Achieved RPO"),
+        "{table}"
+    );
+    for c in CLAIMS {
+        assert_eq!(b.claim_checksum(&target, c).await.1, sums0[c]);
+    }
+    assert_eq!(ready_replicas(&b.kube, &target).await, 2);
+    // The original: same volumes, same bytes, still running.
+    for (c, (vol, sum)) in CLAIMS.iter().zip(&before) {
+        assert_eq!(
+            &b.claim_checksum(&b.ns_name, c).await,
+            &(vol.clone(), sum.clone())
+        );
+    }
+    assert_eq!(ready_replicas(&b.kube, &b.ns_name).await, 2);
+    assert_eq!(
+        b.catalog.point(p0).await.unwrap().state,
+        PointState::Complete
+    );
+    cleanup(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_in_the_data_stage_then_the_same_command_resumes() {
+    let mut b = bed(1).await;
+    let target = format!("dr-restore-kill-{}", testbed::suffix());
+    b.extra.push(target.clone());
+    // Slow restores: 4 MiB at 512 KiB/s is about 8 s per volume.
+    let mut t = b.emu.control().timings().await.unwrap();
+    t.restore_bytes_per_sec = 512 * 1024;
+    b.emu.control().set_timings(t).await.unwrap();
+
+    let args = ["restore", "--to", "latest", "--namespace", &target];
+    let mut child = b
+        .dr(&args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the data stage is under way: restored volumes exist.
+    let start = Instant::now();
+    let run_id = loop {
+        let runs = b
+            .catalog
+            .list_runs(Some(RunKind::Restore), None, 1)
+            .await
+            .unwrap();
+        if let Some(r) = runs.first() {
+            let steps = b.catalog.steps(r.id).await.unwrap();
+            let restoring = steps
+                .iter()
+                .any(|s| s.step == "restore-volumes" && s.state == StepState::Running);
+            let vols = b.emu.control().stats().await.unwrap().volumes;
+            if restoring && vols.iter().filter(|v| v.starts_with("dr-r")).count() == 2 {
+                break r.id;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "the data stage never started"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_eq!(
+        b.catalog.run(run_id).await.unwrap().state,
+        RunState::Running
+    );
+
+    let out = b.run(&[
+        "--output",
+        "json",
+        "restore",
+        "--to",
+        "latest",
+        "--namespace",
+        &target,
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let doc = json_of(&out);
+    assert_eq!(doc["run"]["run_id"], run_id.0, "the same run, resumed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("resumed"), "{err}");
+    assert!(
+        err.contains("already succeeded"),
+        "done steps are skipped: {err}"
+    );
+    let restored: Vec<String> = b
+        .emu
+        .control()
+        .stats()
+        .await
+        .unwrap()
+        .volumes
+        .into_iter()
+        .filter(|v| v.starts_with("dr-r"))
+        .collect();
+    assert_eq!(restored.len(), 2, "no volume created twice: {restored:?}");
+    let (_, _, sums) = b.points[0].clone();
+    for c in CLAIMS {
+        assert_eq!(b.claim_checksum(&target, c).await.1, sums[c]);
+    }
+    cleanup(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_times_unknown_policies_and_busy_targets_are_refused() {
+    let b = bed(1).await;
+    let future = (Utc::now() + TimeDelta::hours(3)).to_rfc3339();
+    let out = b.run(&["restore", "--to", &future]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("in the future") && err.contains("nearest candidates"),
+        "{err}"
+    );
+
+    let out = b.run(&["restore", "--to", "yesterday-ish"]);
+    assert_eq!(out.status.code(), Some(2));
+
+    let out = b.run(&["restore", "--to", "latest", "--policy", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+
+    // A run in progress, held by a live process (this test), makes the target busy.
+    let target: dr::names::Namespace = format!("dr-busy-{}", testbed::suffix()).parse().unwrap();
+    let held = b
+        .catalog
+        .start_run(&NewRun {
+            kind: RunKind::Restore,
+            policy: "shop".parse().unwrap(),
+            point_id: Some(b.points[0].0),
+            target_namespace: target.clone(),
+            target_at: None,
+            incident_id: None,
+            started_at: Utc::now(),
+            holder: dr::restore::run::holder_id(),
+        })
+        .await
+        .unwrap();
+    let out = b.run(&["restore", "--to", "latest", "--namespace", target.as_str()]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "run {} into namespace {target} is in progress",
+            held.id
+        )),
+        "{err}"
+    );
+    // Nothing was created for the refused restore.
+    assert!(
+        dr::cluster::restore::namespace_state(&b.kube, target.as_str())
+            .await
+            .unwrap()
+            == dr::cluster::restore::NamespaceState::Absent
+    );
+    cleanup(&b).await;
+}
+
+/// Deletes the namespaces and the PVs (reclaim policy Retain) of the restores.
+async fn cleanup(b: &Bed) {
+    let api = Api::<k8s_openapi::api::core::v1::Namespace>::all(b.kube.clone());
+    for ns in &b.extra {
+        let _ = api.delete(ns, &Default::default()).await;
+    }
+    let pvs = Api::<PersistentVolume>::all(b.kube.clone());
+    for v in b.emu.control().stats().await.unwrap().volumes {
+        if v.starts_with("dr-r") {
+            let _ = pvs.delete(&v, &Default::default()).await;
+        }
+    }
+}
