@@ -920,20 +920,43 @@ async fn run_steps(
 mod tests {
     use super::*;
 
+    fn run(id: i64, started_ms: i64) -> RunRecord {
+        RunRecord {
+            id: RunId(id),
+            kind: RunKind::Restore,
+            policy: "shop".parse().unwrap(),
+            point_id: None,
+            target_namespace: "shop".parse().unwrap(),
+            target_at: None,
+            state: RunState::Running,
+            incident_id: None,
+            started_at: chrono::DateTime::from_timestamp_millis(started_ms).unwrap(),
+            finished_at: None,
+            error: None,
+            holder: None,
+            heartbeat_at: None,
+            summary: None,
+        }
+    }
+
     #[test]
-    fn restored_names_are_deterministic_and_fit() {
-        assert_eq!(
-            restored_volume_name("dr-r", RunId(12), "data-postgres-0"),
-            "dr-r12-data-postgres-0"
+    fn restored_names_are_deterministic_unique_and_fit() {
+        let r = run(12, 1_700_000_000_000);
+        let n = restored_volume_name("dr-r", &r, "data-postgres-0");
+        assert!(
+            n.starts_with("dr-r12-") && n.ends_with("-data-postgres-0"),
+            "{n}"
         );
+        assert_eq!(n, restored_volume_name("dr-r", &r, "data-postgres-0"));
+        // The same run id in another catalog (another start time) differs.
+        let other = run(12, 1_700_000_000_001);
+        assert_ne!(n, restored_volume_name("dr-r", &other, "data-postgres-0"));
         let long = "a".repeat(80);
-        let n = restored_volume_name("dr-d", RunId(123456), &long);
+        let r = run(123456, 1);
+        let n = restored_volume_name("dr-d", &r, &long);
         assert!(n.len() <= 63, "{n}");
-        assert_eq!(n, restored_volume_name("dr-d", RunId(123456), &long));
-        assert_ne!(
-            n,
-            restored_volume_name("dr-d", RunId(123456), &"a".repeat(81))
-        );
+        assert_eq!(n, restored_volume_name("dr-d", &r, &long));
+        assert_ne!(n, restored_volume_name("dr-d", &r, &"a".repeat(81)));
     }
 
     #[test]
