@@ -256,11 +256,41 @@ async fn restore_plans_postgres() {
 }
 
 #[test]
-fn restore_requires_dry_run_in_this_version() {
+fn restore_without_a_policy_is_refused_before_touching_anything() {
     dr().args(["--catalog", "sqlite::memory:", "restore", "--to", "latest"])
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("--dry-run"));
+        .stderr(predicate::str::contains("knows no policy"));
+}
+
+#[test]
+fn runbook_validate_names_the_bad_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("rb.yaml");
+    let good = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/standard.yaml"),
+    )
+    .unwrap();
+    std::fs::write(&f, good.replace("check: longhorn", "check: dns")).unwrap();
+    dr().args(["runbook", "validate"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("stages[0].steps[1] (check)"))
+        .stderr(predicate::str::contains(
+            "use kubernetes or longhorn or backup-target",
+        ));
+    std::fs::write(&f, &good).unwrap();
+    dr().args(["runbook", "validate", "--rto", "30m"])
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("more than the RTO 30m"));
+    dr().args(["--output", "json", "runbook", "validate"])
+        .arg(&f)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("\"valid\": true"));
 }
 
 #[test]

@@ -237,8 +237,18 @@ impl Catalog {
         } else {
             (Backend::Postgres, url.as_str().to_owned())
         };
+        // An in-memory SQLite database lives and dies with its connection:
+        // one connection, never recycled, or tables vanish between queries.
+        let memory = backend == Backend::Sqlite && url.as_str().contains(":memory:");
         let pool = AnyPoolOptions::new()
-            .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            .max_connections(match backend {
+                Backend::Sqlite if memory => 1,
+                Backend::Sqlite => 4,
+                Backend::Postgres => 8,
+            })
+            .min_connections(u32::from(memory))
+            .idle_timeout(if memory { None } else { Some(Duration::from_secs(600)) })
+            .max_lifetime(if memory { None } else { Some(Duration::from_secs(1800)) })
             .acquire_timeout(Duration::from_secs(10))
             .after_connect(|conn, _meta| {
                 Box::pin(async move {
