@@ -3,6 +3,9 @@
 //! stand-in for `kubectl apply` (no kubectl on the test bed).
 //!
 //! `cargo run --example apply -- tests/fixtures/wesago.yaml`
+//! `cargo run --example apply -- --delete-namespace NS…` deletes namespaces,
+//! waits until they are gone, and deletes the Longhorn PVs their claims held
+//! (the demo's reset, and its disaster).
 
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
@@ -14,9 +17,13 @@ use std::time::{Duration, Instant};
 async fn main() -> anyhow::Result<()> {
     let path = std::env::args()
         .nth(1)
-        .ok_or_else(|| anyhow::anyhow!("usage: apply FILE.yaml"))?;
-    let text = std::fs::read_to_string(&path)?;
+        .ok_or_else(|| anyhow::anyhow!("usage: apply FILE.yaml | apply --delete-namespace NS…"))?;
     let client = dr::cluster::client(None).await?;
+    if path == "--delete-namespace" {
+        let names: Vec<String> = std::env::args().skip(2).collect();
+        return delete_namespaces(&client, &names).await;
+    }
+    let text = std::fs::read_to_string(&path)?;
     let pp = PatchParams::apply("dr-demo").force();
     let mut claims = Vec::new();
     for doc in serde_norway::Deserializer::from_str(&text) {
@@ -74,6 +81,42 @@ async fn main() -> anyhow::Result<()> {
                 "claim {ns}/{name} was not bound within 2 minutes (is the Longhorn emulator running?)"
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    Ok(())
+}
+
+async fn delete_namespaces(client: &kube::Client, names: &[String]) -> anyhow::Result<()> {
+    use k8s_openapi::api::core::v1::{Namespace, PersistentVolume};
+    let nss: Api<Namespace> = Api::all(client.clone());
+    for n in names {
+        if nss.get_opt(n).await?.is_some() {
+            nss.delete(n, &Default::default()).await?;
+            println!("deleting namespace {n}");
+        }
+    }
+    let start = Instant::now();
+    for n in names {
+        while nss.get_opt(n).await?.is_some() {
+            anyhow::ensure!(
+                start.elapsed() < Duration::from_secs(120),
+                "namespace {n} was not deleted within 2 minutes"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let pvs: Api<PersistentVolume> = Api::all(client.clone());
+    for pv in pvs.list(&Default::default()).await?.items {
+        let claim_ns = pv
+            .spec
+            .as_ref()
+            .and_then(|s| s.claim_ref.as_ref())
+            .and_then(|c| c.namespace.clone())
+            .unwrap_or_default();
+        if names.contains(&claim_ns)
+            && let Some(name) = pv.metadata.name
+        {
+            let _ = pvs.delete(&name, &Default::default()).await;
         }
     }
     Ok(())
