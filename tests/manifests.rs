@@ -63,6 +63,8 @@ fn every_manifest_is_a_dr_object_in_its_namespace() {
         [
             "ClusterRole",
             "ClusterRole",
+            "ClusterRole",
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "ConfigMap",
             "Deployment",
@@ -75,13 +77,57 @@ fn every_manifest_is_a_dr_object_in_its_namespace() {
     );
 }
 
+fn cluster_role_rules(file: &str) -> Vec<serde_json::Value> {
+    documents()
+        .into_iter()
+        .filter(|(p, o)| p.ends_with(file) && o["kind"] == "ClusterRole")
+        .flat_map(|(_, o)| o["rules"].as_array().unwrap().clone())
+        .collect()
+}
+
+fn grants(rules: &[serde_json::Value], group: &str, resource: &str, verb: &str) -> bool {
+    rules.iter().any(|r| {
+        r["apiGroups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g == group)
+            && r["resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|x| x == resource)
+            && r["verbs"].as_array().unwrap().iter().any(|v| v == verb)
+    })
+}
+
+#[test]
+fn the_opt_in_restore_role_grants_what_a_restore_writes() {
+    let rules = cluster_role_rules("rbac-restore.yaml");
+    for kind in dr::cluster::manifests::KINDS {
+        assert!(
+            grants(&rules, kind.group(), kind.plural, "patch"),
+            "{} cannot be server-side applied",
+            kind.kind
+        );
+    }
+    for (group, resource, verb) in [
+        ("", "namespaces", "create"),
+        ("", "persistentvolumeclaims", "create"),
+        ("", "persistentvolumeclaims", "delete"),
+        ("", "secrets", "create"),
+        ("", "pods", "list"),
+        ("batch", "jobs", "create"),
+        ("apps", "deployments", "patch"),
+        ("apps", "statefulsets", "patch"),
+    ] {
+        assert!(grants(&rules, group, resource, verb), "{verb} {resource}");
+    }
+}
+
 #[test]
 fn rbac_grants_what_a_tick_reads_and_nothing_that_writes() {
-    let rules: Vec<serde_json::Value> = documents()
-        .into_iter()
-        .filter(|(_, o)| o["kind"] == "ClusterRole")
-        .flat_map(|(_, o)| o["rules"].as_array().unwrap().clone())
-        .collect();
+    let rules = cluster_role_rules("rbac.yaml");
     let allowed = |group: &str, resource: &str| {
         rules.iter().any(|r| {
             r["apiGroups"]
