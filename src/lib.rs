@@ -27,6 +27,7 @@ pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod daemon;
+pub mod drill;
 pub mod longhorn;
 pub mod metrics;
 pub mod names;

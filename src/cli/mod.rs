@@ -4,6 +4,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod config;
+pub mod drill;
 pub mod incident;
 pub mod output;
 pub mod prune;
@@ -98,6 +99,9 @@ pub enum Command {
     /// Check runbooks.
     #[command(subcommand)]
     Runbook(runbook::RunbookCommand),
+    /// Restore drills into scratch namespaces: run, list, show, clean.
+    #[command(subcommand)]
+    Drill(drill::DrillCommand),
     /// Declare, resolve and list incidents (outage windows).
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
@@ -221,6 +225,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Catalog(c) => catalog::run(&ctx, c).await,
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::Runbook(c) => runbook::run(&ctx, c).await,
+        Command::Drill(c) => drill::run(&ctx, c).await,
         Command::Incident(c) => incident::run(&ctx, c).await,
         Command::Config(c) => config::run(&ctx, c).await,
     }

@@ -203,14 +203,14 @@ pub async fn run(ctx: &Context, a: RestoreArgs) -> Result<(), Failure> {
 }
 
 /// Progress on stderr: a bar per volume on a terminal, plain lines otherwise.
-struct Terminal {
+pub(super) struct Terminal {
     bars: Option<indicatif::MultiProgress>,
     volumes: Mutex<HashMap<String, indicatif::ProgressBar>>,
     last_line: Mutex<HashMap<String, i64>>,
 }
 
 impl Terminal {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Terminal {
             bars: std::io::stderr()
                 .is_terminal()
@@ -229,7 +229,7 @@ impl Terminal {
         }
     }
 
-    fn finish(&self) {
+    pub(super) fn finish(&self) {
         if let Ok(v) = self.volumes.lock() {
             for b in v.values() {
                 b.finish();
@@ -325,7 +325,7 @@ impl Observer for Terminal {
     }
 }
 
-fn render_summary(s: &RunSummary) -> String {
+pub(super) fn render_summary(s: &RunSummary) -> String {
     let mut out = String::new();
     out.push_str(&format!(
         "\nRun {} ({} of policy {} into {}): {}\n",

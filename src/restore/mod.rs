@@ -302,13 +302,31 @@ pub async fn plan_of_run(
     let point_id = run.point_id.ok_or(PlanError::NoCompletePoint {
         policy: policy.name.to_string(),
     })?;
+    plan_of_point(catalog, policy, point_id, run.target_at, now).await
+}
+
+/// The plan of a given recovery point (a drill's `--point`, a resumed run);
+/// `target_at` defaults to the point's own time (no data loss).
+pub async fn plan_of_point(
+    catalog: &Catalog,
+    policy: &PolicyRecord,
+    point_id: crate::catalog::PointId,
+    target_at: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Result<RestorePlan, PlanError> {
     let point = catalog.point(point_id).await?;
+    if point.policy != policy.name {
+        return Err(PlanError::Catalog(CatalogError::NotFound {
+            what: "recovery point of this policy",
+            id: point_id.0,
+        }));
+    }
     let window = catalog.window(&policy.name).await?.unwrap_or(Window {
         oldest: point.tick_at,
         newest: point.tick_at,
     });
     let point_at = point.point_at.unwrap_or(point.tick_at);
-    let t = run.target_at.unwrap_or(point_at);
+    let t = target_at.unwrap_or(point_at);
     let loss = data_loss(t, point_at);
     Ok(RestorePlan {
         policy: policy.name.to_string(),

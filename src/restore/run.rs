@@ -180,7 +180,7 @@ pub fn holder_id() -> String {
 
 /// Whether a holder is certainly dead: same host and its process is gone
 /// (or a zombie). Another host's holder is judged by its heartbeat alone.
-fn holder_dead(holder: &str) -> bool {
+pub fn holder_dead(holder: &str) -> bool {
     let mut parts = holder.split(':');
     let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
         return false;
@@ -747,7 +747,30 @@ pub async fn execute(
             }
         })
     };
-    let result = run_steps(env, spec, plan, &run, obs, &lost).await;
+    let mut result = run_steps(env, spec, plan, &run, obs, &lost).await;
+    if spec.kind == RunKind::Drill && !matches!(result, Err(RunError::LostLock { .. })) {
+        // A drill always tears down what it made, passed or not.
+        let seq = spec.runbook.planned().len() as i64 + 1;
+        obs.event(&RunEvent::Notice(format!(
+            "tearing down drill namespace {}",
+            spec.target
+        )));
+        let td = crate::drill::teardown_step(env, &run, seq, Duration::from_secs(300)).await;
+        match td {
+            Ok(d) => obs.event(&RunEvent::Notice(d)),
+            Err(e) => {
+                obs.event(&RunEvent::Notice(format!("teardown failed: {e}")));
+                if result.is_ok() {
+                    result = Err(RunError::StepFailed(StepFailed {
+                        seq,
+                        stage: crate::drill::TEARDOWN.into(),
+                        label: "teardown".into(),
+                        message: e.to_string(),
+                    }));
+                }
+            }
+        }
+    }
     beat.abort();
     let (state, error) = match &result {
         Ok(()) => (RunState::Succeeded, None),

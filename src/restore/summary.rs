@@ -140,7 +140,17 @@ pub fn summarize(
                 .collect(),
         });
     }
-    let end = run.finished_at.unwrap_or(now);
+    // The RTO clock stops when the application is back: a drill's teardown
+    // is after that.
+    let end = match run.finished_at {
+        Some(f) => steps
+            .iter()
+            .filter(|s| s.stage != crate::drill::TEARDOWN)
+            .filter_map(|s| s.finished_at)
+            .max()
+            .map_or(f, |e| e.min(f)),
+        None => now,
+    };
     let total = end - run.started_at;
     let rto_verdict = match run.state {
         RunState::Failed => Verdict::Failed,

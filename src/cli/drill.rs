@@ -1,0 +1,306 @@
+//! `dr drill`: restore drills into scratch namespaces, and their records.
+
+use super::output::{self, Format, Table};
+use super::restore::{Terminal, render_summary};
+use super::{Context, Failure};
+use crate::catalog::{PointId, RunId, RunKind};
+use crate::drill;
+use crate::names::PolicyName;
+use crate::restore::run::{self as exec, Env};
+use crate::restore::summary::RunSummary;
+use crate::restore::{self, RestorePlan};
+use crate::runbook::Runbook;
+use crate::timespec::{self, fmt_time};
+use clap::Subcommand;
+use serde_json::json;
+use std::path::Path;
+
+/// `dr drill …`
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// Run a drill now: restore a recovery point into a new scratch namespace
+    /// (dr-drill-<policy>-<id>), verify it with the runbook, tear it down.
+    /// Passes only if verification passed and teardown completed.
+    #[command(
+        after_long_help = "Exit codes: 0 passed; 1 failed (recorded; the scratch namespace is torn down either way); 2 bad input."
+    )]
+    Run {
+        /// The policy [default: the only policy in the catalog].
+        #[arg(long, short = 'p', env = "DR_POLICY")]
+        policy: Option<String>,
+        /// Drill this recovery point.
+        #[arg(long, conflicts_with = "to", value_name = "ID")]
+        point: Option<i64>,
+        /// Drill the newest complete point at or before this time [default: latest].
+        #[arg(long, value_name = "TIME")]
+        to: Option<String>,
+        /// The runbook [default: the policy's drill runbook, else its runbook].
+        #[arg(long, value_name = "FILE")]
+        runbook: Option<std::path::PathBuf>,
+    },
+    /// Drills, newest first: verdict, point, duration.
+    List {
+        #[arg(long, short = 'p')]
+        policy: Option<PolicyName>,
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// One drill (or restore) run: stages against budgets, steps, verdict.
+    Show {
+        /// The run id.
+        id: i64,
+    },
+    /// Remove drill leftovers now: interrupted drills and drill namespaces
+    /// older than --ttl (`dr serve` does this at start).
+    Clean {
+        #[arg(long, default_value = "2h", value_name = "SPAN")]
+        ttl: crate::span::Span,
+    },
+}
+
+/// The runbook a drill of `policy` follows.
+pub fn drill_runbook(
+    ctx: &Context,
+    policy: &str,
+    flag: Option<&Path>,
+) -> Result<(std::path::PathBuf, Runbook), Failure> {
+    let p = ctx
+        .config
+        .policies
+        .iter()
+        .find(|p| p.name.as_str() == policy);
+    let path = flag
+        .map(Path::to_path_buf)
+        .or_else(|| p.and_then(|p| p.drill.as_ref().map(|d| d.runbook.clone())))
+        .or_else(|| p.map(|p| p.runbook.clone()))
+        .unwrap_or_else(|| "runbooks/standard.yaml".into());
+    let path = super::runbook::resolve(ctx, &path);
+    let rb = Runbook::load(&path).map_err(Failure::input)?;
+    Ok((path, rb))
+}
+
+pub async fn env(ctx: &Context) -> Result<Env, Failure> {
+    let (longhorn, store, _) = super::backup::adapters(ctx).await?;
+    Ok(Env {
+        catalog: ctx.catalog().await?,
+        kube: crate::cluster::client(None).await?,
+        longhorn,
+        store,
+    })
+}
+
+pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
+    match c {
+        DrillCommand::Run {
+            policy,
+            point,
+            to,
+            runbook,
+        } => {
+            let env = env(ctx).await?;
+            let now = chrono::Utc::now();
+            let policy = restore::choose_policy(&env.catalog, policy.as_deref())
+                .await
+                .map_err(Failure::input)?;
+            let plan: RestorePlan = match (point, to) {
+                (Some(id), _) => {
+                    restore::plan_of_point(&env.catalog, &policy, PointId(id), None, now)
+                        .await
+                        .map_err(Failure::input)?
+                }
+                (None, to) => {
+                    let target =
+                        timespec::parse(to.as_deref().unwrap_or("latest"), now, chrono_tz::UTC)
+                            .map_err(Failure::input)?;
+                    restore::plan(&env.catalog, &policy, target, now)
+                        .await
+                        .map_err(Failure::input)?
+                }
+            };
+            let (path, rb) = drill_runbook(ctx, policy.name.as_str(), runbook.as_deref())?;
+            rb.check_rto(&path.display().to_string(), policy.rto)
+                .map_err(Failure::input)?;
+            let janitor = drill::janitor(
+                &env,
+                &exec::holder_id(),
+                std::time::Duration::from_secs(2 * 3600),
+                now,
+            )
+            .await;
+            if !janitor.interrupted_runs.is_empty() || !janitor.stale_namespaces.is_empty() {
+                eprintln!(
+                    "cleaned drill leftovers first: interrupted runs {:?}, stale namespaces {:?}",
+                    janitor.interrupted_runs, janitor.stale_namespaces
+                );
+            }
+            if ctx.output == Format::Table {
+                println!(
+                    "Drill of policy {} (point {} taken {}), runbook {} ({})",
+                    policy.name,
+                    plan.point.id,
+                    fmt_time(plan.point.point_at.unwrap_or(plan.point.tick_at)),
+                    rb.name,
+                    path.display()
+                );
+            }
+            let obs = Terminal::new();
+            let out = drill::run_drill(&env, &policy, rb, &plan, &exec::holder_id(), &obs)
+                .await
+                .map_err(|e| {
+                    if e.is_refusal() {
+                        Failure::input(e)
+                    } else {
+                        Failure::failed(e)
+                    }
+                })?;
+            obs.finish();
+            let passed = drill::passed(&out.summary);
+            match ctx.output {
+                Format::Json => output::json(&json!({ "passed": passed, "run": out.summary }))?,
+                Format::Table => {
+                    print!("{}", render_summary(&out.summary));
+                    println!("Drill {}", if passed { "PASSED" } else { "FAILED" });
+                }
+            }
+            if passed {
+                Ok(())
+            } else {
+                Err(Failure::failed(anyhow::anyhow!(
+                    "drill run {} failed: {}",
+                    out.summary.run_id,
+                    out.summary.error.clone().unwrap_or_default()
+                )))
+            }
+        }
+        DrillCommand::List { policy, limit } => {
+            let catalog = ctx.catalog().await?;
+            let runs = catalog
+                .list_runs(Some(RunKind::Drill), policy.as_ref(), limit)
+                .await?;
+            let summaries: Vec<(crate::catalog::RunRecord, Option<RunSummary>)> = runs
+                .into_iter()
+                .map(|r| {
+                    let s = r
+                        .summary
+                        .as_deref()
+                        .and_then(|s| serde_json::from_str(s).ok());
+                    (r, s)
+                })
+                .collect();
+            match ctx.output {
+                Format::Json => {
+                    output::json(&json!({ "drills": summaries.iter().map(|(r, s)| json!({
+                    "run": r, "passed": s.as_ref().map(drill::passed), "summary": s,
+                })).collect::<Vec<_>>() }))?
+                }
+                Format::Table => {
+                    let mut t = Table::new(&[
+                        "RUN",
+                        "POLICY",
+                        "POINT",
+                        "STARTED",
+                        "NAMESPACE",
+                        "STATE",
+                        "RTO TIME",
+                        "VERDICT",
+                    ]);
+                    for (r, s) in &summaries {
+                        t.row(vec![
+                            r.id.to_string(),
+                            r.policy.to_string(),
+                            r.point_id
+                                .map(|p| p.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            fmt_time(r.started_at),
+                            r.target_namespace.to_string(),
+                            r.state.to_string(),
+                            s.as_ref()
+                                .map(|s| format!("{:.1}s", s.total_seconds))
+                                .unwrap_or_else(|| "-".into()),
+                            match s {
+                                Some(s) if drill::passed(s) => "passed".into(),
+                                Some(_) => "FAILED".into(),
+                                None => "-".into(),
+                            },
+                        ]);
+                    }
+                    print!("{}", t.render());
+                }
+            }
+            Ok(())
+        }
+        DrillCommand::Show { id } => {
+            let catalog = ctx.catalog().await?;
+            let r = catalog.run(RunId(id)).await.map_err(Failure::input)?;
+            let s: Option<RunSummary> = r
+                .summary
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok());
+            let steps = catalog.steps(r.id).await?;
+            match ctx.output {
+                Format::Json => output::json(&json!({ "run": r, "summary": s, "steps": steps }))?,
+                Format::Table => {
+                    match &s {
+                        Some(s) => print!("{}", render_summary(s)),
+                        None => println!(
+                            "Run {} ({} of policy {} into {}): {}",
+                            r.id, r.kind, r.policy, r.target_namespace, r.state
+                        ),
+                    }
+                    let mut t = Table::new(&["#", "STAGE", "STEP", "STATE", "SECONDS", "DETAIL"]);
+                    for st in &steps {
+                        let secs = match (st.started_at, st.finished_at) {
+                            (Some(a), Some(b)) => {
+                                format!("{:.1}", (b - a).num_milliseconds() as f64 / 1000.0)
+                            }
+                            _ => "-".into(),
+                        };
+                        let detail: String = st
+                            .detail
+                            .clone()
+                            .unwrap_or_default()
+                            .chars()
+                            .take(100)
+                            .collect();
+                        t.row(vec![
+                            st.seq.to_string(),
+                            st.stage.clone(),
+                            st.step.clone(),
+                            st.state.to_string(),
+                            secs,
+                            detail,
+                        ]);
+                    }
+                    println!();
+                    print!("{}", t.render());
+                }
+            }
+            Ok(())
+        }
+        DrillCommand::Clean { ttl } => {
+            let env = env(ctx).await?;
+            let j = drill::janitor(
+                &env,
+                &exec::holder_id(),
+                ttl.as_duration(),
+                chrono::Utc::now(),
+            )
+            .await;
+            match ctx.output {
+                Format::Json => output::json(&j)?,
+                Format::Table => println!(
+                    "interrupted drill runs torn down: {:?}\nstale drill namespaces removed: {:?}\nerrors: {:?}",
+                    j.interrupted_runs, j.stale_namespaces, j.errors
+                ),
+            }
+            if j.errors.is_empty() {
+                Ok(())
+            } else {
+                Err(Failure::failed(anyhow::anyhow!(
+                    "some leftovers could not be removed: {}",
+                    j.errors.join("; ")
+                )))
+            }
+        }
+    }
+}
