@@ -204,6 +204,13 @@ pub struct DrillConfig {
     pub schedule: Schedule,
     #[serde(default = "default_runbook")]
     pub runbook: PathBuf,
+    /// Leftovers of a drill (its namespace, volumes, PVs) older than this are
+    /// removed when dr serve starts, even after a crash.
+    #[serde(default = "default_drill_ttl")]
+    pub ttl: Positive,
+}
+fn default_drill_ttl() -> Positive {
+    Positive(Span::from_secs(2 * 3600))
 }
 fn default_runbook() -> PathBuf {
     PathBuf::from("runbooks/standard.yaml")

@@ -30,6 +30,10 @@ const MISSED_CAP: usize = 10_000;
 /// The scheduling part of `dr serve`.
 pub struct Daemon {
     protect: Protect,
+    /// Each drilled policy's runbook (loaded and checked at start).
+    runbooks: HashMap<String, crate::runbook::Runbook>,
+    drill_locks: HashMap<String, Arc<Mutex<()>>>,
+    holder: String,
     policies: HashMap<String, PolicyConfig>,
     locks: HashMap<String, Arc<Mutex<()>>>,
     /// Retention runs apart from ticks (it never touches a pending point),
@@ -53,9 +57,20 @@ impl Running {
 
 impl Daemon {
     /// A daemon for these policies.
-    pub fn new(protect: Protect, policies: &[PolicyConfig], metrics: Arc<Metrics>) -> Arc<Self> {
+    pub fn new(
+        protect: Protect,
+        policies: &[PolicyConfig],
+        runbooks: HashMap<String, crate::runbook::Runbook>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
         Arc::new(Daemon {
             protect,
+            runbooks,
+            drill_locks: policies
+                .iter()
+                .map(|p| (p.name.to_string(), Arc::new(Mutex::new(()))))
+                .collect(),
+            holder: crate::restore::run::holder_id(),
             policies: policies
                 .iter()
                 .map(|p| (p.name.to_string(), p.clone()))
@@ -113,7 +128,40 @@ impl Daemon {
                 tokio::spawn(async move { me.fire(&name, tick).await });
             }
         }
+        // Drill leftovers (an interrupted drill, a namespace past its TTL) go
+        // first, on their own task: a slow teardown never delays ticks.
+        {
+            let me = self.clone();
+            let ttl = self
+                .policies
+                .values()
+                .filter_map(|p| p.drill.as_ref().map(|d| d.ttl.0.as_duration()))
+                .min()
+                .unwrap_or(Duration::from_secs(2 * 3600));
+            tokio::spawn(async move {
+                let j = crate::drill::janitor(&me.env(), &me.holder, ttl, Utc::now()).await;
+                if !j.interrupted_runs.is_empty() || !j.stale_namespaces.is_empty() {
+                    tracing::info!(runs = ?j.interrupted_runs, namespaces = ?j.stale_namespaces, "drill leftovers removed");
+                }
+                for e in &j.errors {
+                    tracing::warn!(error = %e, "drill leftovers not removed (tried again at the next start)");
+                }
+            });
+        }
         let scheduler = JobScheduler::new().await?;
+        for p in self.policies.values() {
+            let Some(d) = &p.drill else { continue };
+            let me = self.clone();
+            let name = p.name.to_string();
+            let job = Job::new_async(d.schedule.as_str(), move |_id, _lock| {
+                let me = me.clone();
+                let name = name.clone();
+                Box::pin(async move {
+                    tokio::spawn(async move { me.drill(&name).await });
+                })
+            })?;
+            scheduler.add(job).await?;
+        }
         for p in self.policies.values() {
             let me = self.clone();
             let name = p.name.to_string();
@@ -200,6 +248,54 @@ impl Daemon {
         }
     }
 
+    fn env(&self) -> crate::restore::run::Env {
+        crate::restore::run::Env {
+            catalog: self.protect.catalog.clone(),
+            kube: self.protect.kube.clone(),
+            longhorn: self.protect.longhorn.clone(),
+            store: self.protect.store.clone(),
+        }
+    }
+
+    /// One scheduled drill of the newest complete point (none if one runs).
+    pub async fn drill(self: &Arc<Self>, policy: &str) {
+        let (Some(lock), Some(runbook)) = (self.drill_locks.get(policy), self.runbooks.get(policy))
+        else {
+            return;
+        };
+        let Ok(_guard) = lock.clone().try_lock_owned() else {
+            tracing::warn!(%policy, "previous drill still running: this one skipped");
+            return;
+        };
+        let env = self.env();
+        let now = Utc::now();
+        let plan = latest_plan(env.catalog.clone(), policy.to_owned(), now).await;
+        let (record, plan) = match plan {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::warn!(%policy, error = %e, "drill not run: nothing to restore");
+                return;
+            }
+        };
+        tracing::info!(%policy, point = %plan.point.id, "drill started");
+        match crate::drill::run_drill(
+            &env,
+            &record,
+            runbook.clone(),
+            &plan,
+            &self.holder,
+            &crate::restore::run::Quiet,
+        )
+        .await
+        {
+            Ok(out) => {
+                let passed = crate::drill::passed(&out.summary);
+                tracing::info!(%policy, run = out.summary.run_id, passed, seconds = out.summary.total_seconds, "drill finished");
+            }
+            Err(e) => tracing::warn!(%policy, error = %e, "drill could not run"),
+        }
+    }
+
     async fn retain(&self, policy: &str) {
         let (Some(p), Some(lock)) = (self.policies.get(policy), self.retention_locks.get(policy))
         else {
@@ -232,4 +328,16 @@ impl Daemon {
             }
         }
     }
+}
+
+async fn latest_plan(
+    catalog: crate::catalog::Catalog,
+    policy: String,
+    now: DateTime<Utc>,
+) -> Result<(crate::catalog::PolicyRecord, crate::restore::RestorePlan), crate::restore::PlanError>
+{
+    let record = catalog.policy(&policy).await?;
+    let plan =
+        crate::restore::plan(&catalog, &record, crate::timespec::Target::Latest, now).await?;
+    Ok((record, plan))
 }

@@ -34,7 +34,16 @@ pub async fn run(ctx: &Context, a: ServeArgs) -> Result<(), Failure> {
         None
     } else {
         let protect = super::backup::protect(ctx).await?;
-        let daemon = Daemon::new(protect, &policies, metrics.clone());
+        // Drill runbooks are read and checked now: a broken one stops the
+        // start with its error instead of failing at 3 a.m. on Sunday.
+        let mut runbooks = std::collections::HashMap::new();
+        for p in policies.iter().filter(|p| p.drill.is_some()) {
+            let (path, rb) = super::drill::drill_runbook(ctx, p.name.as_str(), None)?;
+            rb.check_rto(&path.display().to_string(), p.rto.0)
+                .map_err(Failure::input)?;
+            runbooks.insert(p.name.to_string(), rb);
+        }
+        let daemon = Daemon::new(protect, &policies, runbooks, metrics.clone());
         Some(daemon.start().await?)
     };
     eprintln!(

@@ -535,47 +535,28 @@ impl Ctx<'_> {
         concurrency: usize,
         timeout: Duration,
     ) -> Result<Option<String>, StepError> {
-        use futures::StreamExt as _;
-        let vols = self.volumes();
-        let n = vols.len();
-        let results: Vec<Result<VolumeDone, StepError>> = futures::stream::iter(vols)
-            .map(|(claim, vol, b)| async move {
-                let start = std::time::Instant::now();
-                let url = b.backup_url.clone().unwrap_or_default();
-                self.env
-                    .longhorn
-                    .create_restored_volume(&vol, &url, None)
-                    .await?;
-                self.obs.event(&RunEvent::Volume {
-                    pvc: claim.clone(),
-                    volume: vol.clone(),
-                    percent: 0,
-                });
-                let mut last = -1;
-                let mut report = |p: i64| {
-                    if p != last {
-                        last = p;
-                        self.obs.event(&RunEvent::Volume {
-                            pvc: claim.clone(),
-                            volume: vol.clone(),
-                            percent: p,
-                        });
-                    }
-                };
-                self.env
-                    .longhorn
-                    .wait_restored(&vol, timeout, &mut report)
-                    .await?;
-                Ok(VolumeDone {
-                    pvc: claim.clone(),
-                    volume: vol.clone(),
-                    backup: b.backup_name.clone().unwrap_or_default(),
-                    seconds: start.elapsed().as_secs_f64(),
-                })
+        let vols: Vec<(String, String, String, String)> = self
+            .volumes()
+            .into_iter()
+            .map(|(claim, vol, b)| {
+                (
+                    claim,
+                    vol,
+                    b.backup_url.clone().unwrap_or_default(),
+                    b.backup_name.clone().unwrap_or_default(),
+                )
             })
-            .buffer_unordered(concurrency.max(1))
-            .collect()
-            .await;
+            .collect();
+        let n = vols.len();
+        // Owned inputs and a semaphore (not a stream of borrowing closures),
+        // so the future stays Send for the daemon's drills.
+        let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut futs = Vec::with_capacity(n);
+        for (claim, vol, url, backup) in vols {
+            let slots = slots.clone();
+            futs.push(self.restore_one(slots, claim, vol, url, backup, timeout));
+        }
+        let results: Vec<Result<VolumeDone, StepError>> = futures::future::join_all(futs).await;
         let mut done = Vec::new();
         let mut failed = Vec::new();
         for r in results {
@@ -593,6 +574,54 @@ impl Ctx<'_> {
             )));
         }
         Ok(Some(serde_json::json!({ "volumes": done }).to_string()))
+    }
+
+    async fn restore_one(
+        &self,
+        slots: Arc<tokio::sync::Semaphore>,
+        claim: String,
+        vol: String,
+        url: String,
+        backup: String,
+        timeout: Duration,
+    ) -> Result<VolumeDone, StepError> {
+        let _slot = slots
+            .acquire_owned()
+            .await
+            .map_err(|e| StepError::Check(e.to_string()))?;
+        let start = std::time::Instant::now();
+        self.env
+            .longhorn
+            .create_restored_volume(&vol, &url, None)
+            .await?;
+        self.obs.event(&RunEvent::Volume {
+            pvc: claim.clone(),
+            volume: vol.clone(),
+            percent: 0,
+        });
+        let obs = self.obs;
+        let (c2, v2) = (claim.clone(), vol.clone());
+        let mut last = -1;
+        let mut report = move |p: i64| {
+            if p != last {
+                last = p;
+                obs.event(&RunEvent::Volume {
+                    pvc: c2.clone(),
+                    volume: v2.clone(),
+                    percent: p,
+                });
+            }
+        };
+        self.env
+            .longhorn
+            .wait_restored(&vol, timeout, &mut report)
+            .await?;
+        Ok(VolumeDone {
+            pvc: claim,
+            volume: vol,
+            backup,
+            seconds: start.elapsed().as_secs_f64(),
+        })
     }
 
     async fn bind_claims(&self, timeout: Duration) -> Result<Option<String>, StepError> {
