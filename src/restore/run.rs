@@ -825,11 +825,18 @@ pub async fn summary_of(
     plan: &RestorePlan,
 ) -> Result<RunSummary, RunError> {
     let steps = env.catalog.steps(run.id).await?;
-    let stages: StageBudgets = runbook
+    let mut stages: StageBudgets = runbook
         .stages
         .iter()
         .map(|s| (s.name.clone(), s.budget))
         .collect();
+    if run.kind == RunKind::Drill {
+        // Not part of the RTO; a budget only for the verdict column.
+        stages.push((
+            crate::drill::TEARDOWN.into(),
+            crate::span::Span::from_secs(600),
+        ));
+    }
     Ok(summarize(
         run,
         &steps,

@@ -346,6 +346,30 @@ mod tests {
     }
 
     #[test]
+    fn a_drills_rto_clock_stops_before_its_teardown() {
+        let steps = vec![
+            step(1, "data", StepState::Succeeded, t(0, 0), Some(t(2, 0))),
+            step(2, "teardown", StepState::Succeeded, t(2, 0), Some(t(9, 0))),
+        ];
+        let mut r = run(RunState::Succeeded, Some(t(9, 0)));
+        r.kind = RunKind::Drill;
+        let mut stages = stages();
+        stages.push(("teardown".into(), Span::from_secs(600)));
+        let s = summarize(
+            &r,
+            &steps,
+            &stages,
+            Span::from_secs(150),
+            TimeDelta::zero(),
+            Span::from_secs(900),
+            t(9, 0),
+        );
+        assert_eq!(s.total_seconds, 120.0);
+        assert_eq!(s.rto_verdict, Verdict::Within);
+        assert_eq!(s.stages[3].actual_seconds, Some(420.0));
+    }
+
+    #[test]
     fn a_running_run_counts_to_now() {
         let steps = vec![step(1, "data", StepState::Running, t(0, 0), None)];
         let r = run(RunState::Running, None);
