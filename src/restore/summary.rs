@@ -143,12 +143,13 @@ pub fn summarize(
     // The RTO clock stops when the application is back: a drill's teardown
     // is after that.
     let end = match run.finished_at {
-        Some(f) => steps
+        Some(f) if run.kind == crate::catalog::RunKind::Drill => steps
             .iter()
             .filter(|s| s.stage != crate::drill::TEARDOWN)
             .filter_map(|s| s.finished_at)
             .max()
             .map_or(f, |e| e.min(f)),
+        Some(f) => f,
         None => now,
     };
     let total = end - run.started_at;
