@@ -32,6 +32,8 @@ pub mod longhorn;
 pub mod metrics;
 pub mod names;
 pub mod prune;
+pub mod report;
+pub mod report_data;
 pub mod restore;
 pub mod retention;
 pub mod runbook;

@@ -17,6 +17,7 @@ use crate::span::Span;
 use chrono::{DateTime, TimeZone, Utc};
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyPool, Executor, Row};
+use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -1230,6 +1231,71 @@ impl Catalog {
         .await
         .map_err(q("newest verified point"))?;
         row.as_ref().map(point_row).transpose()
+    }
+
+    /// Every complete point of `policy` whose backups were all verified (pruned
+    /// ones too: they counted while they existed), as (point time, time it
+    /// became available), by availability.
+    pub async fn verified_point_times(
+        &self,
+        policy: &PolicyName,
+    ) -> Result<Vec<(DateTime<Utc>, DateTime<Utc>)>> {
+        let rows = sqlx::query(
+            "SELECT p.point_at, COALESCE(p.finished_at, p.point_at) AS available_at
+             FROM recovery_points p
+             WHERE p.policy = $1 AND p.state = 'complete' AND p.point_at IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.point_id = p.id
+                               AND b.verification <> 'verified')
+             ORDER BY available_at, p.point_at",
+        )
+        .bind(policy.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("verified point times"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    from_ms("recovery_points.point_at", get(r, "point_at")?)?,
+                    from_ms("recovery_points.finished_at", get(r, "available_at")?)?,
+                ))
+            })
+            .collect()
+    }
+
+    /// How many ticks of `policy` in [since, until) had each outcome, and
+    /// how many of its points in that span ended in each state.
+    pub async fn outcome_counts(
+        &self,
+        policy: &PolicyName,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<(BTreeMap<String, i64>, BTreeMap<String, i64>)> {
+        let ticks = sqlx::query(
+            "SELECT outcome, COUNT(*) AS n FROM ticks
+             WHERE policy = $1 AND tick_at >= $2 AND tick_at < $3 GROUP BY outcome",
+        )
+        .bind(policy.as_str())
+        .bind(ms(since))
+        .bind(ms(until))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("count ticks"))?;
+        let points = sqlx::query(
+            "SELECT state, COUNT(*) AS n FROM recovery_points
+             WHERE policy = $1 AND tick_at >= $2 AND tick_at < $3 GROUP BY state",
+        )
+        .bind(policy.as_str())
+        .bind(ms(since))
+        .bind(ms(until))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("count points"))?;
+        fn fold(rows: &[AnyRow], col: &'static str) -> Result<BTreeMap<String, i64>> {
+            rows.iter()
+                .map(|r| Ok((get::<String>(r, col)?, get::<i64>(r, "n")?)))
+                .collect()
+        }
+        Ok((fold(&ticks, "outcome")?, fold(&points, "state")?))
     }
 
     /// Points still `pending` (a tick interrupted by a crash), oldest first.

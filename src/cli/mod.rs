@@ -8,6 +8,7 @@ pub mod drill;
 pub mod incident;
 pub mod output;
 pub mod prune;
+pub mod report;
 pub mod restore;
 pub mod runbook;
 pub mod serve;
@@ -102,6 +103,9 @@ pub enum Command {
     /// Restore drills into scratch namespaces: run, list, show, clean.
     #[command(subcommand)]
     Drill(drill::DrillCommand),
+    /// The report: RPO and RTO compliance, MTBF, MTTR and availability
+    /// (table, json, markdown, or a self-contained html file with charts).
+    Report(report::ReportArgs),
     /// Declare, resolve and list incidents (outage windows).
     #[command(subcommand)]
     Incident(incident::IncidentCommand),
@@ -226,6 +230,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Restore(a) => restore::run(&ctx, a).await,
         Command::Runbook(c) => runbook::run(&ctx, c).await,
         Command::Drill(c) => drill::run(&ctx, c).await,
+        Command::Report(a) => report::run(&ctx, a).await,
         Command::Incident(c) => incident::run(&ctx, c).await,
         Command::Config(c) => config::run(&ctx, c).await,
     }

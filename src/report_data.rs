@@ -1,0 +1,75 @@
+//! Reads what [`crate::report`] computes from: per policy, the verified
+//! points, tick and point outcome counts, run summaries and incidents.
+
+use crate::catalog::{Catalog, CatalogError, PolicyRecord};
+use crate::report::{self, PolicyReport, Report};
+use crate::restore::summary::RunSummary;
+use chrono::{DateTime, Utc};
+
+/// How many recent drills and restores the RTO figures use.
+pub const LAST_RUNS: usize = 10;
+
+/// Builds the report of `policies` over [since, until].
+pub async fn gather(
+    catalog: &Catalog,
+    policies: &[PolicyRecord],
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<Report, CatalogError> {
+    let mut out = Vec::new();
+    for p in policies {
+        out.push(policy_report(catalog, p, since, until, now).await?);
+    }
+    let all: Vec<_> = catalog
+        .list_incidents(None, false, 100_000)
+        .await?
+        .into_iter()
+        .map(|i| (i.opened_at, i.resolved_at))
+        .collect();
+    Ok(Report {
+        generated_at: now,
+        since,
+        until,
+        policies: out,
+        total: report::availability(&all, since, until),
+        definitions: report::DEFINITIONS,
+    })
+}
+
+/// One policy's part of the report.
+pub async fn policy_report(
+    catalog: &Catalog,
+    p: &PolicyRecord,
+    since: DateTime<Utc>,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<PolicyReport, CatalogError> {
+    let points = catalog.verified_point_times(&p.name).await?;
+    let mut rpo = report::rpo_stats(&points, p.rpo.as_chrono(), since, until, now);
+    let (ticks, states) = catalog.outcome_counts(&p.name, since, until).await?;
+    rpo.missed_ticks = ticks.get("missed").copied().unwrap_or(0);
+    rpo.skipped_ticks = ticks.get("skipped").copied().unwrap_or(0);
+    rpo.failed_points = states.get("failed").copied().unwrap_or(0);
+    rpo.partial_points = states.get("partial").copied().unwrap_or(0);
+    let runs: Vec<RunSummary> = catalog
+        .list_runs(None, Some(&p.name), 200)
+        .await?
+        .into_iter()
+        .filter(|r| r.started_at >= since && r.started_at < until)
+        .filter_map(|r| r.summary.and_then(|s| serde_json::from_str(&s).ok()))
+        .collect();
+    let rto = report::rto_stats(&runs, p.rto.as_chrono(), LAST_RUNS);
+    let incidents: Vec<_> = catalog
+        .list_incidents(Some(&p.name), false, 100_000)
+        .await?
+        .into_iter()
+        .map(|i| (i.opened_at, i.resolved_at))
+        .collect();
+    Ok(PolicyReport {
+        policy: p.name.to_string(),
+        rpo,
+        rto,
+        availability: report::availability(&incidents, since, until),
+    })
+}
