@@ -183,9 +183,105 @@ impl Metrics {
     }
 }
 
+/// What `/metrics` says of a policy's drills, restores and availability.
+#[derive(Debug, Clone)]
+pub struct RunFigures {
+    pub policy: String,
+    /// The last finished drill: its time to a verified restore, whether it
+    /// passed, and when it started.
+    pub last_drill: Option<(f64, bool, chrono::DateTime<chrono::Utc>)>,
+    /// The last successful restore's duration.
+    pub last_restore_seconds: Option<f64>,
+    /// Over the last 30 days.
+    pub availability: crate::report::Availability,
+}
+
+/// Renders drill, restore and availability gauges. Availability and MTTR
+/// are left out where no incident gives them a basis.
+pub fn render_runs(figures: &[RunFigures]) -> String {
+    let mut s = String::new();
+    let gauge = |s: &mut String, name: &str, help: &str, rows: Vec<(String, f64)>| {
+        let _ = writeln!(s, "# HELP {name} {help}");
+        let _ = writeln!(s, "# TYPE {name} gauge");
+        for (p, v) in rows {
+            let _ = writeln!(s, "{name}{{policy=\"{}\"}} {v}", esc(&p));
+        }
+    };
+    let rows = |f: &dyn Fn(&RunFigures) -> Option<f64>| -> Vec<(String, f64)> {
+        figures
+            .iter()
+            .filter_map(|x| f(x).map(|v| (x.policy.clone(), v)))
+            .collect()
+    };
+    gauge(
+        &mut s,
+        "dr_drill_duration_seconds",
+        "The last drill's time to a verified restore.",
+        rows(&|x| x.last_drill.map(|d| d.0)),
+    );
+    gauge(
+        &mut s,
+        "dr_drill_last_passed",
+        "Whether the last drill passed (1) or failed (0).",
+        rows(&|x| x.last_drill.map(|d| if d.1 { 1.0 } else { 0.0 })),
+    );
+    gauge(
+        &mut s,
+        "dr_drill_last_timestamp_seconds",
+        "When the last drill started (Unix time).",
+        rows(&|x| x.last_drill.map(|d| d.2.timestamp() as f64)),
+    );
+    gauge(
+        &mut s,
+        "dr_restore_duration_seconds",
+        "The last successful restore's duration.",
+        rows(&|x| x.last_restore_seconds),
+    );
+    gauge(
+        &mut s,
+        "dr_incidents_30d",
+        "Incidents that began in the last 30 days.",
+        rows(&|x| Some(x.availability.failures as f64)),
+    );
+    gauge(
+        &mut s,
+        "dr_availability_ratio",
+        "Availability U / (U + D) over the last 30 days (absent without incidents).",
+        rows(&|x| x.availability.availability),
+    );
+    gauge(
+        &mut s,
+        "dr_mttr_seconds",
+        "Mean time to recovery over the last 30 days (absent without incidents).",
+        rows(&|x| x.availability.mttr_seconds),
+    );
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn renders_run_gauges_and_leaves_out_what_has_no_basis() {
+        let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
+        let f = RunFigures {
+            policy: "shop".into(),
+            last_drill: Some((42.5, true, at)),
+            last_restore_seconds: None,
+            availability: crate::report::availability(&[], at, at + chrono::TimeDelta::days(30)),
+        };
+        let text = render_runs(&[f]);
+        assert!(
+            text.contains("dr_drill_duration_seconds{policy=\"shop\"} 42.5"),
+            "{text}"
+        );
+        assert!(text.contains("dr_drill_last_passed{policy=\"shop\"} 1"));
+        assert!(text.contains("dr_drill_last_timestamp_seconds{policy=\"shop\"} 1700000000"));
+        assert!(text.contains("dr_incidents_30d{policy=\"shop\"} 0"));
+        assert!(!text.contains("dr_availability_ratio{"), "{text}");
+        assert!(!text.contains("dr_restore_duration_seconds{"));
+    }
 
     #[test]
     fn renders_counters_with_labels() {

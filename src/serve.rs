@@ -69,11 +69,73 @@ async fn metrics(
             now,
         ));
     }
+    let mut figures = Vec::new();
+    for p in app.policies.iter() {
+        match run_figures(&app.catalog, &p.name, now).await {
+            Ok(f) => figures.push(f),
+            Err(e) => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [("content-type", "text/plain")],
+                    format!("catalog: {e}\n"),
+                );
+            }
+        }
+    }
+    let mut text = app.metrics.render(&statuses);
+    text.push_str(&crate::metrics::render_runs(&figures));
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],
-        app.metrics.render(&statuses),
+        text,
     )
+}
+
+/// A policy's drill, restore and availability figures, from the catalog.
+async fn run_figures(
+    catalog: &crate::catalog::Catalog,
+    policy: &crate::names::PolicyName,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<crate::metrics::RunFigures, crate::catalog::CatalogError> {
+    use crate::catalog::{RunKind, RunState};
+    use crate::restore::summary::RunSummary;
+    let summary = |r: &crate::catalog::RunRecord| -> Option<RunSummary> {
+        r.summary
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+    };
+    let drills = catalog
+        .list_runs(Some(RunKind::Drill), Some(policy), 20)
+        .await?;
+    let last_drill = drills
+        .iter()
+        .filter(|r| r.state != RunState::Running)
+        .find_map(|r| {
+            summary(r).map(|s| (s.total_seconds, crate::drill::passed(&s), r.started_at))
+        });
+    let restores = catalog
+        .list_runs(Some(RunKind::Restore), Some(policy), 20)
+        .await?;
+    let last_restore_seconds = restores
+        .iter()
+        .filter(|r| r.state == RunState::Succeeded)
+        .find_map(|r| summary(r).map(|s| s.total_seconds));
+    let incidents: Vec<_> = catalog
+        .list_incidents(Some(policy), false, 100_000)
+        .await?
+        .into_iter()
+        .map(|i| (i.opened_at, i.resolved_at))
+        .collect();
+    Ok(crate::metrics::RunFigures {
+        policy: policy.to_string(),
+        last_drill,
+        last_restore_seconds,
+        availability: crate::report::availability(
+            &incidents,
+            now - chrono::TimeDelta::days(30),
+            now,
+        ),
+    })
 }
 
 /// The HTTP routes of the daemon.
