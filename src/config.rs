@@ -139,6 +139,10 @@ pub struct PolicyConfig {
     pub retain: Retain,
     #[serde(default)]
     pub drill: Option<DrillConfig>,
+    /// An optional HTTP probe of the application: failures beyond a threshold
+    /// open an incident, recovery resolves it.
+    #[serde(default)]
+    pub probe: Option<ProbeConfig>,
     /// The runbook `dr restore` follows (relative paths are read from the
     /// configuration file's directory, then from the working directory).
     #[serde(default = "default_runbook")]
@@ -195,6 +199,29 @@ impl Default for Retain {
             monthly: 6,
         }
     }
+}
+
+/// The application's health check, run by `dr serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub url: HttpUrl,
+    #[serde(default = "default_probe_interval")]
+    pub interval: Positive,
+    /// Failures in a row that make an outage.
+    #[serde(default = "default_probe_failures")]
+    pub failures: u32,
+    #[serde(default = "default_probe_timeout")]
+    pub timeout: Positive,
+}
+fn default_probe_interval() -> Positive {
+    Positive(Span::from_secs(30))
+}
+fn default_probe_failures() -> u32 {
+    3
+}
+fn default_probe_timeout() -> Positive {
+    Positive(Span::from_secs(5))
 }
 
 /// When restore drills run and which runbook they follow.

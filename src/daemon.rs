@@ -148,6 +148,15 @@ impl Daemon {
                 }
             });
         }
+        for p in self.policies.values() {
+            if let Some(probe) = p.probe.clone() {
+                tokio::spawn(crate::probe::run(
+                    self.protect.catalog.clone(),
+                    p.name.clone(),
+                    probe,
+                ));
+            }
+        }
         let scheduler = JobScheduler::new().await?;
         for p in self.policies.values() {
             let Some(d) = &p.drill else { continue };

@@ -31,6 +31,7 @@ pub mod drill;
 pub mod longhorn;
 pub mod metrics;
 pub mod names;
+pub mod probe;
 pub mod prune;
 pub mod report;
 pub mod report_data;

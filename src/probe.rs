@@ -1,0 +1,172 @@
+//! Outage detection: an optional per-policy HTTP probe of the application.
+//! Failures beyond a threshold open an incident (source `probe`, opened at
+//! the first failure of the run); the first success after that resolves it.
+//! The decision is a pure state machine ([`Probe::observe`]); the daemon
+//! feeds it one result per interval.
+
+use crate::catalog::{Catalog, IncidentId, IncidentSource};
+use crate::config::ProbeConfig;
+use crate::names::PolicyName;
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// What the probe decided after one observation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    None,
+    /// Open an incident that began at the first failure of the run.
+    Open {
+        at: DateTime<Utc>,
+    },
+    /// Resolve the open incident at this time.
+    Resolve {
+        id: IncidentId,
+        at: DateTime<Utc>,
+    },
+}
+
+/// The probe's memory between observations.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Probe {
+    pub failures: u32,
+    pub first_failure: Option<DateTime<Utc>>,
+    pub open: Option<IncidentId>,
+}
+
+impl Probe {
+    /// One result; `threshold` failures in a row open an incident. Pure.
+    pub fn observe(&mut self, ok: bool, at: DateTime<Utc>, threshold: u32) -> Action {
+        if ok {
+            self.failures = 0;
+            self.first_failure = None;
+            return match self.open.take() {
+                Some(id) => Action::Resolve { id, at },
+                None => Action::None,
+            };
+        }
+        self.failures += 1;
+        let first = *self.first_failure.get_or_insert(at);
+        if self.open.is_none() && self.failures >= threshold.max(1) {
+            return Action::Open { at: first };
+        }
+        Action::None
+    }
+}
+
+/// One HTTP check: a 2xx or 3xx answer within the timeout.
+pub async fn check(client: &reqwest::Client, url: &str) -> Result<(), String> {
+    match client.get(url).send().await {
+        Ok(r) if r.status().is_success() || r.status().is_redirection() => Ok(()),
+        Ok(r) => Err(format!("status {}", r.status().as_u16())),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Probes a policy's application until the process ends. An incident the
+/// probe opened before a restart is adopted, not opened twice.
+pub async fn run(catalog: Catalog, policy: PolicyName, cfg: ProbeConfig) {
+    let client = match reqwest::Client::builder()
+        .timeout(cfg.timeout.0.as_duration())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(%policy, error = %e, "probe disabled: no HTTP client");
+            return;
+        }
+    };
+    let mut state = Probe::default();
+    if let Ok(open) = catalog.list_incidents(Some(&policy), true, 100).await {
+        state.open = open
+            .iter()
+            .find(|i| i.source == IncidentSource::Probe)
+            .map(|i| i.id);
+    }
+    let url = cfg.url.0.to_string();
+    let interval = cfg.interval.0.as_duration().max(Duration::from_millis(100));
+    loop {
+        let result = check(&client, &url).await;
+        let now = Utc::now();
+        if let Err(e) = &result {
+            tracing::warn!(%policy, %url, error = %e, failures = state.failures + 1, "probe failed");
+        }
+        match state.observe(result.is_ok(), now, cfg.failures) {
+            Action::None => {}
+            Action::Open { at } => {
+                let title = format!(
+                    "{url} failed {} checks in a row ({})",
+                    state.failures,
+                    result.err().unwrap_or_default()
+                );
+                match catalog
+                    .open_incident(Some(&policy), &title, IncidentSource::Probe, at)
+                    .await
+                {
+                    Ok(i) => {
+                        tracing::error!(%policy, incident = %i.id, "outage detected: incident opened");
+                        state.open = Some(i.id);
+                    }
+                    Err(e) => tracing::error!(%policy, error = %e, "cannot record the outage"),
+                }
+            }
+            Action::Resolve { id, at } => {
+                match catalog
+                    .resolve_incident(id, at, Some("the probe succeeded again"))
+                    .await
+                {
+                    Ok(_) => {
+                        tracing::info!(%policy, incident = %id, "service back: incident resolved")
+                    }
+                    Err(e) => {
+                        tracing::error!(%policy, error = %e, "cannot resolve the incident");
+                        state.open = Some(id);
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(interval).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn t(s: u32) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, s).unwrap()
+    }
+
+    #[test]
+    fn failures_beyond_the_threshold_open_from_the_first_and_success_resolves() {
+        let mut p = Probe::default();
+        assert_eq!(p.observe(true, t(0), 3), Action::None);
+        assert_eq!(p.observe(false, t(30), 3), Action::None);
+        assert_eq!(p.observe(false, t(31), 3), Action::None);
+        assert_eq!(p.observe(false, t(32), 3), Action::Open { at: t(30) });
+        p.open = Some(IncidentId(7));
+        assert_eq!(p.observe(false, t(33), 3), Action::None, "opened once");
+        assert_eq!(
+            p.observe(true, t(40), 3),
+            Action::Resolve {
+                id: IncidentId(7),
+                at: t(40)
+            }
+        );
+        assert_eq!(p.observe(true, t(41), 3), Action::None);
+    }
+
+    #[test]
+    fn a_blip_below_the_threshold_opens_nothing() {
+        let mut p = Probe::default();
+        assert_eq!(p.observe(false, t(0), 3), Action::None);
+        assert_eq!(p.observe(false, t(1), 3), Action::None);
+        assert_eq!(p.observe(true, t(2), 3), Action::None);
+        assert_eq!(p.observe(false, t(3), 3), Action::None);
+        assert_eq!(
+            p.first_failure,
+            Some(t(3)),
+            "a new run of failures starts over"
+        );
+    }
+}
