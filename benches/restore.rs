@@ -162,6 +162,7 @@ async fn run() -> anyhow::Result<()> {
         volume_prefix: "dr-r".into(),
         namespace_labels: Default::default(),
         incident: None,
+        content_url: None,
         holder: exec::holder_id(),
     };
     eprintln!("restoring {n} volumes into {target} …");

@@ -45,6 +45,8 @@ struct Gates {
     watch: Arc<VolumeWatch>,
     target: Option<BackupTargetUrl>,
     events: Events,
+    /// For the policy's content probe, if any.
+    http: reqwest::Client,
 }
 
 /// A failure that stops a tick as a whole (a volume's failure does not).
@@ -236,6 +238,10 @@ impl Protect {
             watch: Arc::new(VolumeWatch::new(self.longhorn.clone())),
             target,
             events: events.clone(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
         };
         let outcomes: Vec<VolumeOutcome> = futures::stream::iter(volumes.iter().cloned())
             .map(|v| {
@@ -484,6 +490,19 @@ impl Protect {
                 .await
                 .map_err(|e| (None, e.to_string()))?;
             stage("snapshot", 0);
+            if fresh_snapshot && let Some(content) = &policy.content {
+                // What the data looks like right before the snapshot, for drills.
+                match crate::probe::content_checksum(&gates.http, &content.checksum_url, volume)
+                    .await
+                {
+                    Ok(sum) => {
+                        let _ = self.catalog.set_content_checksum(row.id, &sum).await;
+                    }
+                    Err(e) => {
+                        tracing::warn!(%volume, error = %e, "content probe failed; drills cannot compare this volume")
+                    }
+                }
+            }
             let snapped = if fresh_snapshot {
                 self.longhorn
                     .create_snapshot(volume, &snapshot, &labels, self.options.snapshot_wait)

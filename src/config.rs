@@ -143,6 +143,12 @@ pub struct PolicyConfig {
     /// open an incident, recovery resolves it.
     #[serde(default)]
     pub probe: Option<ProbeConfig>,
+    /// A content probe: a URL template (`{volume}` = the Longhorn volume)
+    /// answering a checksum of a volume's data. dr records its answer before
+    /// each snapshot; a runbook's `content: checksums` step compares restored
+    /// volumes with it.
+    #[serde(default)]
+    pub content: Option<ContentConfig>,
     /// The runbook `dr restore` follows (relative paths are read from the
     /// configuration file's directory, then from the working directory).
     #[serde(default = "default_runbook")]
@@ -199,6 +205,15 @@ impl Default for Retain {
             monthly: 6,
         }
     }
+}
+
+/// How to read a checksum of a volume's content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContentConfig {
+    /// e.g. `http://checksummer.ops.svc/volumes/{volume}/checksum`; the answer
+    /// is compared as text, or as the `sha256` field of a JSON object.
+    pub checksum_url: String,
 }
 
 /// The application's health check, run by `dr serve`.

@@ -292,6 +292,9 @@ impl Daemon {
             &record,
             runbook.clone(),
             &plan,
+            self.policies
+                .get(policy)
+                .and_then(|p| p.content.as_ref().map(|c| c.checksum_url.clone())),
             &self.holder,
             &crate::restore::run::Quiet,
         )

@@ -51,6 +51,7 @@ pub async fn run_drill(
     policy: &crate::catalog::PolicyRecord,
     runbook: crate::runbook::Runbook,
     plan: &crate::restore::RestorePlan,
+    content_url: Option<String>,
     holder: &str,
     obs: &dyn Observer,
 ) -> Result<Outcome, RunError> {
@@ -75,6 +76,7 @@ pub async fn run_drill(
             policy.name.to_string(),
         )]),
         incident: None,
+        content_url,
         holder: holder.to_owned(),
     };
     let begun = begin(env, &spec, plan).await?;

@@ -62,6 +62,29 @@ pub async fn check(client: &reqwest::Client, url: &str) -> Result<(), String> {
     }
 }
 
+/// Reads a volume's content checksum from a content probe URL template
+/// (`{volume}` expands): the `sha256` field of a JSON answer, else the text.
+pub async fn content_checksum(
+    client: &reqwest::Client,
+    template: &str,
+    volume: &str,
+) -> Result<String, String> {
+    let url = template.replace("{volume}", volume);
+    let r = client
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| format!("GET {url}: {e}"))?;
+    if !r.status().is_success() {
+        return Err(format!("GET {url}: status {}", r.status().as_u16()));
+    }
+    let body = r.text().await.map_err(|e| format!("GET {url}: {e}"))?;
+    Ok(serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("sha256").and_then(|s| s.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| body.trim().to_owned()))
+}
+
 /// Probes a policy's application until the process ends. An incident the
 /// probe opened before a restart is adopted, not opened twice.
 pub async fn run(catalog: Catalog, policy: PolicyName, cfg: ProbeConfig) {

@@ -99,6 +99,9 @@ pub enum Action {
     WaitReady {
         timeout: Span,
     },
+    /// Every restored volume's content checksum (the policy's content probe)
+    /// equals the one recorded before its backup's snapshot.
+    ContentChecksums,
     /// An HTTP GET that must answer `expect` (and contain `contains`).
     Http {
         url: String,
@@ -130,6 +133,7 @@ impl Action {
             Action::BindClaims { .. } => "bind-claims",
             Action::ScaleRestore => "scale",
             Action::WaitReady { .. } => "wait-ready",
+            Action::ContentChecksums => "content",
             Action::Http { .. } => "http",
             Action::Job { .. } => "job",
             Action::Manual { .. } => "manual",
@@ -153,6 +157,7 @@ impl Action {
             Action::BindClaims { .. } => "bind-claims".into(),
             Action::ScaleRestore => "scale restore".into(),
             Action::WaitReady { .. } => "wait-ready".into(),
+            Action::ContentChecksums => "content checksums".into(),
             Action::Http { url, .. } => format!("http {url}"),
             Action::Job { name, .. } => format!("job {name}"),
             Action::Manual { instruction } => {
@@ -291,6 +296,7 @@ const STEP_KINDS: &[&str] = &[
     "bind-claims",
     "scale",
     "wait-ready",
+    "content",
     "http",
     "job",
     "manual",
@@ -533,6 +539,10 @@ impl Parser<'_> {
                 word(&["restore"])?;
                 Action::ScaleRestore
             }
+            "content" => {
+                word(&["checksums"])?;
+                Action::ContentChecksums
+            }
             "restore-volumes" => {
                 let o = opts(&["concurrency", "timeout"])?;
                 let concurrency = match o.get("concurrency") {
@@ -693,6 +703,7 @@ impl Parser<'_> {
                     "bind-claims" => &["restore-volumes"],
                     "scale" => &["apply", "bind-claims"],
                     "wait-ready" => &["scale"],
+                    "content" => &["restore-volumes"],
                     "apply" => &["ensure"],
                     "restore-volumes" => &["ensure"],
                     _ => &[],

@@ -114,6 +114,18 @@ async fn a_drill_restores_into_its_own_namespace_passes_and_leaves_nothing() {
     let manual = steps.iter().find(|s| s.step.starts_with("manual")).unwrap();
     assert_eq!(manual.state, StepState::Skipped);
     assert_eq!(manual.detail.as_deref(), Some("drills skip manual steps"));
+    let content = steps
+        .iter()
+        .find(|s| s.step == "content checksums")
+        .unwrap();
+    assert_eq!(content.state, StepState::Succeeded, "{:?}", content.detail);
+    assert!(
+        content
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("2 volumes hold the bytes")
+    );
     let restored = steps.iter().find(|s| s.step == "restore-volumes").unwrap();
     let detail = restored.detail.as_deref().unwrap();
     assert!(detail.contains("\"volume\":\"dr-d"), "{detail}");
@@ -175,6 +187,35 @@ async fn a_drill_whose_check_fails_is_failed_and_still_tears_down() {
     assert_eq!(steps.last().unwrap().stage, "teardown");
     assert_eq!(steps.last().unwrap().state, StepState::Succeeded);
     nothing_left(&b, &ns).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_whose_content_differs_from_the_backup_fails() {
+    let b = bed(1).await;
+    // The checksum recorded at backup time says something else than the
+    // backed-up bytes (as if the restore had brought back other data).
+    let backups = b.catalog.backups_of(b.points[0].0).await.unwrap();
+    let victim = backups
+        .iter()
+        .find(|x| x.pvc.as_deref() == Some("db-data"))
+        .unwrap();
+    assert!(
+        victim.content_checksum.is_some(),
+        "the tick recorded the content"
+    );
+    b.catalog
+        .set_content_checksum(victim.id, "not-the-bytes")
+        .await
+        .unwrap();
+    let out = b.run(&["--output", "json", "drill", "run"]);
+    assert_eq!(out.status.code(), Some(1));
+    let doc = json_of(&out);
+    let err = doc["run"]["error"].as_str().unwrap();
+    assert!(
+        err.contains("content differs") && err.contains("db-data") && !err.contains("web-uploads"),
+        "{err}"
+    );
+    nothing_left(&b, doc["run"]["target_namespace"].as_str().unwrap()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

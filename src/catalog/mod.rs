@@ -141,7 +141,7 @@ fn composed(sql: String) -> sqlx::query::Query<'static, sqlx::Any, sqlx::any::An
 
 const POINT_COLS: &str =
     "id, policy, tick_at, point_at, state, bundle_key, reason, created_at, finished_at, pruned_at";
-const BACKUP_COLS: &str = "id, point_id, volume, pvc, snapshot_name, backup_name, backup_url, state, progress, size_bytes, snapshot_at, requested_at, completed_at, error, verification, verified_at, pruned_at";
+const BACKUP_COLS: &str = "id, point_id, volume, pvc, snapshot_name, backup_name, backup_url, state, progress, size_bytes, snapshot_at, requested_at, completed_at, error, verification, verified_at, pruned_at, content_checksum";
 const RUN_COLS: &str = "id, kind, policy, point_id, target_namespace, target_at, state, incident_id, started_at, finished_at, error, holder, heartbeat_at, summary";
 const INCIDENT_COLS: &str = "id, policy, title, source, opened_at, resolved_at, note";
 
@@ -179,6 +179,7 @@ fn backup_row(r: &AnyRow) -> Result<BackupRecord> {
         verification: parse_col("backups.verification", get(r, "verification")?)?,
         verified_at: opt_ms("backups.verified_at", get(r, "verified_at")?)?,
         pruned_at: opt_ms("backups.pruned_at", get(r, "pruned_at")?)?,
+        content_checksum: get(r, "content_checksum")?,
     })
 }
 
@@ -1231,6 +1232,17 @@ impl Catalog {
         .await
         .map_err(q("newest verified point"))?;
         row.as_ref().map(point_row).transpose()
+    }
+
+    /// Records what the content probe said of a backup's volume before its snapshot.
+    pub async fn set_content_checksum(&self, id: BackupId, checksum: &str) -> Result<()> {
+        sqlx::query("UPDATE backups SET content_checksum = $1 WHERE id = $2")
+            .bind(checksum)
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(q("record content checksum"))?;
+        Ok(())
     }
 
     /// Every complete point of `policy` whose backups were all verified (pruned

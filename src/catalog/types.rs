@@ -304,6 +304,8 @@ pub struct BackupRecord {
     pub verification: Verification,
     pub verified_at: Option<DateTime<Utc>>,
     pub pruned_at: Option<DateTime<Utc>>,
+    /// The policy's content probe's answer for the volume before the snapshot.
+    pub content_checksum: Option<String>,
 }
 
 /// A backup about to be requested: the row is written before Longhorn is asked.

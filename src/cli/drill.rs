@@ -143,16 +143,30 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
                     path.display()
                 );
             }
+            let content_url = ctx
+                .config
+                .policies
+                .iter()
+                .find(|p| p.name == policy.name)
+                .and_then(|p| p.content.as_ref().map(|c| c.checksum_url.clone()));
             let obs = Terminal::new();
-            let out = drill::run_drill(&env, &policy, rb, &plan, &exec::holder_id(), &obs)
-                .await
-                .map_err(|e| {
-                    if e.is_refusal() {
-                        Failure::input(e)
-                    } else {
-                        Failure::failed(e)
-                    }
-                })?;
+            let out = drill::run_drill(
+                &env,
+                &policy,
+                rb,
+                &plan,
+                content_url,
+                &exec::holder_id(),
+                &obs,
+            )
+            .await
+            .map_err(|e| {
+                if e.is_refusal() {
+                    Failure::input(e)
+                } else {
+                    Failure::failed(e)
+                }
+            })?;
             obs.finish();
             let passed = drill::passed(&out.summary);
             match ctx.output {

@@ -145,6 +145,7 @@ pub async fn run(ctx: &Context, a: RestoreArgs) -> Result<(), Failure> {
         volume_prefix: "dr-r".into(),
         namespace_labels: Default::default(),
         incident: a.incident.map(IncidentId),
+        content_url: configured.and_then(|p| p.content.as_ref().map(|c| c.checksum_url.clone())),
         holder: exec::holder_id(),
     };
     let begun = exec::begin(&env, &spec, &plan).await.map_err(|e| {

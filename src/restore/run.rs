@@ -55,6 +55,8 @@ pub struct RunSpec {
     /// Labels for a namespace dr creates.
     pub namespace_labels: BTreeMap<String, String>,
     pub incident: Option<IncidentId>,
+    /// The policy's content probe URL template, for `content: checksums`.
+    pub content_url: Option<String>,
     /// This process: `host:pid:nonce`.
     pub holder: String,
 }
@@ -526,6 +528,7 @@ impl Ctx<'_> {
                 .await?;
                 Ok(Some(format!("job {job} succeeded")))
             }
+            Action::ContentChecksums => self.content_checksums().await.map(Some),
             Action::Manual { .. } => Ok(None),
         }
     }
@@ -574,6 +577,42 @@ impl Ctx<'_> {
             )));
         }
         Ok(Some(serde_json::json!({ "volumes": done }).to_string()))
+    }
+
+    async fn content_checksums(&self) -> Result<String, StepError> {
+        let template = self.spec.content_url.as_deref().ok_or_else(|| {
+            StepError::Check(format!(
+                "policy {} has no content probe (content.checksum_url) to compare with",
+                self.plan.policy
+            ))
+        })?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| StepError::Check(e.to_string()))?;
+        let mut bad = Vec::new();
+        let mut good = 0;
+        for (claim, vol, b) in self.volumes() {
+            let Some(want) = b.content_checksum.as_deref() else {
+                bad.push(format!(
+                    "{claim}: no checksum was recorded when its backup was taken"
+                ));
+                continue;
+            };
+            match crate::probe::content_checksum(&client, template, &vol).await {
+                Ok(got) if got == want => good += 1,
+                Ok(got) => bad.push(format!("{claim} ({vol}): checksum {got}, backed up {want}")),
+                Err(e) => bad.push(format!("{claim} ({vol}): {e}")),
+            }
+        }
+        if bad.is_empty() {
+            Ok(format!("{good} volumes hold the bytes that were backed up"))
+        } else {
+            Err(StepError::Check(format!(
+                "content differs from the backup: {}",
+                bad.join("; ")
+            )))
+        }
     }
 
     async fn restore_one(
