@@ -74,8 +74,17 @@ async fn a_deleted_namespace_comes_back_at_the_chosen_point() {
     assert!(rec.summary.is_some());
     let steps = b.catalog.steps(run_id).await.unwrap();
     assert_eq!(steps.len(), 11);
-    let content = steps.iter().find(|s| s.step == "content checksums").unwrap();
-    assert!(content.detail.as_deref().unwrap().contains("2 volumes hold the bytes"));
+    let content = steps
+        .iter()
+        .find(|s| s.step == "content checksums")
+        .unwrap();
+    assert!(
+        content
+            .detail
+            .as_deref()
+            .unwrap()
+            .contains("2 volumes hold the bytes")
+    );
     assert!(steps.iter().all(|s| s.state == StepState::Succeeded
         && s.started_at.is_some()
         && s.finished_at >= s.started_at));
