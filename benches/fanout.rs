@@ -323,6 +323,11 @@ async fn daemon(
     let c0 = cpu_ticks(pid).unwrap_or(0);
     tokio::time::sleep(Duration::from_secs(10)).await;
     let c1 = cpu_ticks(pid).unwrap_or(0);
+    let rss_idle = proc_status(pid, "VmRSS:").unwrap_or(0);
+    println!(
+        "daemon: resident after 10 s more idle: {:.1} MB",
+        rss_idle as f64 / 1024.0
+    );
     let hz = 100.0; // USER_HZ on Linux
     println!(
         "daemon: dr serve after a tick over {n} volumes: resident {:.1} MB (peak {:.1} MB; target < 30 MB: {}); CPU between ticks {:.2}% of one core over 10 s",
