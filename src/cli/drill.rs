@@ -120,13 +120,15 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
             let (path, rb) = drill_runbook(ctx, policy.name.as_str(), runbook.as_deref())?;
             rb.check_rto(&path.display().to_string(), policy.rto)
                 .map_err(Failure::input)?;
-            let janitor = drill::janitor(
-                &env,
-                &exec::holder_id(),
-                std::time::Duration::from_secs(2 * 3600),
-                now,
-            )
-            .await;
+            // Leftovers past the policy's drill TTL (default 2h) go first.
+            let ttl = ctx
+                .config
+                .policies
+                .iter()
+                .find(|p| p.name == policy.name)
+                .and_then(|p| p.drill.as_ref().map(|d| d.ttl.0.as_duration()))
+                .unwrap_or(std::time::Duration::from_secs(2 * 3600));
+            let janitor = drill::janitor(&env, &exec::holder_id(), ttl, now).await;
             if !janitor.interrupted_runs.is_empty() || !janitor.stale_namespaces.is_empty() {
                 eprintln!(
                     "cleaned drill leftovers first: interrupted runs {:?}, stale namespaces {:?}",
