@@ -190,6 +190,55 @@ async fn a_drill_whose_check_fails_is_failed_and_still_tears_down() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dr_serve_runs_a_drill_on_the_policys_schedule() {
+    use chrono::Timelike as _;
+    let b = bed(1).await;
+    // One firing, a few seconds from now.
+    let at = chrono::Utc::now() + chrono::TimeDelta::seconds(6);
+    let rb = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/testbed.yaml");
+    let mut text = std::fs::read_to_string(&b.config).unwrap();
+    text.push_str(&format!(
+        "    schedule: \"0 0 0 1 1 *\"\n    drill: {{schedule: \"{} {} {} * * *\", runbook: {}}}\n",
+        at.second(),
+        at.minute(),
+        at.hour(),
+        rb.display()
+    ));
+    std::fs::write(&b.config, text).unwrap();
+    let mut serve = b
+        .dr(&["serve", "--listen", "127.0.0.1:0"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    let run = loop {
+        let runs = b
+            .catalog
+            .list_runs(Some(RunKind::Drill), None, 5)
+            .await
+            .unwrap();
+        if let Some(r) = runs.iter().find(|r| r.state != RunState::Running) {
+            break r.clone();
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "no scheduled drill finished"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &serve.id().to_string()])
+        .status();
+    serve.wait().unwrap();
+    assert_eq!(run.state, RunState::Succeeded, "{:?}", run.error);
+    let summary: dr::restore::summary::RunSummary =
+        serde_json::from_str(run.summary.as_deref().unwrap()).unwrap();
+    assert!(dr::drill::passed(&summary));
+    nothing_left(&b, run.target_namespace.as_str()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_drill_whose_content_differs_from_the_backup_fails() {
     let b = bed(1).await;
     // The checksum recorded at backup time says something else than the
