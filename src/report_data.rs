@@ -57,7 +57,7 @@ pub async fn policy_report(
         .await?
         .into_iter()
         .filter(|r| r.started_at >= since && r.started_at < until)
-        .filter_map(|r| r.summary.and_then(|s| serde_json::from_str(&s).ok()))
+        .filter_map(|r| crate::restore::summary::stored(&r))
         .collect();
     let rto = report::rto_stats(&runs, p.rto.as_chrono(), LAST_RUNS);
     let incidents: Vec<_> = catalog

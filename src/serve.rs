@@ -98,12 +98,7 @@ async fn run_figures(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::metrics::RunFigures, crate::catalog::CatalogError> {
     use crate::catalog::{RunKind, RunState};
-    use crate::restore::summary::RunSummary;
-    let summary = |r: &crate::catalog::RunRecord| -> Option<RunSummary> {
-        r.summary
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok())
-    };
+    let summary = crate::restore::summary::stored;
     let drills = catalog
         .list_runs(Some(RunKind::Drill), Some(policy), 20)
         .await?;

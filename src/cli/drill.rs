@@ -196,10 +196,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
             let summaries: Vec<(crate::catalog::RunRecord, Option<RunSummary>)> = runs
                 .into_iter()
                 .map(|r| {
-                    let s = r
-                        .summary
-                        .as_deref()
-                        .and_then(|s| serde_json::from_str(s).ok());
+                    let s = crate::restore::summary::stored(&r);
                     (r, s)
                 })
                 .collect();
@@ -248,10 +245,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
         DrillCommand::Show { id } => {
             let catalog = ctx.catalog().await?;
             let r = catalog.run(RunId(id)).await.map_err(Failure::input)?;
-            let s: Option<RunSummary> = r
-                .summary
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok());
+            let s: Option<RunSummary> = crate::restore::summary::stored(&r);
             let steps = catalog.steps(r.id).await?;
             match ctx.output {
                 Format::Json => output::json(&json!({ "run": r, "summary": s, "steps": steps }))?,

@@ -179,6 +179,14 @@ pub fn summarize(
     }
 }
 
+/// The summary stored with a finished run, if it has one (runs recorded by
+/// older versions, and running ones, have none).
+pub fn stored(run: &RunRecord) -> Option<RunSummary> {
+    run.summary
+        .as_deref()
+        .and_then(|s| serde_json::from_str(s).ok())
+}
+
 /// Exit code of `dr restore`: 0 restored within the RTO, 3 restored but over
 /// it, 1 failed.
 pub fn exit_code(s: &RunSummary) -> u8 {
