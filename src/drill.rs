@@ -32,16 +32,8 @@ pub fn drill_namespace(policy: &str) -> Result<Namespace, crate::names::NameErro
 }
 
 fn kube_step(op: &'static str, ns: &str) -> impl FnOnce(kube::Error) -> StepError {
-    let ns = ns.to_owned();
-    move |source| {
-        StepError::Kubernetes(k8s::RestoreClusterError::Cluster(
-            crate::cluster::ClusterError::Api {
-                op,
-                namespace: ns,
-                source,
-            },
-        ))
-    }
+    let to_cluster = k8s::api_err(op, ns);
+    move |e| StepError::from(to_cluster(e))
 }
 
 /// Runs a drill of `plan` (a recovery point of `policy`) into a new scratch

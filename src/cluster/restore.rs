@@ -26,7 +26,10 @@ pub const LABEL_RUN: &str = "dr.longhorn.io/run";
 
 const POLL: Duration = Duration::from_millis(500);
 
-fn api_err(op: &'static str, namespace: &str) -> impl FnOnce(kube::Error) -> ClusterError {
+pub(crate) fn api_err(
+    op: &'static str,
+    namespace: &str,
+) -> impl FnOnce(kube::Error) -> ClusterError {
     let namespace = namespace.to_owned();
     move |source| ClusterError::Api {
         op,
@@ -460,6 +463,31 @@ pub async fn scale(client: &Client, ns: &str, workloads: &[Workload]) -> Result<
     Ok(())
 }
 
+/// A workload's (ready replicas, generation, observed generation); an absent
+/// one reads as not ready.
+async fn readiness(client: &Client, ns: &str, w: &Workload) -> Result<(i32, i64, i64)> {
+    // Both kinds report the same three figures under the same names.
+    let obj = match w.kind.as_str() {
+        "Deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
+            .get_opt(&w.name)
+            .await
+            .map(|o| o.map(|d| serde_json::to_value(d).unwrap_or_default())),
+        _ => Api::<StatefulSet>::namespaced(client.clone(), ns)
+            .get_opt(&w.name)
+            .await
+            .map(|o| o.map(|s| serde_json::to_value(s).unwrap_or_default())),
+    }
+    .map_err(api_err("read workload", ns))?;
+    Ok(match obj {
+        Some(o) => (
+            o["status"]["readyReplicas"].as_i64().unwrap_or(0) as i32,
+            o["metadata"]["generation"].as_i64().unwrap_or(0),
+            o["status"]["observedGeneration"].as_i64().unwrap_or(0),
+        ),
+        None => (0, 1, 0),
+    })
+}
+
 /// Waits until every workload has all its replicas ready.
 pub async fn wait_ready(
     client: &Client,
@@ -471,42 +499,7 @@ pub async fn wait_ready(
     loop {
         let mut waiting = Vec::new();
         for w in workloads {
-            let (ready, generation, observed) = match w.kind.as_str() {
-                "Deployment" => {
-                    let d = Api::<Deployment>::namespaced(client.clone(), ns)
-                        .get_opt(&w.name)
-                        .await
-                        .map_err(api_err("read deployment", ns))?;
-                    match d {
-                        Some(d) => {
-                            let st = d.status.unwrap_or_default();
-                            (
-                                st.ready_replicas.unwrap_or(0),
-                                d.metadata.generation.unwrap_or(0),
-                                st.observed_generation.unwrap_or(0),
-                            )
-                        }
-                        None => (0, 1, 0),
-                    }
-                }
-                _ => {
-                    let s = Api::<StatefulSet>::namespaced(client.clone(), ns)
-                        .get_opt(&w.name)
-                        .await
-                        .map_err(api_err("read statefulset", ns))?;
-                    match s {
-                        Some(s) => {
-                            let st = s.status.unwrap_or_default();
-                            (
-                                st.ready_replicas.unwrap_or(0),
-                                s.metadata.generation.unwrap_or(0),
-                                st.observed_generation.unwrap_or(0),
-                            )
-                        }
-                        None => (0, 1, 0),
-                    }
-                }
-            };
+            let (ready, generation, observed) = readiness(client, ns, w).await?;
             if ready < w.replicas || observed < generation {
                 waiting.push(format!(
                     "{}/{} {ready}/{} ready",
