@@ -44,9 +44,10 @@ use std::time::Duration;
 /// Why a runbook was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RunbookError {
-    #[error("cannot read runbook {file}: {source}")]
+    #[error("cannot read runbook {file}")]
     Read {
         file: String,
+        #[source]
         source: std::io::Error,
     },
     #[error("{file}: not valid YAML: {message}")]

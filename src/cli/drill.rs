@@ -97,22 +97,22 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
             to,
             runbook,
         } => {
-            let env = env(ctx).await?;
+            // Everything that can be refused is checked (catalog, point,
+            // runbook) before Kubernetes or Longhorn is contacted.
+            let catalog = ctx.catalog().await?;
             let now = chrono::Utc::now();
-            let policy = restore::choose_policy(&env.catalog, policy.as_deref())
+            let policy = restore::choose_policy(&catalog, policy.as_deref())
                 .await
                 .map_err(Failure::input)?;
             let plan: RestorePlan = match (point, to) {
-                (Some(id), _) => {
-                    restore::plan_of_point(&env.catalog, &policy, PointId(id), None, now)
-                        .await
-                        .map_err(Failure::input)?
-                }
+                (Some(id), _) => restore::plan_of_point(&catalog, &policy, PointId(id), None, now)
+                    .await
+                    .map_err(Failure::input)?,
                 (None, to) => {
                     let target =
                         timespec::parse(to.as_deref().unwrap_or("latest"), now, chrono_tz::UTC)
                             .map_err(Failure::input)?;
-                    restore::plan(&env.catalog, &policy, target, now)
+                    restore::plan(&catalog, &policy, target, now)
                         .await
                         .map_err(Failure::input)?
                 }
@@ -120,6 +120,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
             let (path, rb) = drill_runbook(ctx, policy.name.as_str(), runbook.as_deref())?;
             rb.check_rto(&path.display().to_string(), policy.rto)
                 .map_err(Failure::input)?;
+            let env = env(ctx).await?;
             // Leftovers past the policy's drill TTL (default 2h) go first.
             let ttl = ctx
                 .config
