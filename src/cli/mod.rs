@@ -83,7 +83,8 @@ pub struct Cli {
 /// dr's subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the daemon: open the catalog and serve /healthz and /readyz until SIGTERM.
+    /// Run the daemon until SIGTERM: ticks, retention, scheduled drills, probes,
+    /// and /healthz, /readyz, /metrics.
     Serve(serve::ServeArgs),
     /// Back up by hand: run one tick of a policy now.
     #[command(subcommand)]
