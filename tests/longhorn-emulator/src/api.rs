@@ -3,7 +3,7 @@
 //! handlers. Handlers change state and start tasks; nothing asynchronous
 //! completes inside a request.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use axum::extract::{Request, State as AxumState};
@@ -397,10 +397,17 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
         Route::Schemas => Ok(Reply::Json(render::collection("schema", &ctx.url, vec![]))),
         Route::ListVolumes => {
             let st = ctx.sh.lock();
+            let mut by_volume: HashMap<&str, Vec<&crate::state::Backup>> = HashMap::new();
+            for b in st.backups.values() {
+                by_volume.entry(b.volume_name.as_str()).or_default().push(b);
+            }
             let data = st
                 .volumes
                 .values()
-                .map(|v| render::volume(base, &st, v))
+                .map(|v| {
+                    let backups = by_volume.get(v.name.as_str()).map(Vec::as_slice);
+                    render::volume_with(base, v, backups.unwrap_or_default())
+                })
                 .collect();
             let mut c = render::collection("volume", &ctx.url, data);
             c["createTypes"] = json!({ "volume": format!("{base}/v1/volumes") });
@@ -1235,6 +1242,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 reuploaded: 0,
                 replica: String::new(),
                 completed_seq: 0,
+                completed_at: None,
             };
             st.backups.insert(backup_name.clone(), b);
             st.backup_volumes.entry(name.to_owned()).or_default();
@@ -1434,6 +1442,7 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
                 reuploaded: cfg.re_uploaded_data_size.parse().unwrap_or(0),
                 replica: String::new(),
                 completed_seq: 0,
+                completed_at: None,
             };
             st.backups.insert(cfg.name, b);
         }

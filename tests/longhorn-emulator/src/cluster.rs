@@ -4,7 +4,7 @@
 //! `pvcCreate` for restored volumes, and `kubernetesStatus` refreshed from the
 //! cluster.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,9 +12,10 @@ use chrono::Utc;
 use futures::StreamExt as _;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim, Pod};
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::runtime::{WatchStreamExt as _, watcher};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use kube::runtime::{WatchStreamExt as _, reflector, watcher};
 use serde_json::json;
+use tokio::sync::Notify;
 use tracing::{debug, info, warn};
 
 use crate::api::{ApiError, PvInput, PvcInput, create_plain_volume, parse_quantity};
@@ -232,11 +233,13 @@ async fn provision(
     }
 }
 
-/// Watches PVCs, with a periodic re-list so that a PVC skipped earlier (a
-/// failure, or a namespace added to the served set later) is picked up.
+/// Watches PVCs, with a periodic pass over the watch's store so that a PVC
+/// skipped earlier (a failure, or a namespace added to the served set later)
+/// is picked up; bound claims cost nothing on that pass.
 async fn run_provisioner(sh: Arc<Shared>, client: kube::Client) {
     let api = Api::<PersistentVolumeClaim>::all(client.clone());
-    let mut stream = watcher(api.clone(), watcher::Config::default())
+    let (claims, writer) = reflector::store::<PersistentVolumeClaim>();
+    let mut stream = reflector(writer, watcher(api, watcher::Config::default()))
         .default_backoff()
         .applied_objects()
         .boxed();
@@ -252,16 +255,13 @@ async fn run_provisioner(sh: Arc<Shared>, client: kube::Client) {
                 Some(Err(e)) => debug!(error = %e, "PVC watch error (retrying)"),
                 None => return,
             },
-            _ = resync.tick() => match api.list(&ListParams::default()).await {
-                Ok(list) => {
-                    for pvc in &list.items {
-                        if let Err(e) = provision(&sh, &client, pvc).await {
-                            warn!(error = %e, "provisioning failed");
-                        }
+            _ = resync.tick() => {
+                for pvc in claims.state() {
+                    if let Err(e) = provision(&sh, &client, &pvc).await {
+                        warn!(error = %e, "provisioning failed");
                     }
                 }
-                Err(e) => debug!(error = %e, "listing PVCs failed"),
-            },
+            }
         }
     }
 }
@@ -307,29 +307,74 @@ async fn run_reclaimer(sh: Arc<Shared>, client: kube::Client) {
     }
 }
 
-/// `kubernetesStatus` of every volume, from PVs, PVCs and pods.
+/// Keeps `store` in step with the cluster (a watch, as Longhorn's informers
+/// do) and pokes `changed` on every event.
+fn spawn_reflector<K>(
+    sh: &Arc<Shared>,
+    api: Api<K>,
+    writer: reflector::store::Writer<K>,
+    changed: Arc<Notify>,
+) where
+    K: kube::Resource
+        + Clone
+        + std::fmt::Debug
+        + serde::de::DeserializeOwned
+        + Send
+        + Sync
+        + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    sh.spawn(async move {
+        let stream = reflector(writer, watcher(api, watcher::Config::default()))
+            .default_backoff()
+            .boxed();
+        stream
+            .for_each(|event| {
+                if let Err(e) = event {
+                    debug!(error = %e, "watch error (retrying)");
+                } else {
+                    changed.notify_one();
+                }
+                futures::future::ready(())
+            })
+            .await;
+    });
+}
+
+/// `kubernetesStatus` of every volume, from PVs, PVCs and pods: watched, not
+/// listed, so a thousand claims cost nothing while nothing changes.
 async fn run_status_refresh(sh: Arc<Shared>, client: kube::Client) {
+    let changed = Arc::new(Notify::new());
+    let (pvs, pv_writer) = reflector::store::<PersistentVolume>();
+    let (pvcs, pvc_writer) = reflector::store::<PersistentVolumeClaim>();
+    let (pods, pod_writer) = reflector::store::<Pod>();
+    spawn_reflector(&sh, Api::all(client.clone()), pv_writer, changed.clone());
+    spawn_reflector(&sh, Api::all(client.clone()), pvc_writer, changed.clone());
+    spawn_reflector(&sh, Api::all(client), pod_writer, changed.clone());
+    for ready in [
+        pvs.wait_until_ready().await,
+        pvcs.wait_until_ready().await,
+        pods.wait_until_ready().await,
+    ] {
+        if ready.is_err() {
+            return;
+        }
+    }
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // On a change (a burst is taken as one), and every half second for
+        // volumes made through the API next to objects that already exist.
+        tokio::select! {
+            _ = changed.notified() => tokio::time::sleep(Duration::from_millis(20)).await,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
         if sh.lock().volumes.is_empty() {
             continue;
         }
-        let lp = ListParams::default();
-        let (pv_api, pvc_api, pod_api) = (
-            Api::<PersistentVolume>::all(client.clone()),
-            Api::<PersistentVolumeClaim>::all(client.clone()),
-            Api::<Pod>::all(client.clone()),
-        );
-        let lists = tokio::try_join!(pv_api.list(&lp), pvc_api.list(&lp), pod_api.list(&lp));
-        match lists {
-            Ok((pvs, pvcs, pods)) => {
-                let mut st = sh.lock();
-                let changed = refresh(&mut st, &pvs.items, &pvcs.items, &pods.items);
-                for name in changed {
-                    worker::kick(&sh, &mut st, &name);
-                }
-            }
-            Err(e) => debug!(error = %e, "listing PVs/PVCs/pods failed"),
+        let (pvs, pvcs, pods) = (pvs.state(), pvcs.state(), pods.state());
+        let mut st = sh.lock();
+        let changed = refresh(&mut st, &pvs, &pvcs, &pods);
+        for name in changed {
+            worker::kick(&sh, &mut st, &name);
         }
     }
 }
@@ -338,19 +383,57 @@ async fn run_status_refresh(sh: Arc<Shared>, client: kube::Client) {
 /// returns the volumes whose tickets changed (to be attached or detached).
 fn refresh(
     st: &mut State,
-    pvs: &[PersistentVolume],
-    pvcs: &[PersistentVolumeClaim],
-    pods: &[Pod],
+    pvs: &[Arc<PersistentVolume>],
+    pvcs: &[Arc<PersistentVolumeClaim>],
+    pods: &[Arc<Pod>],
 ) -> Vec<String> {
     let now = rfc3339(Utc::now());
     let mut changed = Vec::new();
-    let by_handle: BTreeMap<&str, &PersistentVolume> = pvs
+    let by_handle: HashMap<&str, &PersistentVolume> = pvs
         .iter()
         .filter_map(|pv| {
             let csi = pv.spec.as_ref()?.csi.as_ref()?;
-            (csi.driver == DRIVER).then_some((csi.volume_handle.as_str(), pv))
+            (csi.driver == DRIVER).then_some((csi.volume_handle.as_str(), &**pv))
         })
         .collect();
+    // Claims by (namespace, name), and pods by the claims they mount.
+    let claim_key = |ns: Option<&str>, name: Option<&str>| {
+        (
+            ns.unwrap_or_default().to_owned(),
+            name.unwrap_or_default().to_owned(),
+        )
+    };
+    let claims: HashMap<(String, String), &PersistentVolumeClaim> = pvcs
+        .iter()
+        .map(|p| {
+            (
+                claim_key(p.metadata.namespace.as_deref(), p.metadata.name.as_deref()),
+                &**p,
+            )
+        })
+        .collect();
+    let mut mounting: HashMap<(String, String), Vec<&Pod>> = HashMap::new();
+    for p in pods {
+        let ns = p.metadata.namespace.as_deref();
+        let mounted = p
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .filter_map(|vol| vol.persistent_volume_claim.as_ref());
+        for c in mounted {
+            let users = mounting
+                .entry(claim_key(ns, Some(c.claim_name.as_str())))
+                .or_default();
+            // A pod naming the same claim twice is one user.
+            if !users.iter().any(|u| std::ptr::eq(*u, &**p)) {
+                users.push(&**p);
+            }
+        }
+    }
+    // The watch's store has no order; the list had one (by name).
+    for users in mounting.values_mut() {
+        users.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+    }
     for v in st.volumes.values_mut() {
         let old = v.kubernetes_status.clone();
         let mut ks = old.clone();
@@ -372,14 +455,12 @@ fn refresh(
                     .and_then(|s| s.phase.clone())
                     .unwrap_or_default();
                 let claim = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
-                let bound_pvc = claim.and_then(|c| {
-                    pvcs.iter().find(|p| {
-                        p.metadata.namespace == c.namespace
-                            && p.metadata.name == c.name
-                            && p.spec.as_ref().and_then(|s| s.volume_name.as_deref())
-                                == pv.metadata.name.as_deref()
-                    })
-                });
+                let bound_pvc = claim
+                    .and_then(|c| claims.get(&claim_key(c.namespace.as_deref(), c.name.as_deref())))
+                    .filter(|p| {
+                        p.spec.as_ref().and_then(|s| s.volume_name.as_deref())
+                            == pv.metadata.name.as_deref()
+                    });
                 if let Some(pvc) = bound_pvc {
                     ks.namespace = pvc.metadata.namespace.clone().unwrap_or_default();
                     ks.pvc_name = pvc.metadata.name.clone().unwrap_or_default();
@@ -387,28 +468,15 @@ fn refresh(
                 }
             }
         }
+        let pvc_key = claim_key(Some(ks.namespace.as_str()), Some(ks.pvc_name.as_str()));
         let pvc_live = by_handle.contains_key(v.name.as_str())
             && !ks.pvc_name.is_empty()
-            && pvcs.iter().any(|p| {
-                p.metadata.namespace.as_deref() == Some(ks.namespace.as_str())
-                    && p.metadata.name.as_deref() == Some(ks.pvc_name.as_str())
-            });
+            && claims.contains_key(&pvc_key);
         if !pvc_live && !ks.pvc_name.is_empty() && ks.last_pvc_ref_at.is_empty() {
             ks.last_pvc_ref_at = now.clone();
         }
         let users: Vec<&Pod> = if pvc_live {
-            pods.iter()
-                .filter(|p| p.metadata.namespace.as_deref() == Some(ks.namespace.as_str()))
-                .filter(|p| {
-                    p.spec.as_ref().is_some_and(|s| {
-                        s.volumes.iter().flatten().any(|vol| {
-                            vol.persistent_volume_claim
-                                .as_ref()
-                                .is_some_and(|c| c.claim_name == ks.pvc_name)
-                        })
-                    })
-                })
-                .collect()
+            mounting.get(&pvc_key).cloned().unwrap_or_default()
         } else {
             Vec::new()
         };

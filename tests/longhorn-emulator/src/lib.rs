@@ -74,6 +74,9 @@ pub struct Stats {
     pub volumes: Vec<String>,
     /// Backup CRs that exist.
     pub backups: Vec<String>,
+    /// When each completed backup completed, to the microsecond (the API's
+    /// `created` has whole seconds only).
+    pub completed_at: std::collections::BTreeMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 /// A running emulator.

@@ -86,6 +86,17 @@ fn condition(kind: &str, status: &str, reason: &str, message: &str, t: DateTime<
 }
 
 pub fn volume(base: &str, st: &State, v: &Volume) -> Value {
+    let backups: Vec<&Backup> = st
+        .backups
+        .values()
+        .filter(|b| b.volume_name == v.name)
+        .collect();
+    volume_with(base, v, &backups)
+}
+
+/// [`volume`] with the volume's backups found by the caller (a listing
+/// indexes them once instead of scanning every backup per volume).
+pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup]) -> Value {
     let mut names: Vec<&str> = vec!["attach", "detach"];
     if v.faulted {
         names.push("salvage");
@@ -121,14 +132,11 @@ pub fn volume(base: &str, st: &State, v: &Volume) -> Value {
     }
     let attached = v.state == VolState::Attached;
     let node = v.node();
-    let (last_backup, last_backup_at) = st
-        .last_backup(&v.name)
+    let (last_backup, last_backup_at) = crate::state::newest_completed(backups.iter().copied())
         .map(|b| (b.name.clone(), b.snapshot_created.clone()))
         .unwrap_or_default();
-    let backup_status: Vec<Value> = st
-        .backups
-        .values()
-        .filter(|b| b.volume_name == v.name)
+    let backup_status: Vec<Value> = backups
+        .iter()
         .map(|b| {
             json!({
                 "id": b.name,

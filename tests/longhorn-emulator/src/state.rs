@@ -263,6 +263,9 @@ pub struct Backup {
     pub replica: String,
     /// When it became Completed, on the [`State::completions`] counter.
     pub completed_seq: u64,
+    /// When it became Completed, with full precision (`created` shows whole
+    /// seconds, as Longhorn does): for measuring how soon a client saw it.
+    pub completed_at: Option<DateTime<Utc>>,
 }
 
 /// What the emulator remembers of a backup volume beyond its backups.
@@ -301,10 +304,7 @@ impl State {
 
     /// The completed backup of `volume` with the newest snapshot time.
     pub fn last_backup(&self, volume: &str) -> Option<&Backup> {
-        self.backups
-            .values()
-            .filter(|b| b.volume_name == volume && b.state == "Completed")
-            .max_by_key(|b| (b.snapshot_at, b.uid))
+        newest_completed(self.backups.values().filter(|b| b.volume_name == volume))
     }
 
     pub fn stats(&self) -> Stats {
@@ -313,8 +313,20 @@ impl State {
             backups_created: self.backups_created,
             volumes: self.volumes.keys().cloned().collect(),
             backups: self.backups.keys().cloned().collect(),
+            completed_at: self
+                .backups
+                .iter()
+                .filter_map(|(name, b)| b.completed_at.map(|t| (name.clone(), t)))
+                .collect(),
         }
     }
+}
+
+/// The completed backup with the newest snapshot time among `backups`.
+pub fn newest_completed<'a>(backups: impl Iterator<Item = &'a Backup>) -> Option<&'a Backup> {
+    backups
+        .filter(|b| b.state == "Completed")
+        .max_by_key(|b| (b.snapshot_at, b.uid))
 }
 
 /// The handle shared by the API handlers, the control endpoint and the tasks.

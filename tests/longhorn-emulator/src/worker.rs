@@ -338,7 +338,9 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
                 b.completed_seq = seq;
                 b.progress = 100;
                 b.url = url;
-                b.created = rfc3339(Utc::now());
+                let now = Utc::now();
+                b.created = rfc3339(now);
+                b.completed_at = Some(now);
                 b.size = done.size;
                 b.labels = Some(b.spec_labels.clone());
                 b.newly_uploaded = done.newly;
