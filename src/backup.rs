@@ -47,6 +47,19 @@ struct Gates {
     events: Events,
     /// For the policy's content probe, if any.
     http: reqwest::Client,
+    /// How many volumes have not had their backup requested yet.
+    unrequested: Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+/// Held by a volume until its backup is requested (or it gives up): checks
+/// in the store wait until no volume holds one, so that they do not take
+/// CPU and connections from the requests, which set the tick's RPO.
+struct Unrequested(Arc<tokio::sync::watch::Sender<usize>>);
+
+impl Drop for Unrequested {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
 }
 
 /// A failure that stops a tick as a whole (a volume's failure does not).
@@ -181,77 +194,31 @@ impl Protect {
             volumes: volumes.len(),
             unprotectable: unprotectable.clone(),
         });
-        let bundle_error = match self.bundle(policy, point.id, tick_at).await {
-            Ok(key) => {
-                events(Event::Bundle {
-                    key: Some(key),
-                    error: None,
-                });
-                None
+        // The bundle is captured while the volumes are backed up: it is not
+        // on their path, and the manifests are read closer to the snapshots.
+        let bundle = async {
+            match self.bundle(policy, point.id, tick_at).await {
+                Ok(key) => {
+                    events(Event::Bundle {
+                        key: Some(key),
+                        error: None,
+                    });
+                    None
+                }
+                Err(e) => {
+                    events(Event::Bundle {
+                        key: None,
+                        error: Some(e.clone()),
+                    });
+                    Some(e)
+                }
             }
-            Err(e) => {
-                events(Event::Bundle {
-                    key: None,
-                    error: Some(e.clone()),
-                });
-                Some(e)
-            }
         };
-        let target = match self.longhorn.backup_target().await {
-            Ok(t) if t.available => BackupTargetUrl::parse(&t.backup_target_url).ok(),
-            _ => None,
-        };
-        // Every row is written before Longhorn is asked anything, in one
-        // transaction: a crash from here on leaves rows to resume from.
-        let now = Utc::now();
-        let rows = match self
-            .catalog
-            .record_backups(
-                &volumes
-                    .iter()
-                    .map(|v| NewBackup {
-                        point_id: point.id,
-                        volume: v.volume.clone(),
-                        pvc: Some(v.pvc.clone()),
-                        snapshot_name: snapshot_name(
-                            policy.name.as_str(),
-                            tick_at,
-                            v.volume.as_str(),
-                        ),
-                        requested_at: now,
-                    })
-                    .collect::<Vec<_>>(),
-            )
-            .await
-        {
-            Ok(rows) => rows,
-            Err(e) => return Err(e.into()),
-        };
-        let rows: std::collections::HashMap<String, BackupRecord> = rows
-            .into_iter()
-            .map(|r| (r.volume.to_string(), r))
-            .collect();
-        let conc = self.options.concurrency.max(1);
-        let gates = Gates {
-            snapshots: Arc::new(Semaphore::new(conc * 4)),
-            requests: Arc::new(Semaphore::new(conc)),
-            watch: Arc::new(VolumeWatch::new(self.longhorn.clone())),
-            target,
-            events: events.clone(),
-            http: reqwest::Client::builder()
-                .timeout(std::time::Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
-        };
-        let outcomes: Vec<VolumeOutcome> = futures::stream::iter(volumes.iter().cloned())
-            .map(|v| {
-                let gates = gates.clone();
-                let row = rows.get(v.volume.as_str()).cloned();
-                async move { self.volume(policy, tick_at, v, row, gates).await }
-            })
-            .buffer_unordered(volumes.len().max(1))
-            .collect()
-            .await;
+        let (bundle_error, outcomes) = tokio::join!(
+            bundle,
+            self.fan_out(policy, tick_at, point.id, &volumes, &events)
+        );
+        let outcomes = outcomes?;
         let states: Vec<BackupState> = outcomes.iter().map(|o| o.state).collect();
         let mut state = PointState::from_backups(&states);
         let mut reasons = Vec::new();
@@ -298,6 +265,68 @@ impl Protect {
             .finish_point(point.id, state, point_at, reason.as_deref(), Utc::now())
             .await?;
         self.report(policy, point.id, unprotectable, None).await
+    }
+
+    /// Snapshots, backs up, follows and verifies every volume of the tick,
+    /// `concurrency` backup requests at a time.
+    async fn fan_out(
+        &self,
+        policy: &PolicyConfig,
+        tick_at: DateTime<Utc>,
+        point_id: PointId,
+        volumes: &[ProtectedVolume],
+        events: &Events,
+    ) -> Result<Vec<VolumeOutcome>, TickError> {
+        // Every row is written before Longhorn is asked anything, in one
+        // transaction: a crash from here on leaves rows to resume from. The
+        // backup target is read meanwhile.
+        let now = Utc::now();
+        let new_rows = volumes
+            .iter()
+            .map(|v| NewBackup {
+                point_id,
+                volume: v.volume.clone(),
+                pvc: Some(v.pvc.clone()),
+                snapshot_name: snapshot_name(policy.name.as_str(), tick_at, v.volume.as_str()),
+                requested_at: now,
+            })
+            .collect::<Vec<_>>();
+        let (target, rows) = tokio::join!(
+            self.longhorn.backup_target(),
+            self.catalog.record_backups(&new_rows)
+        );
+        let target = match target {
+            Ok(t) if t.available => BackupTargetUrl::parse(&t.backup_target_url).ok(),
+            _ => None,
+        };
+        let rows: std::collections::HashMap<String, BackupRecord> = rows?
+            .into_iter()
+            .map(|r| (r.volume.to_string(), r))
+            .collect();
+        let conc = self.options.concurrency.max(1);
+        let gates = Gates {
+            snapshots: Arc::new(Semaphore::new(conc * 4)),
+            requests: Arc::new(Semaphore::new(conc)),
+            watch: Arc::new(VolumeWatch::new(self.longhorn.clone())),
+            target,
+            events: events.clone(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(30))
+                .build()
+                .unwrap_or_default(),
+            unrequested: Arc::new(tokio::sync::watch::Sender::new(volumes.len())),
+        };
+        Ok(futures::stream::iter(volumes.iter().cloned())
+            .map(|v| {
+                let gates = gates.clone();
+                let row = rows.get(v.volume.as_str()).cloned();
+                // One per volume, made before any volume starts.
+                let ticket = Unrequested(gates.unrequested.clone());
+                async move { self.volume(policy, tick_at, v, row, gates, ticket).await }
+            })
+            .buffer_unordered(volumes.len().max(1))
+            .collect()
+            .await)
     }
 
     async fn fail_point(
@@ -383,6 +412,7 @@ impl Protect {
         v: ProtectedVolume,
         row: Option<BackupRecord>,
         gates: Gates,
+        ticket: Unrequested,
     ) -> VolumeOutcome {
         let events = gates.events.clone();
         let volume = v.volume.to_string();
@@ -399,7 +429,10 @@ impl Protect {
             out.error = Some("no catalog row was recorded for this volume".into());
             return out;
         };
-        match self.volume_inner(policy, tick_at, &v, row, &gates).await {
+        match self
+            .volume_inner(policy, tick_at, &v, row, &gates, ticket)
+            .await
+        {
             Ok((name, state, verification)) => {
                 out.backup = name;
                 out.state = state;
@@ -428,6 +461,7 @@ impl Protect {
         v: &ProtectedVolume,
         row: BackupRecord,
         gates: &Gates,
+        ticket: Unrequested,
     ) -> Result<(Option<String>, BackupState, Verification), (Option<String>, String)> {
         let events = &gates.events;
         let target = gates.target.clone();
@@ -563,6 +597,7 @@ impl Protect {
                 Err(e) => return Err(fail(None, format!("backup request: {e}")).await),
             }
         };
+        drop(ticket);
         let name = Some(requested.backup.clone());
         let _ = self
             .catalog
@@ -631,8 +666,10 @@ impl Protect {
                     backup_url: Some(done.url.clone()),
                     progress: Some(100),
                     size_bytes: done.size.map(|s| s as i64),
-                    snapshot_at: parse_time(&done.snapshot_created),
-                    completed_at: Some(parse_time(&done.created).unwrap_or_else(Utc::now)),
+                    snapshot_at: done.snapshot_created.as_deref().and_then(parse_time),
+                    // When dr saw it: within one listing of Longhorn's end
+                    // (whose `created` has whole seconds only).
+                    completed_at: Some(Utc::now()),
                     ..Default::default()
                 },
             )
@@ -642,8 +679,15 @@ impl Protect {
             volume: volume.to_owned(),
         });
         stage("verify", 100);
-        // Checks in the store share the snapshot phase's limit, so a tick
-        // never opens a connection per volume to S3.
+        // Checks in the store wait until every backup of the tick is asked
+        // for (not holding a permit meanwhile: the snapshot phase needs
+        // them), then share the snapshot phase's limit, so a tick never opens
+        // a connection per volume to S3.
+        let _ = gates
+            .unrequested
+            .subscribe()
+            .wait_for(|left| *left == 0)
+            .await;
         let permit = gates
             .snapshots
             .acquire()

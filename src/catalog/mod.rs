@@ -241,11 +241,15 @@ impl Catalog {
         };
         // An in-memory SQLite database lives and dies with its connection:
         // one connection, never recycled, or tables vanish between queries.
+        // A file gets one connection too: SQLite has one writer at a time,
+        // and writers on several connections wait for each other in its busy
+        // handler, which sleeps 1 to 100 ms per try; queued on one
+        // connection, a tick's thousands of small writes each take well
+        // under a millisecond. (Other processes still read beside it: WAL.)
         let memory = backend == Backend::Sqlite && url.as_str().contains(":memory:");
         let pool = AnyPoolOptions::new()
             .max_connections(match backend {
-                Backend::Sqlite if memory => 1,
-                Backend::Sqlite => 4,
+                Backend::Sqlite => 1,
                 Backend::Postgres => 8,
             })
             .min_connections(u32::from(memory))

@@ -95,6 +95,9 @@ pub enum LonghornError {
         snapshot: String,
         message: String,
     },
+    /// The shared volume listing that follows backups failed for good.
+    #[error("cannot list volumes to follow backup {backup}: {message}")]
+    ListingFailed { backup: String, message: String },
 }
 
 impl LonghornError {
@@ -123,6 +126,7 @@ impl LonghornError {
             Self::RestoreFailed { .. } => "restore_failed",
             Self::NameTaken { .. } => "name_taken",
             Self::SnapshotFailed { .. } => "snapshot_failed",
+            Self::ListingFailed { .. } => "listing_failed",
         }
     }
 }
@@ -349,6 +353,12 @@ impl LonghornClient {
 
     /// Every volume.
     pub async fn list_volumes(&self) -> Result<Vec<Volume>> {
+        self.list("listVolumes", "/v1/volumes").await
+    }
+
+    /// Every volume's name and `backupStatus` (one `GET /v1/volumes`, read
+    /// without the rest of each volume).
+    pub async fn list_volume_backups(&self) -> Result<Vec<VolumeBackups>> {
         self.list("listVolumes", "/v1/volumes").await
     }
 
@@ -595,7 +605,8 @@ impl LonghornClient {
         snapshot: &str,
         labels: &BTreeMap<String, String>,
     ) -> Result<String> {
-        let asked: Result<Option<Value>> = self
+        // The answer is the whole volume, of no use here: skipped unread.
+        let asked: Result<Option<serde::de::IgnoredAny>> = self
             .volume_action(
                 "snapshotBackup",
                 volume,
@@ -938,98 +949,208 @@ impl LonghornClient {
 
 /// One listing of all volumes shared by many waiters: following a thousand
 /// backups costs one `GET /v1/volumes` per poll, not a thousand calls.
+///
+/// A single poller lists while anyone follows and hands each listing to every
+/// follower as soon as it arrives (so a completion is recorded within one
+/// interval plus one listing); it stops when the last follower is done.
 #[derive(Debug)]
 pub struct VolumeWatch {
+    inner: std::sync::Arc<WatchInner>,
+}
+
+#[derive(Debug)]
+struct WatchInner {
     client: LonghornClient,
-    last: tokio::sync::Mutex<Option<(Instant, std::sync::Arc<Vec<Volume>>)>>,
+    listings: tokio::sync::watch::Sender<std::sync::Arc<Listing>>,
+    /// The backups followed now: only their entries are kept from a listing.
+    followed: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Whether the poller runs.
+    polling: std::sync::Mutex<bool>,
+}
+
+/// A backup seen `Completed`.
+#[derive(Debug, Clone)]
+pub struct CompletedBackup {
+    pub url: String,
+    pub size: Option<u64>,
+    /// The snapshot's time, when the backup was read in full.
+    pub snapshot_created: Option<String>,
+}
+
+/// What one listing said about the followed backups.
+#[derive(Debug, Default)]
+struct Listing {
+    /// Backup name → (volume, status).
+    backups: std::collections::HashMap<String, (String, BackupStatus)>,
+    /// Why the listing failed, and whether waiting can help.
+    error: Option<(String, bool)>,
+}
+
+/// Removes a backup from the followed set when its follower is done.
+struct Followed<'a> {
+    inner: &'a WatchInner,
+    backup: String,
+}
+
+impl Drop for Followed<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut f) = self.inner.followed.lock() {
+            f.remove(&self.backup);
+        }
+    }
 }
 
 impl VolumeWatch {
     /// A watch over the client's volumes.
     pub fn new(client: LonghornClient) -> Self {
         VolumeWatch {
-            client,
-            last: tokio::sync::Mutex::new(None),
+            inner: std::sync::Arc::new(WatchInner {
+                client,
+                listings: tokio::sync::watch::Sender::new(std::sync::Arc::default()),
+                followed: std::sync::Mutex::default(),
+                polling: std::sync::Mutex::new(false),
+            }),
         }
     }
 
     /// How often the shared listing is refreshed: the client's poll, but at
-    /// least twice a second, since one call serves every waiter (so a
-    /// completion is seen, and recorded, within about half a second).
-    fn interval(&self) -> Duration {
-        self.client.cfg.poll.min(Duration::from_millis(500))
+    /// least twice a second, since one call serves every waiter.
+    fn interval(client: &LonghornClient) -> Duration {
+        client.cfg.poll.min(Duration::from_millis(500))
     }
 
-    /// The volumes, listed at most once per interval.
-    pub async fn volumes(&self) -> Result<std::sync::Arc<Vec<Volume>>> {
-        let mut last = self.last.lock().await;
-        if let Some((at, v)) = last.as_ref()
-            && at.elapsed() < self.interval()
+    /// A receiver of listings, with the poller started if it is not running.
+    fn subscribe(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<Listing>> {
+        let rx = self.inner.listings.subscribe();
+        if let Ok(mut polling) = self.inner.polling.lock()
+            && !*polling
         {
-            return Ok(v.clone());
+            *polling = true;
+            tokio::spawn(Self::poll(self.inner.clone()));
         }
-        let fresh = std::sync::Arc::new(self.client.list_volumes().await?);
-        *last = Some((Instant::now(), fresh.clone()));
-        Ok(fresh)
+        rx
+    }
+
+    /// Lists until no one follows (checked under the same lock `subscribe`
+    /// starts it under, so a new follower is never left without a poller).
+    async fn poll(inner: std::sync::Arc<WatchInner>) {
+        let interval = Self::interval(&inner.client);
+        loop {
+            let started = Instant::now();
+            let listing = match inner.client.list_volume_backups().await {
+                Ok(volumes) => {
+                    let followed = inner.followed.lock().map(|f| f.clone()).unwrap_or_default();
+                    Listing {
+                        backups: volumes
+                            .into_iter()
+                            .flat_map(|v| {
+                                let name = v.name;
+                                v.backup_status
+                                    .into_iter()
+                                    .filter(|b| followed.contains(&b.id))
+                                    .map(move |b| (b.id.clone(), (name.clone(), b)))
+                            })
+                            .collect(),
+                        error: None,
+                    }
+                }
+                Err(e) => Listing {
+                    backups: Default::default(),
+                    error: Some((e.to_string(), e.is_retryable())),
+                },
+            };
+            inner.listings.send_replace(std::sync::Arc::new(listing));
+            tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
+            match inner.polling.lock() {
+                Ok(mut polling) if inner.listings.receiver_count() == 0 => {
+                    *polling = false;
+                    return;
+                }
+                Ok(_) => {}
+                Err(_) => return,
+            }
+        }
     }
 
     /// Follows a backup through the shared listing (`backupStatus`) until it
-    /// ends; a completed backup is then read once in full.
+    /// ends. A completed backup is known from its listing entry (URL and
+    /// size); it is read in full only when the entry lacks the URL.
     pub async fn follow(
         &self,
         volume: &str,
         backup: &str,
         wait: Duration,
         progress: ProgressFn<'_>,
-    ) -> Result<Backup> {
+    ) -> Result<CompletedBackup> {
         let start = Instant::now();
+        if let Ok(mut f) = self.inner.followed.lock() {
+            f.insert(backup.to_owned());
+        }
+        let _followed = Followed {
+            inner: &self.inner,
+            backup: backup.to_owned(),
+        };
+        let mut listings = self.subscribe();
         let mut last = "not listed yet".to_owned();
         loop {
-            match self.volumes().await {
-                Ok(all) => {
-                    let status = all
-                        .iter()
-                        .find(|v| v.name == volume)
-                        .and_then(|v| v.backup_status.iter().find(|b| b.id == backup));
-                    if let Some(st) = status {
-                        last = format!("{:?} {}%", st.state, st.progress);
-                        match st.state {
-                            LhBackupState::Completed => {
-                                progress(100);
-                                // The listing lacks sizes and times: read the backup itself.
-                                return match self.client.backup(volume, backup).await? {
-                                    Some(b) => Ok(b),
-                                    None => Err(LonghornError::NotFound {
-                                        what: "backup",
-                                        name: backup.into(),
-                                    }),
-                                };
-                            }
-                            LhBackupState::Error
-                            | LhBackupState::Unknown
-                            | LhBackupState::Deleting => {
-                                return Err(LonghornError::BackupFailed {
-                                    volume: volume.into(),
-                                    backup: backup.into(),
-                                    state: st.state.clone(),
-                                    message: st.error.clone(),
-                                });
-                            }
-                            _ => progress(st.progress.clamp(0, 99)),
-                        }
-                    }
+            let listing = listings.borrow_and_update().clone();
+            if let Some((message, retryable)) = &listing.error {
+                if !retryable {
+                    return Err(LonghornError::ListingFailed {
+                        backup: backup.into(),
+                        message: message.clone(),
+                    });
                 }
-                Err(e) if e.is_retryable() => last = e.to_string(),
-                Err(e) => return Err(e),
+                last.clone_from(message);
+            } else if let Some((_, st)) = listing.backups.get(backup).filter(|(v, _)| v == volume) {
+                last = format!("{:?} {}%", st.state, st.progress);
+                match st.state {
+                    LhBackupState::Completed if !st.backup_url.is_empty() => {
+                        progress(100);
+                        return Ok(CompletedBackup {
+                            url: st.backup_url.clone(),
+                            size: st.size,
+                            snapshot_created: None,
+                        });
+                    }
+                    LhBackupState::Completed => {
+                        progress(100);
+                        // No URL in the listing: read the backup itself.
+                        return match self.inner.client.backup(volume, backup).await? {
+                            Some(b) => Ok(CompletedBackup {
+                                url: b.url,
+                                size: b.size,
+                                snapshot_created: Some(b.snapshot_created),
+                            }),
+                            None => Err(LonghornError::NotFound {
+                                what: "backup",
+                                name: backup.into(),
+                            }),
+                        };
+                    }
+                    LhBackupState::Error | LhBackupState::Unknown | LhBackupState::Deleting => {
+                        return Err(LonghornError::BackupFailed {
+                            volume: volume.into(),
+                            backup: backup.into(),
+                            state: st.state.clone(),
+                            message: st.error.clone(),
+                        });
+                    }
+                    _ => progress(st.progress.clamp(0, 99)),
+                }
             }
-            if start.elapsed() >= wait {
-                return Err(LonghornError::Deadline {
-                    what: format!("backup {backup} of volume {volume}"),
-                    waited: start.elapsed(),
-                    last,
-                });
+            let left = wait.saturating_sub(start.elapsed());
+            match tokio::time::timeout(left, listings.changed()).await {
+                Ok(Ok(())) => {}
+                // The sender lives as long as `self`: not reached.
+                Ok(Err(_)) | Err(_) => {
+                    return Err(LonghornError::Deadline {
+                        what: format!("backup {backup} of volume {volume}"),
+                        waited: start.elapsed(),
+                        last,
+                    });
+                }
             }
-            tokio::time::sleep(self.interval()).await;
         }
     }
 }

@@ -109,6 +109,19 @@ pub struct BackupStatus {
     #[serde(default, deserialize_with = "null_as_default")]
     pub error: String,
     pub state: LhBackupState,
+    /// Bytes stored (a string in the API), once known.
+    #[serde(default, deserialize_with = "size_string")]
+    pub size: Option<u64>,
+}
+
+/// A volume's name and `backupStatus`: all that following backups reads from
+/// the volume listing (the rest of each volume is skipped, not parsed).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VolumeBackups {
+    pub name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub backup_status: Vec<BackupStatus>,
 }
 
 /// One entry of `volume.restoreStatus` (one per replica).
