@@ -9,7 +9,9 @@
 //! its CPU between ticks.
 //!
 //! Run: `tests/testbed/up && cargo bench --bench fanout`. Env: DR_BENCH_VOLUMES
-//! (default 1000), DR_BENCH_LATENCY_MS (50), DR_BENCH_CONCURRENCY (16).
+//! (default 1000), DR_BENCH_LATENCY_MS (50), DR_BENCH_CONCURRENCY (16),
+//! DR_BENCH_REPEAT (1: ticks measured in a row over the same volumes),
+//! DR_BENCH_DAEMON_ONLY (set: only `dr serve`'s memory and CPU).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -24,7 +26,8 @@ use futures::StreamExt;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use kube::Api;
 use kube::api::{ListParams, PostParams};
-use longhorn_emulator::{Emulator, EmulatorConfig, Fault, StoreConfig, Timings};
+use longhorn_emulator::{Control, Emulator, EmulatorConfig, Fault, StoreConfig, Timings};
+use std::io::{BufRead, Read, Write};
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -54,13 +57,92 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
     Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
 }
 
-fn main() -> anyhow::Result<()> {
-    if !std::env::args().any(|a| a == "--bench") {
-        return Ok(());
+/// dr's own allocator (see `src/main.rs`): the tick measured here should
+/// allocate as `dr serve` does.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+/// The emulator runs in a process of its own (this binary again, with
+/// `--emulator-child PREFIX NAMESPACE`), as Longhorn would: its work and its
+/// locks are not in the measured process.
+const CHILD: &str = "--emulator-child";
+
+/// The emulator's process; killed when dropped.
+struct EmulatorProcess {
+    child: std::process::Child,
+    url: url::Url,
+}
+
+impl EmulatorProcess {
+    fn start(prefix: &str, namespace: &str) -> anyhow::Result<Self> {
+        let mut child = Command::new(std::env::current_exe()?)
+            .args([CHILD, prefix, namespace])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.as_mut() {
+            std::io::BufReader::new(out).read_line(&mut line)?;
+        }
+        let url = url::Url::parse(line.trim())
+            .map_err(|e| anyhow::anyhow!("the emulator process said {line:?}: {e}"))?;
+        Ok(EmulatorProcess { child, url })
     }
+
+    fn url(&self) -> url::Url {
+        self.url.clone()
+    }
+
+    fn control(&self) -> Control {
+        Control::new(self.url.clone())
+    }
+}
+
+impl Drop for EmulatorProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child: serves until its stdin closes (the parent is gone).
+async fn emulator_child(prefix: String, namespace: String) -> anyhow::Result<()> {
+    let tb = testbed::get();
+    let mut ecfg = EmulatorConfig::new("127.0.0.1:0".parse()?);
+    ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix)?);
+    ecfg.kube = Some(tb.kube_client().await);
+    ecfg.timings = Timings::fast();
+    ecfg.provision_namespaces = Some(vec![namespace]);
+    let emu = Emulator::start(ecfg).await?;
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(out, "{}", emu.url())?;
+        out.flush()?;
+    }
+    tokio::task::spawn_blocking(|| {
+        let mut sink = Vec::new();
+        let _ = std::io::stdin().read_to_end(&mut sink);
+    })
+    .await?;
+    emu.shutdown().await;
+    Ok(())
+}
+
+fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
+    if let Some(i) = args.iter().position(|a| a == CHILD) {
+        let (Some(prefix), Some(ns)) = (args.get(i + 1), args.get(i + 2)) else {
+            anyhow::bail!("{CHILD} PREFIX NAMESPACE");
+        };
+        return rt.block_on(emulator_child(prefix.clone(), ns.clone()));
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        return Ok(());
+    }
     rt.block_on(run())
 }
 
@@ -72,12 +154,7 @@ async fn run() -> anyhow::Result<()> {
     let kube = tb.kube_client().await;
     let ns = TestNamespace::create(&kube, "dr-bench").await;
     let prefix = format!("bench-{}", testbed::suffix());
-    let mut ecfg = EmulatorConfig::new("127.0.0.1:0".parse()?);
-    ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix)?);
-    ecfg.kube = Some(kube.clone());
-    ecfg.timings = Timings::fast();
-    ecfg.provision_namespaces = Some(vec![ns.name.clone()]);
-    let emu = Emulator::start(ecfg).await?;
+    let emu = EmulatorProcess::start(&prefix, &ns.name)?;
 
     eprintln!("creating {n} claims in {} …", ns.name);
     let t0 = Instant::now();
@@ -134,19 +211,26 @@ async fn run() -> anyhow::Result<()> {
     let policy = cfg.policies[0].clone();
     let dir = tempfile::tempdir()?;
     if std::env::var_os("DR_BENCH_DAEMON_ONLY").is_none() {
-        fanout(&emu, &kube, &policy, &dir, &prefix, n, latency, conc).await?;
+        // Each repeat is a new tick over the same volumes (an incremental backup).
+        for round in 0..env_num("DR_BENCH_REPEAT", 1).max(1) {
+            if round > 0 {
+                // Ticks are named by the second.
+                tokio::time::sleep(Duration::from_millis(1100)).await;
+            }
+            fanout(&emu, &kube, &policy, &dir, &prefix, n, latency, conc).await?;
+        }
     }
     daemon(&emu, &ns, &dir, &prefix, n, conc).await?;
     ns.delete().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    emu.shutdown().await;
+    drop(emu);
     Ok(())
 }
 
 /// The fan-out of one tick, in process, with latency added to every call.
 #[allow(clippy::too_many_arguments)]
 async fn fanout(
-    emu: &Emulator,
+    emu: &EmulatorProcess,
     kube: &kube::Client,
     policy: &dr::config::PolicyConfig,
     dir: &tempfile::TempDir,
@@ -157,7 +241,7 @@ async fn fanout(
 ) -> anyhow::Result<()> {
     let tb = testbed::get();
     let catalog = Catalog::open(
-        &format!("sqlite://{}/c.db", dir.path().display())
+        &format!("sqlite://{}/fanout.db", dir.path().display())
             .parse()
             .map_err(anyhow::Error::msg)?,
     )
@@ -189,8 +273,21 @@ async fn fanout(
 
     let requested: Arc<Mutex<Vec<Instant>>> = Arc::default();
     let done: Arc<Mutex<Vec<Recorded>>> = Arc::default();
-    let (r2, d2) = (requested.clone(), done.clone());
+    // When each phase was first reached: resolved, bundle stored, first snapshot asked.
+    let phases: Arc<Mutex<Vec<(&'static str, Instant)>>> = Arc::default();
+    let (r2, d2, p2) = (requested.clone(), done.clone(), phases.clone());
+    let mark = move |what: &'static str| {
+        if let Ok(mut v) = p2.lock()
+            && !v.iter().any(|(w, _)| *w == what)
+        {
+            v.push((what, Instant::now()));
+        }
+    };
     let events: Events = Arc::new(move |e| match e {
+        Event::Resolved { .. } => mark("volumes resolved"),
+        Event::Bundle { .. } => mark("bundle stored"),
+        Event::Volume { stage, .. } if stage == "snapshot" => mark("first snapshot asked"),
+        Event::Volume { stage, .. } if stage == "backup" => mark("first backup found"),
         Event::Requested { .. } => {
             if let Ok(mut v) = r2.lock() {
                 v.push(Instant::now());
@@ -221,6 +318,35 @@ async fn fanout(
         .map(|t| t.duration_since(start))
         .unwrap_or_default();
     let floor = Duration::from_millis(n as u64 * latency) / conc as u32;
+    {
+        let mut marks = phases
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .clone();
+        let reqs = requested.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        if let Some(first) = reqs.iter().min() {
+            marks.push(("first backup requested", *first));
+        }
+        marks.sort_by_key(|(_, t)| *t);
+        let line: Vec<String> = marks
+            .iter()
+            .map(|(w, t)| format!("{w} {:.2} s", t.duration_since(start).as_secs_f64()))
+            .collect();
+        println!("fanout: phases after the tick started: {}", line.join(", "));
+        // Requests per second of the fan-out, in half-second buckets.
+        let mut buckets = vec![0u32; (last_request.as_millis() / 500 + 1) as usize];
+        for t in reqs.iter() {
+            let i = (t.duration_since(start).as_millis() / 500) as usize;
+            if let Some(b) = buckets.get_mut(i) {
+                *b += 1;
+            }
+        }
+        println!(
+            "fanout: backups requested per half second: {:?} (ceiling at concurrency {conc}: {:.0})",
+            buckets,
+            conc as f64 * 500.0 / latency as f64
+        );
+    }
     let ratio = last_request.as_secs_f64() / floor.as_secs_f64();
     println!(
         "fanout: {n} volumes, {latency} ms per Longhorn call, concurrency {conc}: all backups requested {:.2} s after the tick started; floor N×latency/concurrency = {:.2} s; ratio {ratio:.2} (target ≤ 1.2: {}); whole tick {:.1} s",
@@ -229,16 +355,24 @@ async fn fanout(
         if ratio <= 1.2 { "met" } else { "MISSED" },
         total.as_secs_f64()
     );
-    // Completion lag: Longhorn's completion time (backup `created`) to dr's record.
+    // Completion lag: the instant the emulator completed the backup (to the
+    // microsecond; the API's `created` shows whole seconds, which would add up
+    // to a second of truncation) to dr's record of it.
     let backups = catalog.backups_of(report.point_id).await?;
+    let completed_at = emu.control().stats().await?.completed_at;
     let mut lags: Vec<f64> = Vec::new();
     for (volume, recorded) in done.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.iter() {
         if let Some(b) = backups.iter().find(|b| b.volume.as_str() == volume)
-            && let Some(c) = b.completed_at
+            && let Some(c) = b.backup_name.as_ref().and_then(|n| completed_at.get(n))
         {
-            lags.push((*recorded - c).num_milliseconds() as f64 / 1000.0);
+            lags.push((*recorded - *c).num_milliseconds() as f64 / 1000.0);
         }
     }
+    anyhow::ensure!(
+        lags.len() == n,
+        "only {} of {n} completions could be matched with the emulator's",
+        lags.len()
+    );
     lags.sort_by(|a, b| a.total_cmp(b));
     let max_lag = lags.last().copied().unwrap_or(f64::NAN);
     println!(
@@ -254,7 +388,7 @@ async fn fanout(
 
 /// dr serve's memory after a tick over the volumes, and its CPU when idle.
 async fn daemon(
-    emu: &Emulator,
+    emu: &EmulatorProcess,
     ns: &TestNamespace,
     dir: &tempfile::TempDir,
     prefix: &str,
