@@ -50,6 +50,21 @@ fn proc_status(pid: u32, field: &str) -> Option<u64> {
         .and_then(|v| v.parse().ok())
 }
 
+/// (busy, total) jiffies of the whole machine, from /proc/stat.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpu: Vec<u64> = text
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    let total: u64 = cpu.iter().sum();
+    let idle = cpu.get(3)? + cpu.get(4)?;
+    Some((total - idle, total))
+}
+
 fn cpu_ticks(pid: u32) -> Option<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = text.rsplit_once(')')?.1;
@@ -77,6 +92,9 @@ impl EmulatorProcess {
     fn start(prefix: &str, namespace: &str) -> anyhow::Result<Self> {
         let mut child = Command::new(std::env::current_exe()?)
             .args([CHILD, prefix, namespace])
+            // This binary has dr's allocator, tuned for a small daemon (one
+            // arena, no thread cache); the emulator is not that daemon.
+            .env("_RJEM_MALLOC_CONF", "narenas:4,tcache:true")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -247,10 +265,8 @@ async fn fanout(
     )
     .await?;
     catalog.upsert_policy(policy, Utc::now()).await?;
-    let mut lh = ClientConfig::new(emu.url());
-    // Snapshot readiness is polled every 250 ms; the tick's shared volume
-    // listing refreshes at least every 500 ms whatever the poll.
-    lh.poll = Duration::from_millis(250);
+    // dr's defaults (as `dr serve` has them).
+    let lh = ClientConfig::new(emu.url());
     let s3 = tb.s3_client();
     let protect = Protect {
         catalog: catalog.clone(),
@@ -300,10 +316,50 @@ async fn fanout(
         }
         _ => {}
     });
+    // The client and the emulator alone, for comparison: 20 × concurrency
+    // reads of one volume, `concurrency` at a time.
+    {
+        let client = LonghornClient::new(ClientConfig::new(emu.url()))?;
+        let volume = protect.longhorn.list_volume_backups().await?;
+        let name = volume.first().map(|v| v.name.clone()).unwrap_or_default();
+        let t = Instant::now();
+        futures::stream::iter(0..20 * conc)
+            .map(|_| client.volume(&name))
+            .buffer_unordered(conc)
+            .collect::<Vec<_>>()
+            .await;
+        println!(
+            "fanout: {} reads of one volume, {conc} at a time: {:.2} s (floor {:.2} s)",
+            20 * conc,
+            t.elapsed().as_secs_f64(),
+            20.0 * latency as f64 / 1000.0
+        );
+    }
     let tick = Utc::now().duration_trunc(TimeDelta::seconds(1))?;
+    let cpu_before = (
+        cpu_ticks(std::process::id()),
+        cpu_ticks(emu.child.id()),
+        machine_ticks(),
+    );
     let start = Instant::now();
     let report = protect.tick(policy, tick, events).await?;
     let total = start.elapsed();
+    if let ((Some(d0), Some(e0), Some(m0)), Some(d1), Some(e1), Some(m1)) = (
+        cpu_before,
+        cpu_ticks(std::process::id()),
+        cpu_ticks(emu.child.id()),
+        machine_ticks(),
+    ) {
+        let hz = 100.0;
+        println!(
+            "fanout: CPU during the tick ({:.1} s): dr {:.2} s, emulator {:.2} s, whole machine {:.2} s busy of {:.2} s",
+            total.as_secs_f64(),
+            (d1 - d0) as f64 / hz,
+            (e1 - e0) as f64 / hz,
+            (m1.0 - m0.0) as f64 / hz,
+            (m1.1 - m0.1) as f64 / hz,
+        );
+    }
     anyhow::ensure!(
         report.state == PointState::Complete,
         "tick ended {}: {:?}",

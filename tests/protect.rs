@@ -68,6 +68,7 @@ async fn bed(retain: &str) -> Bed {
     catalog.upsert_policy(&policy, Utc::now()).await.unwrap();
     let mut lh = ClientConfig::new(emu.url());
     lh.poll = Duration::from_millis(25);
+    lh.follow_interval = Duration::from_millis(100);
     lh.timeout = Duration::from_secs(2);
     lh.backoff_base = Duration::from_millis(10);
     lh.backoff_max = Duration::from_millis(50);

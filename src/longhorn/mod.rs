@@ -149,6 +149,10 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// How long to look for a backup after `snapshotBackup` before giving up.
     pub discover_for: Duration,
+    /// How often the shared volume listing that follows a tick's backups is
+    /// refreshed (one call serves every backup; a completion is recorded
+    /// within about this long).
+    pub follow_interval: Duration,
     /// The backup target dr's backups go to.
     pub backup_target: String,
 }
@@ -164,6 +168,7 @@ impl ClientConfig {
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(5),
             discover_for: Duration::from_secs(180),
+            follow_interval: Duration::from_millis(500),
             backup_target: "default".into(),
         }
     }
@@ -458,6 +463,9 @@ impl LonghornClient {
             }
         }
         let mut created_again = false;
+        // A snapshot is often ready at the first look (or soon after); the
+        // pause doubles from 100 ms up to the poll interval.
+        let mut pause = Duration::from_millis(100).min(self.cfg.poll);
         loop {
             match self.snapshot(volume, name).await? {
                 Some(s) if s.ready_to_use => return Ok(s),
@@ -496,7 +504,8 @@ impl LonghornClient {
                     last: "not ready".into(),
                 });
             }
-            tokio::time::sleep(self.cfg.poll).await;
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(self.cfg.poll);
         }
     }
 
@@ -1013,10 +1022,9 @@ impl VolumeWatch {
         }
     }
 
-    /// How often the shared listing is refreshed: the client's poll, but at
-    /// least twice a second, since one call serves every waiter.
+    /// How often the shared listing is refreshed.
     fn interval(client: &LonghornClient) -> Duration {
-        client.cfg.poll.min(Duration::from_millis(500))
+        client.cfg.follow_interval
     }
 
     /// A receiver of listings, with the poller started if it is not running.

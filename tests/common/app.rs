@@ -165,6 +165,7 @@ pub async fn bed(ticks: usize) -> Bed {
     catalog.upsert_policy(&policy, Utc::now()).await.unwrap();
     let mut lh = ClientConfig::new(emu.url());
     lh.poll = Duration::from_millis(25);
+    lh.follow_interval = Duration::from_millis(100);
     let s3 = tb.s3_client();
     let protect = Protect {
         catalog: catalog.clone(),
