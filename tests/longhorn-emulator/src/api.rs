@@ -396,19 +396,30 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
         Route::ApiVersion => Ok(Reply::Json(render::api_version(base))),
         Route::Schemas => Ok(Reply::Json(render::collection("schema", &ctx.url, vec![]))),
         Route::ListVolumes => {
-            let st = ctx.sh.lock();
-            let mut by_volume: HashMap<&str, Vec<&crate::state::Backup>> = HashMap::new();
-            for b in st.backups.values() {
-                by_volume.entry(b.volume_name.as_str()).or_default().push(b);
+            // Rendered a few dozen volumes per hold of the state lock: a
+            // thousand volumes at once held it long enough to delay every
+            // other call by tens of milliseconds. (Longhorn lists from an
+            // informer cache, which is not one snapshot either.)
+            let names: Vec<String> = ctx.sh.lock().volumes.keys().cloned().collect();
+            let mut data = Vec::with_capacity(names.len());
+            for chunk in names.chunks(32) {
+                let st = ctx.sh.lock();
+                let wanted: std::collections::HashSet<&str> =
+                    chunk.iter().map(String::as_str).collect();
+                let mut by_volume: HashMap<&str, Vec<&crate::state::Backup>> = HashMap::new();
+                for b in st.backups.values() {
+                    if wanted.contains(b.volume_name.as_str()) {
+                        by_volume.entry(b.volume_name.as_str()).or_default().push(b);
+                    }
+                }
+                data.extend(chunk.iter().filter_map(|name| {
+                    let v = st.volumes.get(name)?;
+                    let backups = by_volume.get(name.as_str()).map(Vec::as_slice);
+                    Some(render::volume_with(base, v, backups.unwrap_or_default()))
+                }));
+                drop(st);
+                std::thread::yield_now();
             }
-            let data = st
-                .volumes
-                .values()
-                .map(|v| {
-                    let backups = by_volume.get(v.name.as_str()).map(Vec::as_slice);
-                    render::volume_with(base, v, backups.unwrap_or_default())
-                })
-                .collect();
             let mut c = render::collection("volume", &ctx.url, data);
             c["createTypes"] = json!({ "volume": format!("{base}/v1/volumes") });
             Ok(Reply::Json(c))

@@ -166,6 +166,8 @@ async fn serve(listener: TcpListener, router: Router, shared: Arc<state::Shared>
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
+                    // As Go's net/http (Longhorn's server) does: no Nagle delay.
+                    let _ = stream.set_nodelay(true);
                     conns.spawn(serve_conn(stream, router.clone(), shared.clone()));
                 }
                 Err(e) => {
