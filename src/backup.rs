@@ -36,6 +36,10 @@ pub fn snapshot_name(policy: &str, tick: DateTime<Utc>, volume: &str) -> String 
     format!("dr-{policy}-{}-{}", tick.format("%Y%m%dt%H%M%S"), &h[..8])
 }
 
+/// How long a requested backup is looked for in the shared volume listing
+/// before asking for the volume's backup list.
+const DISCOVER_IN_LISTING: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// What the volumes of one tick share: limits, the volume listing, the
 /// backup target, where progress goes.
 #[derive(Clone)]
@@ -122,8 +126,13 @@ pub enum Event {
         stage: String,
         progress: i64,
     },
-    /// `snapshotBackup` was sent (or left unanswered) for this volume.
-    Requested { volume: String },
+    /// `snapshotBackup` was sent (or left unanswered) for this volume;
+    /// `waited` for a request slot, then the call `took` this long.
+    Requested {
+        volume: String,
+        waited: std::time::Duration,
+        took: std::time::Duration,
+    },
     /// Longhorn's completion of the volume's backup is recorded in the catalog.
     Completed { volume: String },
     VolumeDone {
@@ -569,22 +578,39 @@ impl Protect {
                     )
                     .await
                     .map_err(|e| (None, e.to_string()))?;
+                let asked_at = std::time::Instant::now();
                 let permit = gates
                     .requests
                     .acquire()
                     .await
                     .map_err(|e| (None, e.to_string()))?;
+                let slot_at = std::time::Instant::now();
                 let started = self.longhorn.start_backup(volume, &snapshot, &labels).await;
                 drop(permit);
                 events(Event::Requested {
                     volume: volume.to_owned(),
+                    waited: slot_at - asked_at,
+                    took: slot_at.elapsed(),
                 });
                 match started {
-                    Ok(cause) => {
-                        self.longhorn
-                            .discover_backup(volume, &snapshot, &cause)
-                            .await
-                    }
+                    // Found in the shared listing, or else by the volume's
+                    // backup list (where the snapshot is named at once).
+                    Ok(cause) => match gates
+                        .watch
+                        .discover(volume, &snapshot, DISCOVER_IN_LISTING)
+                        .await
+                    {
+                        Some(backup) => Ok(crate::longhorn::BackupRef {
+                            volume: volume.to_owned(),
+                            snapshot: snapshot.clone(),
+                            backup,
+                        }),
+                        None => {
+                            self.longhorn
+                                .discover_backup(volume, &snapshot, &cause)
+                                .await
+                        }
+                    },
                     Err(e) => Err(e),
                 }
             } else {

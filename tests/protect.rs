@@ -121,6 +121,10 @@ async fn a_tick_backs_up_exactly_the_selected_volumes_and_verifies_them() {
     );
     let stats = b.emu.control().stats().await.unwrap();
     assert_eq!(stats.backups_created, 2, "{stats:?}");
+    // Each backup was found, and its end seen, in the shared volume listing:
+    // one request per backup, no backup list read per volume.
+    assert_eq!(stats.requests.get("snapshotBackup"), Some(&2), "{stats:?}");
+    assert_eq!(stats.requests.get("backupListByVolume"), None, "{stats:?}");
 
     // The bundle is in S3 and holds the selected claims only.
     let key = report.bundle.clone().unwrap();

@@ -973,6 +973,8 @@ struct WatchInner {
     listings: tokio::sync::watch::Sender<std::sync::Arc<Listing>>,
     /// The backups followed now: only their entries are kept from a listing.
     followed: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Snapshots whose backup is looked for (by `backupStatus[].snapshot`).
+    sought: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Whether the poller runs.
     polling: std::sync::Mutex<bool>,
 }
@@ -991,20 +993,34 @@ pub struct CompletedBackup {
 struct Listing {
     /// Backup name → (volume, status).
     backups: std::collections::HashMap<String, (String, BackupStatus)>,
+    /// Snapshot name → (volume, backup name), for the snapshots sought.
+    by_snapshot: std::collections::HashMap<String, (String, String)>,
     /// Why the listing failed, and whether waiting can help.
     error: Option<(String, bool)>,
 }
 
-/// Removes a backup from the followed set when its follower is done.
-struct Followed<'a> {
-    inner: &'a WatchInner,
-    backup: String,
+/// Keeps a name in a followed or sought set while its waiter waits.
+struct Interest<'a> {
+    set: &'a std::sync::Mutex<std::collections::HashSet<String>>,
+    name: String,
 }
 
-impl Drop for Followed<'_> {
+impl<'a> Interest<'a> {
+    fn new(set: &'a std::sync::Mutex<std::collections::HashSet<String>>, name: &str) -> Self {
+        if let Ok(mut s) = set.lock() {
+            s.insert(name.to_owned());
+        }
+        Interest {
+            set,
+            name: name.to_owned(),
+        }
+    }
+}
+
+impl Drop for Interest<'_> {
     fn drop(&mut self) {
-        if let Ok(mut f) = self.inner.followed.lock() {
-            f.remove(&self.backup);
+        if let Ok(mut s) = self.set.lock() {
+            s.remove(&self.name);
         }
     }
 }
@@ -1017,6 +1033,7 @@ impl VolumeWatch {
                 client,
                 listings: tokio::sync::watch::Sender::new(std::sync::Arc::default()),
                 followed: std::sync::Mutex::default(),
+                sought: std::sync::Mutex::default(),
                 polling: std::sync::Mutex::new(false),
             }),
         }
@@ -1048,23 +1065,28 @@ impl VolumeWatch {
             let listing = match inner.client.list_volume_backups().await {
                 Ok(volumes) => {
                     let followed = inner.followed.lock().map(|f| f.clone()).unwrap_or_default();
-                    Listing {
-                        backups: volumes
-                            .into_iter()
-                            .flat_map(|v| {
-                                let name = v.name;
-                                v.backup_status
-                                    .into_iter()
-                                    .filter(|b| followed.contains(&b.id))
-                                    .map(move |b| (b.id.clone(), (name.clone(), b)))
-                            })
-                            .collect(),
-                        error: None,
+                    let sought = inner.sought.lock().map(|f| f.clone()).unwrap_or_default();
+                    let mut listing = Listing::default();
+                    for v in volumes {
+                        for b in v.backup_status {
+                            let found = !b.snapshot.is_empty() && sought.contains(&b.snapshot);
+                            if found {
+                                listing
+                                    .by_snapshot
+                                    .insert(b.snapshot.clone(), (v.name.clone(), b.id.clone()));
+                            }
+                            // A backup just found is followed next: keep its
+                            // entry, so that a completion already shown counts.
+                            if found || followed.contains(&b.id) {
+                                listing.backups.insert(b.id.clone(), (v.name.clone(), b));
+                            }
+                        }
                     }
+                    listing
                 }
                 Err(e) => Listing {
-                    backups: Default::default(),
                     error: Some((e.to_string(), e.is_retryable())),
+                    ..Listing::default()
                 },
             };
             inner.listings.send_replace(std::sync::Arc::new(listing));
@@ -1080,6 +1102,33 @@ impl VolumeWatch {
         }
     }
 
+    /// The backup of `snapshot` as the shared listing shows it, once
+    /// Longhorn has picked it up (`backupStatus[].snapshot` is empty until
+    /// then): the recipe of Longhorn's own recurring jobs, one listing for
+    /// every volume instead of a backup list per volume. `None` if it does
+    /// not show within `within` (look elsewhere then).
+    pub async fn discover(&self, volume: &str, snapshot: &str, within: Duration) -> Option<String> {
+        let start = Instant::now();
+        let _sought = Interest::new(&self.inner.sought, snapshot);
+        let mut listings = self.subscribe();
+        loop {
+            let found = listings
+                .borrow_and_update()
+                .by_snapshot
+                .get(snapshot)
+                .filter(|(v, _)| v == volume)
+                .map(|(_, backup)| backup.clone());
+            if found.is_some() {
+                return found;
+            }
+            let left = within.saturating_sub(start.elapsed());
+            match tokio::time::timeout(left, listings.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) | Err(_) => return None,
+            }
+        }
+    }
+
     /// Follows a backup through the shared listing (`backupStatus`) until it
     /// ends. A completed backup is known from its listing entry (URL and
     /// size); it is read in full only when the entry lacks the URL.
@@ -1091,13 +1140,7 @@ impl VolumeWatch {
         progress: ProgressFn<'_>,
     ) -> Result<CompletedBackup> {
         let start = Instant::now();
-        if let Ok(mut f) = self.inner.followed.lock() {
-            f.insert(backup.to_owned());
-        }
-        let _followed = Followed {
-            inner: &self.inner,
-            backup: backup.to_owned(),
-        };
+        let _followed = Interest::new(&self.inner.followed, backup);
         let mut listings = self.subscribe();
         let mut last = "not listed yet".to_owned();
         loop {
