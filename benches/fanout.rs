@@ -288,6 +288,9 @@ async fn fanout(
         .await?;
 
     let requested: Arc<Mutex<Vec<Instant>>> = Arc::default();
+    // How long each snapshotBackup call took, in ms.
+    let calls: Arc<Mutex<Vec<f64>>> = Arc::default();
+    let c2 = calls.clone();
     let done: Arc<Mutex<Vec<Recorded>>> = Arc::default();
     // When each phase was first reached: resolved, bundle stored, first snapshot asked.
     let phases: Arc<Mutex<Vec<(&'static str, Instant)>>> = Arc::default();
@@ -304,9 +307,12 @@ async fn fanout(
         Event::Bundle { .. } => mark("bundle stored"),
         Event::Volume { stage, .. } if stage == "snapshot" => mark("first snapshot asked"),
         Event::Volume { stage, .. } if stage == "backup" => mark("first backup found"),
-        Event::Requested { .. } => {
+        Event::Requested { took, .. } => {
             if let Ok(mut v) = r2.lock() {
                 v.push(Instant::now());
+            }
+            if let Ok(mut v) = c2.lock() {
+                v.push(took.as_secs_f64() * 1000.0);
             }
         }
         Event::Completed { volume } => {
@@ -389,6 +395,22 @@ async fn fanout(
             .map(|(w, t)| format!("{w} {:.2} s", t.duration_since(start).as_secs_f64()))
             .collect();
         println!("fanout: phases after the tick started: {}", line.join(", "));
+        let mut took = calls
+            .lock()
+            .map_err(|_| anyhow::anyhow!("poisoned"))?
+            .clone();
+        took.sort_by(|a, b| a.total_cmp(b));
+        let at = |q: f64| {
+            took.get(((took.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "fanout: snapshotBackup calls took median {:.1} ms, p90 {:.1} ms, max {:.1} ms (the emulator adds {latency} ms)",
+            at(0.5),
+            at(0.9),
+            at(1.0)
+        );
         // Requests per second of the fan-out, in half-second buckets.
         let mut buckets = vec![0u32; (last_request.as_millis() / 500 + 1) as usize];
         for t in reqs.iter() {
