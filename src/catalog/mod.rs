@@ -274,7 +274,24 @@ impl Catalog {
                 source,
             })?;
         match backend {
-            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Sqlite => {
+                // SQLite has no migration lock: two processes opening a new
+                // catalog at once (`dr serve` starting while `dr status`
+                // runs) can both try the first migration, and one fails.
+                // Each migration is one transaction, so trying again after
+                // the other finished sees it applied.
+                let mut attempt = 0;
+                loop {
+                    match SQLITE_MIGRATIONS.run(&pool).await {
+                        Ok(()) => break,
+                        Err(_) if attempt < 5 => {
+                            attempt += 1;
+                            tokio::time::sleep(Duration::from_millis(200)).await;
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
         Ok(Catalog { pool, backend })
