@@ -126,11 +126,10 @@ pub enum Event {
         stage: String,
         progress: i64,
     },
-    /// `snapshotBackup` was sent (or left unanswered) for this volume;
-    /// `waited` for a request slot, then the call `took` this long.
+    /// `snapshotBackup` was sent (or left unanswered) for this volume; the
+    /// call `took` this long.
     Requested {
         volume: String,
-        waited: std::time::Duration,
         took: std::time::Duration,
     },
     /// Longhorn's completion of the volume's backup is recorded in the catalog.
@@ -206,22 +205,12 @@ impl Protect {
         // The bundle is captured while the volumes are backed up: it is not
         // on their path, and the manifests are read closer to the snapshots.
         let bundle = async {
-            match self.bundle(policy, point.id, tick_at).await {
-                Ok(key) => {
-                    events(Event::Bundle {
-                        key: Some(key),
-                        error: None,
-                    });
-                    None
-                }
-                Err(e) => {
-                    events(Event::Bundle {
-                        key: None,
-                        error: Some(e.clone()),
-                    });
-                    Some(e)
-                }
-            }
+            let stored = self.bundle(policy, point.id, tick_at).await;
+            events(Event::Bundle {
+                key: stored.as_ref().ok().cloned(),
+                error: stored.as_ref().err().cloned(),
+            });
+            stored.err()
         };
         let (bundle_error, outcomes) = tokio::join!(
             bundle,
@@ -578,7 +567,6 @@ impl Protect {
                     )
                     .await
                     .map_err(|e| (None, e.to_string()))?;
-                let asked_at = std::time::Instant::now();
                 let permit = gates
                     .requests
                     .acquire()
@@ -589,7 +577,6 @@ impl Protect {
                 drop(permit);
                 events(Event::Requested {
                     volume: volume.to_owned(),
-                    waited: slot_at - asked_at,
                     took: slot_at.elapsed(),
                 });
                 match started {
