@@ -44,6 +44,8 @@ fn internal(msg: impl Into<String>) -> ApiError {
 /// What a handler answers.
 pub enum Reply {
     Json(Value),
+    /// 200 with JSON already encoded.
+    Encoded(Vec<u8>),
     /// 200 with an empty body.
     Empty,
 }
@@ -294,7 +296,10 @@ fn plain(status: StatusCode, text: &'static str) -> Response {
 }
 
 fn json_response(status: StatusCode, base: &str, value: &Value) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
+    encoded_response(status, base, serde_json::to_vec(value).unwrap_or_default())
+}
+
+fn encoded_response(status: StatusCode, base: &str, body: Vec<u8>) -> Response {
     let mut resp = (status, body).into_response();
     let h = resp.headers_mut();
     h.insert(
@@ -377,9 +382,39 @@ pub async fn handle(AxumState(sh): AxumState<Arc<Shared>>, req: Request) -> Resp
     }
     match result {
         Ok(Reply::Json(v)) => json_response(StatusCode::OK, &base, &v),
+        Ok(Reply::Encoded(b)) => encoded_response(StatusCode::OK, &base, b),
         Ok(Reply::Empty) => StatusCode::OK.into_response(),
         Err(e) => error_response(&e, &base, &url),
     }
+}
+
+/// Every volume, rendered a few dozen per hold of the state lock: a thousand
+/// at once held it long enough to delay every other call by tens of
+/// milliseconds. (Longhorn lists from an informer cache, which is not one
+/// snapshot either.)
+fn list_volumes(sh: &Shared, base: &str, url: &str) -> Value {
+    let names: Vec<String> = sh.lock().volumes.keys().cloned().collect();
+    let mut data = Vec::with_capacity(names.len());
+    for chunk in names.chunks(32) {
+        let st = sh.lock();
+        let wanted: std::collections::HashSet<&str> = chunk.iter().map(String::as_str).collect();
+        let mut by_volume: HashMap<&str, Vec<&crate::state::Backup>> = HashMap::new();
+        for b in st.backups.values() {
+            if wanted.contains(b.volume_name.as_str()) {
+                by_volume.entry(b.volume_name.as_str()).or_default().push(b);
+            }
+        }
+        data.extend(chunk.iter().filter_map(|name| {
+            let v = st.volumes.get(name)?;
+            let backups = by_volume.get(name.as_str()).map(Vec::as_slice);
+            Some(render::volume_with(base, v, backups.unwrap_or_default()))
+        }));
+        drop(st);
+        std::thread::yield_now();
+    }
+    let mut c = render::collection("volume", url, data);
+    c["createTypes"] = json!({ "volume": format!("{base}/v1/volumes") });
+    c
 }
 
 async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
@@ -396,33 +431,19 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
         Route::ApiVersion => Ok(Reply::Json(render::api_version(base))),
         Route::Schemas => Ok(Reply::Json(render::collection("schema", &ctx.url, vec![]))),
         Route::ListVolumes => {
-            // Rendered a few dozen volumes per hold of the state lock: a
-            // thousand volumes at once held it long enough to delay every
-            // other call by tens of milliseconds. (Longhorn lists from an
-            // informer cache, which is not one snapshot either.)
-            let names: Vec<String> = ctx.sh.lock().volumes.keys().cloned().collect();
-            let mut data = Vec::with_capacity(names.len());
-            for chunk in names.chunks(32) {
-                let st = ctx.sh.lock();
-                let wanted: std::collections::HashSet<&str> =
-                    chunk.iter().map(String::as_str).collect();
-                let mut by_volume: HashMap<&str, Vec<&crate::state::Backup>> = HashMap::new();
-                for b in st.backups.values() {
-                    if wanted.contains(b.volume_name.as_str()) {
-                        by_volume.entry(b.volume_name.as_str()).or_default().push(b);
-                    }
-                }
-                data.extend(chunk.iter().filter_map(|name| {
-                    let v = st.volumes.get(name)?;
-                    let backups = by_volume.get(name.as_str()).map(Vec::as_slice);
-                    Some(render::volume_with(base, v, backups.unwrap_or_default()))
-                }));
-                drop(st);
-                std::thread::yield_now();
-            }
-            let mut c = render::collection("volume", &ctx.url, data);
-            c["createTypes"] = json!({ "volume": format!("{base}/v1/volumes") });
-            Ok(Reply::Json(c))
+            // Rendered and encoded on a blocking thread: a thousand volumes
+            // are megabytes of JSON, and on the runtime's workers they held
+            // up every call in flight for tens of milliseconds. Longhorn
+            // (Go) serves each request on a goroutine of its own, which the
+            // runtime preempts.
+            let (sh, base, url) = (ctx.sh.clone(), base.to_owned(), ctx.url.clone());
+            let body = tokio::task::spawn_blocking(move || {
+                let c = list_volumes(&sh, &base, &url);
+                serde_json::to_vec(&c).unwrap_or_default()
+            })
+            .await
+            .map_err(|e| internal(format!("listing volumes: {e}")))?;
+            Ok(Reply::Encoded(body))
         }
         Route::GetVolume(name) => {
             let st = ctx.sh.lock();
