@@ -275,6 +275,26 @@ impl LonghornClient {
         Ok((status, bytes))
     }
 
+    /// `Some(())` for a 200, `None` for a 404, the refusal otherwise.
+    fn answered(op: &'static str, status: StatusCode, bytes: &[u8]) -> Result<Option<()>> {
+        if status == StatusCode::NOT_FOUND {
+            return Ok(None);
+        }
+        if status != StatusCode::OK {
+            let message = serde_json::from_slice::<ErrorBody>(bytes)
+                .ok()
+                .map(|e| e.message)
+                .filter(|m| !m.is_empty())
+                .unwrap_or_else(|| snippet(bytes));
+            return Err(LonghornError::Refused {
+                op,
+                status: status.as_u16(),
+                message,
+            });
+        }
+        Ok(Some(()))
+    }
+
     /// A call whose 200 answer is decoded as `T`; 404 is `Ok(None)`.
     async fn json<T: DeserializeOwned>(
         &self,
@@ -284,20 +304,8 @@ impl LonghornClient {
         body: Option<&Value>,
     ) -> Result<Option<T>> {
         let (status, bytes) = self.call(op, method, url, body).await?;
-        if status == StatusCode::NOT_FOUND {
+        if Self::answered(op, status, &bytes)?.is_none() {
             return Ok(None);
-        }
-        if status != StatusCode::OK {
-            let message = serde_json::from_slice::<ErrorBody>(&bytes)
-                .ok()
-                .map(|e| e.message)
-                .filter(|m| !m.is_empty())
-                .unwrap_or_else(|| snippet(&bytes));
-            return Err(LonghornError::Refused {
-                op,
-                status: status.as_u16(),
-                message,
-            });
         }
         serde_json::from_slice(&bytes)
             .map(Some)
@@ -362,9 +370,37 @@ impl LonghornClient {
     }
 
     /// Every volume's name and `backupStatus` (one `GET /v1/volumes`, read
-    /// without the rest of each volume).
+    /// without the rest of each volume). A thousand volumes are megabytes of
+    /// JSON: they are decoded on a blocking thread, so that the runtime's
+    /// workers go on serving the calls in flight meanwhile.
     pub async fn list_volume_backups(&self) -> Result<Vec<VolumeBackups>> {
-        self.list("listVolumes", "/v1/volumes").await
+        const OP: &str = "listVolumes";
+        self.read(|| async {
+            let (status, bytes) = self
+                .call(OP, Method::GET, self.url("/v1/volumes", None), None)
+                .await?;
+            if Self::answered(OP, status, &bytes)?.is_none() {
+                return Ok(Vec::new());
+            }
+            let decode = |b: &[u8]| {
+                serde_json::from_slice::<Collection<VolumeBackups>>(b)
+                    .map_err(|source| (source, snippet(b)))
+            };
+            let kept = bytes.clone();
+            // A failed blocking task (the pool shutting down) decodes here.
+            let decoded = match tokio::task::spawn_blocking(move || decode(&bytes)).await {
+                Ok(d) => d,
+                Err(_) => decode(&kept),
+            };
+            decoded
+                .map(|c| c.data)
+                .map_err(|(source, body)| LonghornError::Decode {
+                    op: OP,
+                    source,
+                    body,
+                })
+        })
+        .await
     }
 
     /// One volume, or `None` if it does not exist.
