@@ -169,3 +169,116 @@ async fn claims_get_volumes_dr_resolves_and_restores_bind() {
     ns.delete().await;
     emu.shutdown().await;
 }
+
+/// Claims the selector matches but dr cannot back up are reported with the
+/// reason, next to a statically provisioned Longhorn volume that resolves
+/// (with its class and capacity), as the API server hands them out.
+#[tokio::test]
+async fn claims_dr_cannot_protect_are_reported_with_their_reason() {
+    use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    use kube::api::{DeleteParams, PostParams};
+    let kube = testbed::get().kube_client().await;
+    let ns = TestNamespace::create(&kube, "dr-unprot").await;
+    let sfx = testbed::suffix();
+    let pvs = Api::<PersistentVolume>::all(kube.clone());
+    let pvcs = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), &ns.name);
+    let pv = |name: &str, source: (&str, serde_json::Value)| -> PersistentVolume {
+        let mut spec = serde_json::json!({
+            "capacity": {"storage": "1Gi"},
+            "accessModes": ["ReadWriteOnce"],
+            "persistentVolumeReclaimPolicy": "Retain",
+            "storageClassName": "manual",
+        });
+        spec[source.0] = source.1;
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": name}, "spec": spec,
+        }))
+        .unwrap()
+    };
+    let (lh_pv, other_pv, host_pv) = (
+        format!("pv-lh-{sfx}"),
+        format!("pv-other-{sfx}"),
+        format!("pv-host-{sfx}"),
+    );
+    let handle = format!("static-{sfx}");
+    for p in [
+        pv(
+            &lh_pv,
+            (
+                "csi",
+                serde_json::json!({"driver": "driver.longhorn.io", "volumeHandle": handle}),
+            ),
+        ),
+        pv(
+            &other_pv,
+            (
+                "csi",
+                serde_json::json!({"driver": "csi.example.com", "volumeHandle": "x"}),
+            ),
+        ),
+        pv(&host_pv, ("hostPath", serde_json::json!({"path": "/tmp"}))),
+    ] {
+        pvs.create(&PostParams::default(), &p).await.unwrap();
+    }
+    let claim = |name: &str, class: &str, volume: Option<&str>| -> PersistentVolumeClaim {
+        let mut spec = serde_json::json!({
+            "accessModes": ["ReadWriteOnce"],
+            "storageClassName": class,
+            "resources": {"requests": {"storage": "1Gi"}},
+        });
+        if let Some(v) = volume {
+            spec["volumeName"] = v.into();
+        }
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "labels": {"app": "unprot"}}, "spec": spec,
+        }))
+        .unwrap()
+    };
+    let missing = format!("pv-missing-{sfx}");
+    for c in [
+        claim("a-static", "manual", Some(&lh_pv)),
+        claim("b-pending", &format!("none-{sfx}"), None),
+        claim("c-missing", "manual", Some(&missing)),
+        claim("d-other", "manual", Some(&other_pv)),
+        claim("e-host", "manual", Some(&host_pv)),
+    ] {
+        pvcs.create(&PostParams::default(), &c).await.unwrap();
+    }
+
+    let ns_name: dr::names::Namespace = ns.name.parse().unwrap();
+    let selector: dr::names::Selector = "app=unprot".parse().unwrap();
+    let resolved = dr::cluster::resolve_volumes(&kube, &ns_name, &selector).await;
+    for p in [&lh_pv, &other_pv, &host_pv] {
+        let _ = pvs.delete(p, &DeleteParams::default()).await;
+    }
+    let (vols, mut skipped) = resolved.unwrap();
+
+    assert_eq!(vols.len(), 1, "{vols:?}");
+    assert_eq!(vols[0].pvc, "a-static");
+    assert_eq!(vols[0].pv, lh_pv);
+    assert_eq!(vols[0].volume.as_str(), handle);
+    assert_eq!(vols[0].storage_class.as_deref(), Some("manual"));
+    assert_eq!(vols[0].capacity.as_deref(), Some("1Gi"));
+    skipped.sort_by(|a, b| a.pvc.cmp(&b.pvc));
+    let reasons: Vec<(&str, &str)> = skipped
+        .iter()
+        .map(|u| (u.pvc.as_str(), u.reason.as_str()))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("b-pending", "not bound to a PersistentVolume yet"),
+            (
+                "c-missing",
+                &*format!("its PersistentVolume {missing} does not exist")
+            ),
+            (
+                "d-other",
+                "its volume is provided by csi.example.com, not Longhorn"
+            ),
+            ("e-host", "its PersistentVolume is not a CSI volume"),
+        ]
+    );
+}

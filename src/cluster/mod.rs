@@ -5,7 +5,6 @@ pub mod manifests;
 pub mod restore;
 
 use crate::names::{Namespace, Selector, VolumeName};
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client};
 use manifests::{BUNDLE_FORMAT, Bundle, KINDS};
@@ -94,19 +93,22 @@ pub async fn resolve_volumes(
     ns: &Namespace,
     selector: &Selector,
 ) -> Result<(Vec<ProtectedVolume>, Vec<Unprotectable>), ClusterError> {
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns.as_str());
-    let pvs: Api<PersistentVolume> = Api::all(client.clone());
     let lp = ListParams::default().labels(selector.as_str());
     // One list of PVs instead of a GET per claim: a thousand claims cost two
-    // calls, made together.
+    // calls, made together. Only the fields used here are decoded: the rest
+    // (managed fields, annotations, status) is skipped unread.
     let every = ListParams::default();
-    let (list, all_pvs) = tokio::join!(pvcs.list(&lp), pvs.list(&every));
+    let claims = format!("/api/v1/namespaces/{}/persistentvolumeclaims", ns.as_str());
+    let (list, all_pvs) = tokio::join!(
+        lean_list::<lean::Claim>(client, &claims, &lp),
+        lean_list::<lean::Volume>(client, "/api/v1/persistentvolumes", &every)
+    );
     let list = list.map_err(|source| ClusterError::Api {
         op: "list PersistentVolumeClaims",
         namespace: ns.to_string(),
         source,
     })?;
-    let all_pvs: std::collections::HashMap<String, PersistentVolume> = all_pvs
+    let all_pvs: std::collections::HashMap<String, lean::Volume> = all_pvs
         .map_err(|source| ClusterError::Api {
             op: "list PersistentVolumes",
             namespace: ns.to_string(),
@@ -143,11 +145,7 @@ pub async fn resolve_volumes(
                     pv: pv_name,
                     volume,
                     storage_class: spec.storage_class_name.clone(),
-                    capacity: spec
-                        .capacity
-                        .as_ref()
-                        .and_then(|c| c.get("storage"))
-                        .map(|q| q.0.clone()),
+                    capacity: spec.capacity.get("storage").cloned(),
                 }),
                 Err(e) => skipped.push(Unprotectable {
                     pvc: name,
@@ -166,6 +164,71 @@ pub async fn resolve_volumes(
     }
     out.sort_by(|a, b| a.pvc.cmp(&b.pvc));
     Ok((out, skipped))
+}
+
+/// A list read from `path` and decoded as `lean::List<T>`.
+async fn lean_list<T: serde::de::DeserializeOwned>(
+    client: &Client,
+    path: &str,
+    lp: &ListParams,
+) -> Result<lean::List<T>, kube::Error> {
+    let req = kube::core::Request::new(path)
+        .list(lp)
+        .map_err(kube::Error::BuildRequest)?;
+    client.request(req).await
+}
+
+/// The parts of claims and volumes that resolving reads.
+mod lean {
+    use serde::Deserialize;
+    use std::collections::BTreeMap;
+
+    #[derive(Deserialize)]
+    pub struct List<T> {
+        #[serde(default = "Vec::new")]
+        pub items: Vec<T>,
+    }
+
+    #[derive(Deserialize, Default, Clone)]
+    pub struct Meta {
+        pub name: Option<String>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Claim {
+        #[serde(default)]
+        pub metadata: Meta,
+        pub spec: Option<ClaimSpec>,
+    }
+
+    #[derive(Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ClaimSpec {
+        pub volume_name: Option<String>,
+    }
+
+    #[derive(Deserialize, Clone)]
+    pub struct Volume {
+        #[serde(default)]
+        pub metadata: Meta,
+        pub spec: Option<VolumeSpec>,
+    }
+
+    #[derive(Deserialize, Clone, Default)]
+    #[serde(rename_all = "camelCase")]
+    pub struct VolumeSpec {
+        pub csi: Option<Csi>,
+        pub storage_class_name: Option<String>,
+        #[serde(default)]
+        pub capacity: BTreeMap<String, String>,
+    }
+
+    #[derive(Deserialize, Clone)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Csi {
+        pub driver: String,
+        pub volume_handle: String,
+    }
 }
 
 /// Captures the namespace's objects of the kinds in [`KINDS`] matching
