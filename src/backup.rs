@@ -15,10 +15,10 @@ use crate::config::PolicyConfig;
 use crate::longhorn::{LonghornClient, LonghornError, VolumeWatch};
 use crate::store::{self, BackupTargetUrl, Check, Store};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
@@ -47,7 +47,8 @@ struct Gates {
     snapshots: Arc<Semaphore>,
     requests: Arc<Semaphore>,
     watch: Arc<VolumeWatch>,
-    target: Option<BackupTargetUrl>,
+    /// Longhorn's backup target, read once on the side.
+    target: futures::future::Shared<futures::future::BoxFuture<'static, Option<BackupTargetUrl>>>,
     events: Events,
     /// For the policy's content probe, if any.
     http: reqwest::Client,
@@ -89,7 +90,7 @@ pub struct Protect {
 #[derive(Debug, Clone)]
 pub struct TickOptions {
     /// Backups requested at once (`snapshotBackup` calls in flight).
-    /// Snapshots are prepared up to four times as many ahead, so requests
+    /// Snapshots are prepared up to three times as many ahead, so requests
     /// never wait for a snapshot to become ready.
     pub concurrency: usize,
     /// How long a snapshot may take to become ready.
@@ -275,9 +276,14 @@ impl Protect {
         volumes: &[ProtectedVolume],
         events: &Events,
     ) -> Result<Vec<VolumeOutcome>, TickError> {
-        // Every row is written before Longhorn is asked anything, in one
-        // transaction: a crash from here on leaves rows to resume from. The
-        // backup target is read meanwhile.
+        // Every volume's row is written before Longhorn is asked anything
+        // about it. The rows of the volumes snapshotted first go in a
+        // transaction of their own, and the rest while those snapshots are
+        // taken: a crash in between leaves the point pending, and resuming
+        // it resolves the volumes again and writes the rows still missing
+        // (a row is keyed by point and volume).
+        let conc = self.options.concurrency.max(1);
+        let snapshots_at_once = conc * 3;
         let now = Utc::now();
         let new_rows = volumes
             .iter()
@@ -289,21 +295,38 @@ impl Protect {
                 requested_at: now,
             })
             .collect::<Vec<_>>();
-        let (target, rows) = tokio::join!(
-            self.longhorn.backup_target(),
-            self.catalog.record_backups(&new_rows)
-        );
-        let target = match target {
-            Ok(t) if t.available => BackupTargetUrl::parse(&t.backup_target_url).ok(),
-            _ => None,
+        let (head, tail) = new_rows.split_at(new_rows.len().min(snapshots_at_once));
+        let by_volume = |rows: Vec<BackupRecord>| -> HashMap<String, BackupRecord> {
+            rows.into_iter()
+                .map(|r| (r.volume.to_string(), r))
+                .collect()
         };
-        let rows: std::collections::HashMap<String, BackupRecord> = rows?
-            .into_iter()
-            .map(|r| (r.volume.to_string(), r))
-            .collect();
-        let conc = self.options.concurrency.max(1);
+        let head_rows = by_volume(self.catalog.record_backups(head).await?);
+        // The rest of the rows, once written (empty if writing them failed).
+        let (tail_tx, tail_rx) = tokio::sync::watch::channel(None::<Arc<HashMap<_, _>>>);
+        let write_tail = async {
+            let written = self.catalog.record_backups(tail).await;
+            let rows = written
+                .as_ref()
+                .map(|r| by_volume(r.clone()))
+                .unwrap_or_default();
+            tail_tx.send_replace(Some(Arc::new(rows)));
+            written.map(|_| ())
+        };
+        // The backup target is needed only to verify: read on the side.
+        let target = {
+            let longhorn = self.longhorn.clone();
+            async move {
+                match longhorn.backup_target().await {
+                    Ok(t) if t.available => BackupTargetUrl::parse(&t.backup_target_url).ok(),
+                    _ => None,
+                }
+            }
+            .boxed()
+            .shared()
+        };
         let gates = Gates {
-            snapshots: Arc::new(Semaphore::new(conc * 4)),
+            snapshots: Arc::new(Semaphore::new(snapshots_at_once)),
             requests: Arc::new(Semaphore::new(conc)),
             watch: Arc::new(VolumeWatch::new(self.longhorn.clone())),
             target,
@@ -314,17 +337,32 @@ impl Protect {
                 .unwrap_or_default(),
             unrequested: Arc::new(tokio::sync::watch::Sender::new(volumes.len())),
         };
-        Ok(futures::stream::iter(volumes.iter().cloned())
+        let fan = futures::stream::iter(volumes.iter().cloned())
             .map(|v| {
                 let gates = gates.clone();
-                let row = rows.get(v.volume.as_str()).cloned();
+                let head_row = head_rows.get(v.volume.as_str()).cloned();
+                let mut tail_rx = tail_rx.clone();
                 // One per volume, made before any volume starts.
                 let ticket = Unrequested(gates.unrequested.clone());
-                async move { self.volume(policy, tick_at, v, row, gates, ticket).await }
+                async move {
+                    let row = match head_row {
+                        Some(r) => Some(r),
+                        None => tail_rx
+                            .wait_for(Option::is_some)
+                            .await
+                            .ok()
+                            .and_then(|rows| rows.as_ref()?.get(v.volume.as_str()).cloned()),
+                    };
+                    self.volume(policy, tick_at, v, row, gates, ticket).await
+                }
             })
             .buffer_unordered(volumes.len().max(1))
-            .collect()
-            .await)
+            .collect::<Vec<_>>();
+        let (written, outcomes) = tokio::join!(write_tail, fan);
+        // Volumes without a row asked Longhorn nothing; the point stays
+        // pending, to be resumed, as when no row could be written at all.
+        written?;
+        Ok(outcomes)
     }
 
     async fn fail_point(
@@ -706,7 +744,10 @@ impl Protect {
             .acquire()
             .await
             .map_err(|e| (name.clone(), e.to_string()))?;
-        let verification = match target.or_else(|| BackupTargetUrl::parse(&done.url).ok()) {
+        let verification = match target
+            .await
+            .or_else(|| BackupTargetUrl::parse(&done.url).ok())
+        {
             Some(t) => {
                 match store::verify_backup(&self.verifier, &t, volume, &requested.backup).await {
                     Ok(Check::Intact { .. }) => Verification::Verified,
