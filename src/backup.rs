@@ -305,13 +305,12 @@ impl Protect {
         // The rest of the rows, once written (empty if writing them failed).
         let (tail_tx, tail_rx) = tokio::sync::watch::channel(None::<Arc<HashMap<_, _>>>);
         let write_tail = async {
-            let written = self.catalog.record_backups(tail).await;
-            let rows = written
-                .as_ref()
-                .map(|r| by_volume(r.clone()))
-                .unwrap_or_default();
+            let (rows, written) = match self.catalog.record_backups(tail).await {
+                Ok(rows) => (by_volume(rows), Ok(())),
+                Err(e) => (HashMap::new(), Err(e)),
+            };
             tail_tx.send_replace(Some(Arc::new(rows)));
-            written.map(|_| ())
+            written
         };
         // The backup target is needed only to verify: read on the side.
         let target = {

@@ -354,12 +354,33 @@ impl LonghornClient {
     // ---- volumes --------------------------------------------------------
 
     /// A whole collection, read with retries (a missing one is empty).
-    async fn list<T: DeserializeOwned>(&self, op: &'static str, path: &str) -> Result<Vec<T>> {
+    async fn list<T: DeserializeOwned + Send + 'static>(
+        &self,
+        op: &'static str,
+        path: &str,
+    ) -> Result<Vec<T>> {
         self.read(|| async {
-            let c: Option<Collection<T>> = self
-                .json(op, Method::GET, self.url(path, None), None)
+            let (status, bytes) = self
+                .call(op, Method::GET, self.url(path, None), None)
                 .await?;
-            Ok(c.map(|c| c.data).unwrap_or_default())
+            if Self::answered(op, status, &bytes)?.is_none() {
+                return Ok(Vec::new());
+            }
+            // A collection can be megabytes of JSON (a thousand volumes): it
+            // is decoded on a blocking thread, so that the runtime's workers
+            // go on serving the calls in flight meanwhile.
+            let decode = |b: &[u8]| {
+                serde_json::from_slice::<Collection<T>>(b).map_err(|source| (source, snippet(b)))
+            };
+            let kept = bytes.clone();
+            // A failed blocking task (the pool shutting down) decodes here.
+            let decoded = match tokio::task::spawn_blocking(move || decode(&bytes)).await {
+                Ok(d) => d,
+                Err(_) => decode(&kept),
+            };
+            decoded
+                .map(|c| c.data)
+                .map_err(|(source, body)| LonghornError::Decode { op, source, body })
         })
         .await
     }
@@ -370,37 +391,9 @@ impl LonghornClient {
     }
 
     /// Every volume's name and `backupStatus` (one `GET /v1/volumes`, read
-    /// without the rest of each volume). A thousand volumes are megabytes of
-    /// JSON: they are decoded on a blocking thread, so that the runtime's
-    /// workers go on serving the calls in flight meanwhile.
+    /// without the rest of each volume).
     pub async fn list_volume_backups(&self) -> Result<Vec<VolumeBackups>> {
-        const OP: &str = "listVolumes";
-        self.read(|| async {
-            let (status, bytes) = self
-                .call(OP, Method::GET, self.url("/v1/volumes", None), None)
-                .await?;
-            if Self::answered(OP, status, &bytes)?.is_none() {
-                return Ok(Vec::new());
-            }
-            let decode = |b: &[u8]| {
-                serde_json::from_slice::<Collection<VolumeBackups>>(b)
-                    .map_err(|source| (source, snippet(b)))
-            };
-            let kept = bytes.clone();
-            // A failed blocking task (the pool shutting down) decodes here.
-            let decoded = match tokio::task::spawn_blocking(move || decode(&bytes)).await {
-                Ok(d) => d,
-                Err(_) => decode(&kept),
-            };
-            decoded
-                .map(|c| c.data)
-                .map_err(|(source, body)| LonghornError::Decode {
-                    op: OP,
-                    source,
-                    body,
-                })
-        })
-        .await
+        self.list("listVolumes", "/v1/volumes").await
     }
 
     /// One volume, or `None` if it does not exist.
