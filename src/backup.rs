@@ -15,7 +15,7 @@ use crate::config::PolicyConfig;
 use crate::longhorn::{LonghornClient, LonghornError, VolumeWatch};
 use crate::store::{self, BackupTargetUrl, Check, Store};
 use chrono::{DateTime, Utc};
-use futures::{FutureExt, StreamExt};
+use futures::FutureExt;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -336,27 +336,57 @@ impl Protect {
                 .unwrap_or_default(),
             unrequested: Arc::new(tokio::sync::watch::Sender::new(volumes.len())),
         };
-        let fan = futures::stream::iter(volumes.iter().cloned())
-            .map(|v| {
-                let gates = gates.clone();
-                let head_row = head_rows.get(v.volume.as_str()).cloned();
-                let mut tail_rx = tail_rx.clone();
-                // One per volume, made before any volume starts.
-                let ticket = Unrequested(gates.unrequested.clone());
-                async move {
-                    let row = match head_row {
-                        Some(r) => Some(r),
-                        None => tail_rx
-                            .wait_for(Option::is_some)
-                            .await
-                            .ok()
-                            .and_then(|rows| rows.as_ref()?.get(v.volume.as_str()).cloned()),
-                    };
-                    self.volume(policy, tick_at, v, row, gates, ticket).await
+        // Each volume is a task of its own, so that the runtime's workers
+        // share the tick's thousands of answers instead of one task taking
+        // them in turn (a batch of answers then waited behind each other,
+        // and so did the next requests). Dropping the tick aborts them.
+        let this = Arc::new(self.clone());
+        let policy_arc = Arc::new(policy.clone());
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut spawned: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
+        for v in volumes.iter().cloned() {
+            let gates = gates.clone();
+            let head_row = head_rows.get(v.volume.as_str()).cloned();
+            let mut tail_rx = tail_rx.clone();
+            // One per volume, made before any volume starts.
+            let ticket = Unrequested(gates.unrequested.clone());
+            let (this, policy) = (this.clone(), policy_arc.clone());
+            let names = (v.volume.to_string(), v.pvc.clone());
+            let handle = tasks.spawn(async move {
+                let row = match head_row {
+                    Some(r) => Some(r),
+                    None => tail_rx
+                        .wait_for(Option::is_some)
+                        .await
+                        .ok()
+                        .and_then(|rows| rows.as_ref()?.get(v.volume.as_str()).cloned()),
+                };
+                this.volume(&policy, tick_at, v, row, gates, ticket).await
+            });
+            spawned.insert(handle.id(), names);
+        }
+        let fan = async {
+            let mut outcomes = Vec::with_capacity(spawned.len());
+            while let Some(joined) = tasks.join_next_with_id().await {
+                match joined {
+                    Ok((_, outcome)) => outcomes.push(outcome),
+                    // A volume's task that panicked (or was aborted) fails
+                    // that volume, not the tick.
+                    Err(e) => {
+                        let (volume, pvc) = spawned.remove(&e.id()).unwrap_or_default();
+                        outcomes.push(VolumeOutcome {
+                            volume,
+                            pvc,
+                            backup: None,
+                            state: BackupState::Failed,
+                            verification: Verification::Unverified,
+                            error: Some(format!("internal error: {e}")),
+                        });
+                    }
                 }
-            })
-            .buffer_unordered(volumes.len().max(1))
-            .collect::<Vec<_>>();
+            }
+            outcomes
+        };
         let (written, outcomes) = tokio::join!(write_tail, fan);
         // Volumes without a row asked Longhorn nothing; the point stays
         // pending, to be resumed, as when no row could be written at all.
