@@ -1280,7 +1280,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
             st.backup_volumes.entry(name.to_owned()).or_default();
             st.backups_created += 1;
             let sh2 = sh.clone();
-            sh.spawn(async move { worker::run_backup(sh2, backup_name, uid).await });
+            sh.spawn_data(async move { worker::run_backup(sh2, backup_name, uid).await });
             Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         "recurringJobList" | "recurringJobAdd" | "recurringJobDelete" => {
@@ -1370,7 +1370,7 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
                 let sh2 = ctx.sh.clone();
                 let name = input.name.clone();
                 ctx.sh
-                    .spawn(async move { worker::run_delete_backup(sh2, name, uid).await });
+                    .spawn_data(async move { worker::run_delete_backup(sh2, name, uid).await });
             }
             Ok(Reply::Json(bv_reply(st, &vol)))
         }

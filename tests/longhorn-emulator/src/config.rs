@@ -21,6 +21,12 @@ pub struct EmulatorConfig {
     /// Namespaces whose PVCs the provisioner serves (`None`: all). Tests that
     /// share the test bed's cluster each scope their emulator to their own.
     pub provision_namespaces: Option<Vec<String>>,
+    /// `Some(n)`: backups, restores and backup deletions (the data path,
+    /// Longhorn's replicas and engines) run on threads of their own at nice
+    /// `n`, as they run on other nodes than the manager API in a cluster;
+    /// benchmarks use it so that the emulator's uploads do not slow its API.
+    /// `None` (the default): everything on the caller's runtime.
+    pub data_path_nice: Option<i32>,
 }
 
 impl EmulatorConfig {
@@ -32,6 +38,7 @@ impl EmulatorConfig {
             kube: None,
             timings: Timings::fast(),
             provision_namespaces: None,
+            data_path_nice: None,
         }
     }
 }

@@ -96,7 +96,17 @@ impl Emulator {
     /// and serves until [`Emulator::shutdown`] (or drop).
     pub async fn start(cfg: EmulatorConfig) -> anyhow::Result<Emulator> {
         let store = cfg.store.map(store::Store::new);
-        let shared = Arc::new(state::Shared::new(cfg.timings, store, cfg.kube.clone()));
+        let data_path = cfg
+            .data_path_nice
+            .map(state::DataPath::start)
+            .transpose()
+            .context("starting the data path's threads")?;
+        let shared = Arc::new(state::Shared::new(
+            cfg.timings,
+            store,
+            cfg.kube.clone(),
+            data_path,
+        ));
         // Scope the provisioner before it starts, so an emulator never grabs
         // another test's claims in the moment after it starts.
         shared.lock().provision_namespaces =

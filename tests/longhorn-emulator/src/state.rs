@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
+use tracing::warn;
 
 use crate::config::Timings;
 use crate::store::Store;
@@ -340,6 +341,38 @@ pub struct Shared {
     pub faults_changed: watch::Sender<u64>,
     tasks: Mutex<Vec<AbortHandle>>,
     delays: Delays,
+    data_path: Option<DataPath>,
+}
+
+/// Threads of their own, at a lower CPU priority, for the data path
+/// ([`crate::EmulatorConfig::data_path_nice`]).
+pub struct DataPath(Option<tokio::runtime::Runtime>);
+
+impl DataPath {
+    pub fn start(nice: i32) -> std::io::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("emulator-data")
+            .on_thread_start(move || {
+                // Per thread on Linux: this thread only, not the process.
+                let tid = rustix::thread::gettid();
+                if let Err(e) = rustix::process::setpriority_process(Some(tid), nice) {
+                    warn!(error = %e, "could not lower the data path's priority");
+                }
+            })
+            .enable_all()
+            .build()?;
+        Ok(DataPath(Some(rt)))
+    }
+}
+
+impl Drop for DataPath {
+    fn drop(&mut self) {
+        // Dropping a runtime blocks, which tokio refuses inside another runtime.
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
 }
 
 /// Injected latency, kept by a thread of its own to the tens of
@@ -400,7 +433,12 @@ impl Delays {
 }
 
 impl Shared {
-    pub fn new(timings: Timings, store: Option<Store>, kube: Option<kube::Client>) -> Self {
+    pub fn new(
+        timings: Timings,
+        store: Option<Store>,
+        kube: Option<kube::Client>,
+        data_path: Option<DataPath>,
+    ) -> Self {
         Shared {
             state: Mutex::new(State {
                 timings,
@@ -412,6 +450,7 @@ impl Shared {
             faults_changed: watch::channel(0).0,
             tasks: Mutex::new(Vec::new()),
             delays: Delays::start(),
+            data_path,
         }
     }
 
@@ -433,7 +472,21 @@ impl Shared {
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        let handle = tokio::spawn(fut).abort_handle();
+        self.track(tokio::spawn(fut).abort_handle());
+    }
+
+    /// [`Shared::spawn`] for the data path: on its own threads if configured.
+    pub fn spawn_data<F>(&self, fut: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        match self.data_path.as_ref().and_then(|d| d.0.as_ref()) {
+            Some(rt) => self.track(rt.spawn(fut).abort_handle()),
+            None => self.spawn(fut),
+        }
+    }
+
+    fn track(&self, handle: AbortHandle) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
         if tasks.len() > 128 {
             tasks.retain(|t| !t.is_finished());

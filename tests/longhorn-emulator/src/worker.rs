@@ -84,7 +84,7 @@ pub fn kick(sh: &Arc<Shared>, st: &mut State, name: &str) {
                 }
                 let sh2 = sh.clone();
                 let name = name.to_owned();
-                sh.spawn(async move { run_restore(sh2, name, uid).await });
+                sh.spawn_data(async move { run_restore(sh2, name, uid).await });
             }
         }
         _ => {}

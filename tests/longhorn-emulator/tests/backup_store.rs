@@ -755,3 +755,48 @@ async fn sixteen_mib_backup_with_fast_timings() {
     emu.shutdown().await;
     delete_prefix(&s3, &store.bucket, &format!("{}/", store.prefix)).await;
 }
+
+/// `data_path_nice`: backups run on threads of their own ("emulator-data"),
+/// at the niceness asked for, and still complete.
+#[tokio::test]
+async fn data_path_on_threads_of_its_own_at_lower_priority() {
+    let store = testbed_store().await;
+    let s3 = s3_client(&store);
+    let mut cfg = EmulatorConfig::new(local());
+    cfg.store = Some(store.clone());
+    cfg.timings = Timings::fast();
+    cfg.data_path_nice = Some(10);
+    let emu = Emulator::start(cfg).await.expect("starting the emulator");
+    let api = Api::new(&emu);
+    let ctl = emu.control();
+    ctl.create_volume("niced", 4 << 20).await.unwrap();
+    ctl.write("niced", 0, &pattern(4 << 20, 3)).await.unwrap();
+    let name = backup(&api, "niced", "snap-niced").await;
+    let bv = api.get("v1/backupvolumes").await.json["data"][0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let done = wait_backup_state(&api, &bv, &name, "Completed").await;
+    assert_eq!(done["size"], (4u64 << 20).to_string(), "{done:#}");
+    // The data path's threads, as the kernel sees them: name and nice.
+    let mut niceness = Vec::new();
+    for task in std::fs::read_dir("/proc/self/task").unwrap() {
+        let dir = task.unwrap().path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == "emulator-data" {
+            let stat = std::fs::read_to_string(dir.join("stat")).unwrap_or_default();
+            let after = stat.rsplit_once(')').map(|(_, a)| a).unwrap_or_default();
+            niceness.push(
+                after
+                    .split_whitespace()
+                    .nth(16)
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+    }
+    assert!(!niceness.is_empty(), "no emulator-data thread");
+    assert!(niceness.iter().all(|n| n == "10"), "{niceness:?}");
+    emu.shutdown().await;
+    delete_prefix(&s3, &store.bucket, &format!("{}/", store.prefix)).await;
+}
