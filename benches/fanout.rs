@@ -12,8 +12,9 @@
 //! (default 1000), DR_BENCH_LATENCY_MS (50), DR_BENCH_CONCURRENCY (16),
 //! DR_BENCH_REPEAT (1: ticks measured in a row over the same volumes),
 //! DR_BENCH_DAEMON_ONLY (set: only `dr serve`'s memory and CPU),
-//! DR_BENCH_NICE_S3 (19: the test bed's S3 server's CPU priority while
-//! ticks are measured; 0 leaves it as it is; see [`S3Priority`]).
+//! DR_BENCH_NICE (19: the CPU priority of the bed's data path, the S3
+//! server while ticks are measured and the emulator's uploads; 0 leaves
+//! both as they are; see [`S3Priority`]).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -101,7 +102,8 @@ fn cpu_ticks(pid: u32) -> Option<u64> {
 /// the emulator's uploads for Longhorn's replicas: in a cluster neither
 /// runs on dr's CPUs, but on this bed's two cores the S3 server took about
 /// a third of the machine during a tick. Niced, it still does all its work,
-/// in the time the measured calls leave idle.
+/// in the time the measured calls leave idle. (The emulator's uploads run at
+/// the same niceness: `EmulatorConfig::data_path_nice`.)
 struct S3Priority {
     pid: String,
     was: i64,
@@ -137,7 +139,7 @@ impl S3Priority {
             .ok()?
             .success();
         ok.then(|| {
-            eprintln!("S3 server (pid {pid}) at nice {nice} while ticks are measured (DR_BENCH_NICE_S3=0: as it is)");
+            eprintln!("S3 server (pid {pid}) at nice {nice} while ticks are measured (DR_BENCH_NICE=0: as it is)");
             S3Priority { pid, was }
         })
     }
@@ -212,6 +214,11 @@ async fn emulator_child(prefix: String, namespace: String) -> anyhow::Result<()>
     ecfg.kube = Some(tb.kube_client().await);
     ecfg.timings = Timings::fast();
     ecfg.provision_namespaces = Some(vec![namespace]);
+    // Longhorn's data path runs on other nodes than its manager API.
+    ecfg.data_path_nice = match env_num("DR_BENCH_NICE", 19) {
+        0 => None,
+        n => Some(n as i32),
+    };
     let emu = Emulator::start(ecfg).await?;
     {
         let mut out = std::io::stdout().lock();
@@ -309,7 +316,7 @@ async fn run() -> anyhow::Result<()> {
     let policy = cfg.policies[0].clone();
     let dir = tempfile::tempdir()?;
     if std::env::var_os("DR_BENCH_DAEMON_ONLY").is_none() {
-        let _s3 = S3Priority::lower(env_num("DR_BENCH_NICE_S3", 19) as i64);
+        let _s3 = S3Priority::lower(env_num("DR_BENCH_NICE", 19) as i64);
         // Each repeat is a new tick over the same volumes (an incremental backup).
         for round in 0..env_num("DR_BENCH_REPEAT", 1).max(1) {
             if round > 0 {
