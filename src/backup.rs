@@ -341,18 +341,16 @@ impl Protect {
         // them in turn (a batch of answers then waited behind each other,
         // and so did the next requests). Dropping the tick aborts them.
         let this = Arc::new(self.clone());
-        let policy_arc = Arc::new(policy.clone());
+        let policy = Arc::new(policy.clone());
         let mut tasks = tokio::task::JoinSet::new();
-        let mut spawned: HashMap<tokio::task::Id, (String, String)> = HashMap::new();
         for v in volumes.iter().cloned() {
             let gates = gates.clone();
             let head_row = head_rows.get(v.volume.as_str()).cloned();
             let mut tail_rx = tail_rx.clone();
             // One per volume, made before any volume starts.
             let ticket = Unrequested(gates.unrequested.clone());
-            let (this, policy) = (this.clone(), policy_arc.clone());
-            let names = (v.volume.to_string(), v.pvc.clone());
-            let handle = tasks.spawn(async move {
+            let (this, policy) = (this.clone(), policy.clone());
+            tasks.spawn(async move {
                 let row = match head_row {
                     Some(r) => Some(r),
                     None => tail_rx
@@ -363,26 +361,20 @@ impl Protect {
                 };
                 this.volume(&policy, tick_at, v, row, gates, ticket).await
             });
-            spawned.insert(handle.id(), names);
         }
         let fan = async {
-            let mut outcomes = Vec::with_capacity(spawned.len());
-            while let Some(joined) = tasks.join_next_with_id().await {
+            let mut outcomes = Vec::with_capacity(volumes.len());
+            while let Some(joined) = tasks.join_next().await {
                 match joined {
-                    Ok((_, outcome)) => outcomes.push(outcome),
-                    // A volume's task that panicked (or was aborted) fails
-                    // that volume, not the tick.
-                    Err(e) => {
-                        let (volume, pvc) = spawned.remove(&e.id()).unwrap_or_default();
-                        outcomes.push(VolumeOutcome {
-                            volume,
-                            pvc,
-                            backup: None,
-                            state: BackupState::Failed,
-                            verification: Verification::Unverified,
-                            error: Some(format!("internal error: {e}")),
-                        });
-                    }
+                    Ok(outcome) => outcomes.push(outcome),
+                    // A panic stays the tick's, as when the volumes shared its
+                    // task: the point stays pending, to be resumed, and no
+                    // row is left unfinished under a finished point. (Tasks
+                    // are only cancelled by dropping the set, which ends this.)
+                    Err(e) => std::panic::resume_unwind(
+                        e.try_into_panic()
+                            .unwrap_or_else(|e| Box::new(e.to_string())),
+                    ),
                 }
             }
             outcomes
