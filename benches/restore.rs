@@ -94,8 +94,9 @@ async fn run() -> anyhow::Result<()> {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/testbed.yaml");
     let cfg = dr::config::Config::parse(
         &format!(
-            "policies:\n  - name: bench\n    namespace: {}\n    selector: app=bench\n",
-            ns.name
+            "policies:\n  - name: bench\n    namespace: {}\n    selector: app=bench\n    content: {{checksum_url: \"{}emulator/volumes/{{volume}}/checksum\"}}\n",
+            ns.name,
+            emu.url()
         ),
         "bench",
     )?;
@@ -162,7 +163,9 @@ async fn run() -> anyhow::Result<()> {
         volume_prefix: "dr-r".into(),
         namespace_labels: Default::default(),
         incident: None,
-        content_url: None,
+        // The runbook's content step compares each restored volume with the
+        // checksum the tick recorded through the policy's content probe.
+        content_url: policy.content.as_ref().map(|c| c.checksum_url.clone()),
         holder: exec::holder_id(),
     };
     eprintln!("restoring {n} volumes into {target} …");
