@@ -20,8 +20,8 @@ use common::testbed::{self, TestNamespace};
 use dr::backup::{Events, Protect, TickOptions};
 use dr::catalog::{Catalog, PointState, RunKind};
 use dr::longhorn::{ClientConfig, LonghornClient};
-use dr::restore::run::{self as exec, Env, Quiet, RunSpec};
 use dr::runbook::Runbook;
+use dr::runbook::engine::{self as exec, Env, Quiet, RunSpec};
 use dr::store::Store;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
@@ -152,6 +152,7 @@ async fn run() -> anyhow::Result<()> {
         kube: kube.clone(),
         longhorn,
         store,
+        clock: dr::clock::Clock::System,
     };
     let spec = RunSpec {
         kind: RunKind::Restore,
@@ -166,7 +167,7 @@ async fn run() -> anyhow::Result<()> {
         // The runbook's content step compares each restored volume with the
         // checksum the tick recorded through the policy's content probe.
         content_url: policy.content.as_ref().map(|c| c.checksum_url.clone()),
-        holder: exec::holder_id(),
+        holder: dr::runbook::lease::holder_id(),
     };
     eprintln!("restoring {n} volumes into {target} …");
     let start = Instant::now();

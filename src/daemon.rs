@@ -70,7 +70,7 @@ impl Daemon {
                 .iter()
                 .map(|p| (p.name.to_string(), Arc::new(Mutex::new(()))))
                 .collect(),
-            holder: crate::restore::run::holder_id(),
+            holder: crate::runbook::lease::holder_id(),
             policies: policies
                 .iter()
                 .map(|p| (p.name.to_string(), p.clone()))
@@ -212,7 +212,7 @@ impl Daemon {
             self.metrics.tick(policy, TickOutcome::Skipped);
             return;
         };
-        let started = std::time::Instant::now();
+        let started = tokio::time::Instant::now();
         let events: Events = Arc::new(|_| {});
         let outcome = self.protect.tick(p, tick, events).await;
         drop(guard);
@@ -257,12 +257,13 @@ impl Daemon {
         }
     }
 
-    fn env(&self) -> crate::restore::run::Env {
-        crate::restore::run::Env {
+    fn env(&self) -> crate::runbook::engine::Env {
+        crate::runbook::engine::Env {
             catalog: self.protect.catalog.clone(),
             kube: self.protect.kube.clone(),
             longhorn: self.protect.longhorn.clone(),
             store: self.protect.store.clone(),
+            clock: crate::clock::Clock::System,
         }
     }
 
@@ -296,7 +297,7 @@ impl Daemon {
                 .get(policy)
                 .and_then(|p| p.content.as_ref().map(|c| c.checksum_url.clone())),
             &self.holder,
-            &crate::restore::run::Quiet,
+            &crate::runbook::engine::Quiet,
         )
         .await
         {

@@ -1,21 +1,23 @@
 //! Restore drills: the restore runbook into a scratch namespace the drill
 //! creates (`dr-drill-<policy>-<short id>`, labelled as dr's), verified, then
-//! torn down — namespace, restored volumes and their PVs. A drill passes only
-//! if its runbook passed *and* its teardown completed. A janitor removes what
-//! interrupted drills left behind, even after a crash.
+//! torn down — namespace, restored volumes and their PVs. A drill is
+//! begin → hold → steps → teardown → finish, and passes only if its runbook
+//! passed *and* its teardown completed. A janitor removes what interrupted
+//! drills left behind, even after a crash.
 
-use crate::catalog::{RunKind, RunRecord, RunState, StepRecord, StepState};
+use crate::catalog::{PolicyRecord, RunKind, RunRecord, RunState, StepRecord, StepState};
 use crate::cluster::restore::{self as k8s, NamespaceState};
+use crate::cluster::scratch;
 use crate::names::Namespace;
-use crate::restore::run::{
-    Env, Observer, Outcome, RunError, RunSpec, STALE_AFTER, StepError, begin, execute, holder_dead,
-};
-use chrono::{DateTime, TimeDelta, Utc};
-use k8s_openapi::api::core::v1::{Namespace as K8sNamespace, PersistentVolume};
-use kube::Api;
-use kube::api::{DeleteParams, ListParams};
+use crate::restore::RestorePlan;
+use crate::runbook::engine::{self, Env, Held, Observer, Outcome, RunError, RunEvent, RunSpec};
+use crate::runbook::lease::{self, Holder};
+use crate::runbook::summary::{RunSummary, StageBudget, Verdict};
+use crate::runbook::{Runbook, StepError, StepFailed};
+use crate::span::Span;
+use chrono::{DateTime, TimeDelta};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Label on every namespace a drill creates (value: the policy).
 pub const LABEL_DRILL: &str = "dr.longhorn.io/drill";
@@ -23,6 +25,12 @@ pub const LABEL_DRILL: &str = "dr.longhorn.io/drill";
 pub const TEARDOWN: &str = "teardown";
 /// Prefix of the volumes drills restore (never a production name).
 pub const VOLUME_PREFIX: &str = "dr-d";
+/// How long a teardown waits for what it deleted to be gone.
+const TEARDOWN_WAIT: Duration = Duration::from_secs(300);
+/// The teardown's budget, for its verdict column only (not part of the RTO).
+const TEARDOWN_BUDGET: Span = Span::from_secs(600);
+/// How often a teardown looks again at what it deleted.
+const POLL: Duration = Duration::from_millis(500);
 
 /// The scratch namespace of a drill: `dr-drill-<policy>-<6 hex>` (policy
 /// names have at most 40 characters, so it fits in 63).
@@ -31,24 +39,19 @@ pub fn drill_namespace(policy: &str) -> Result<Namespace, crate::names::NameErro
     format!("dr-drill-{policy}-{short}").parse()
 }
 
-fn kube_step(op: &'static str, ns: &str) -> impl FnOnce(kube::Error) -> StepError {
-    let to_cluster = k8s::api_err(op, ns);
-    move |e| StepError::from(to_cluster(e))
-}
-
 /// Runs a drill of `plan` (a recovery point of `policy`) into a new scratch
 /// namespace: the runbook, then the teardown. `manual` steps are skipped.
 pub async fn run_drill(
     env: &Env,
-    policy: &crate::catalog::PolicyRecord,
-    runbook: crate::runbook::Runbook,
-    plan: &crate::restore::RestorePlan,
+    policy: &PolicyRecord,
+    runbook: Runbook,
+    plan: &RestorePlan,
     content_url: Option<String>,
     holder: &str,
     obs: &dyn Observer,
 ) -> Result<Outcome, RunError> {
     let target = drill_namespace(policy.name.as_str()).map_err(|e| {
-        RunError::StepFailed(crate::restore::run::StepFailed {
+        RunError::StepFailed(StepFailed {
             seq: 0,
             stage: "setup".into(),
             label: "drill namespace".into(),
@@ -71,18 +74,102 @@ pub async fn run_drill(
         content_url,
         holder: holder.to_owned(),
     };
-    let begun = begin(env, &spec, plan).await?;
-    execute(env, &spec, plan, &begun, obs).await
+    let begun = engine::begin(env, &spec, plan).await?;
+    let held = engine::hold(env, &spec, &begun, obs);
+    let mut result = engine::run_steps(env, &spec, plan, &held, obs).await;
+    if !matches!(result, Err(RunError::LostLock { .. })) {
+        // A drill always tears down what it made, passed or not.
+        let torn = teardown_stage(env, &spec, &held, obs).await;
+        if result.is_ok() {
+            result = torn;
+        }
+    }
+    let mut stages = engine::stage_budgets(&spec.runbook);
+    stages.push(StageBudget::after_recovery(TEARDOWN, TEARDOWN_BUDGET));
+    engine::finish(env, held, result, &stages, plan).await
+}
+
+/// The teardown as the stage after the runbook's last, announced to `obs`.
+async fn teardown_stage(
+    env: &Env,
+    spec: &RunSpec,
+    held: &Held,
+    obs: &dyn Observer,
+) -> Result<(), RunError> {
+    let seq = spec.runbook.planned().len() as i64 + 1;
+    obs.event(&RunEvent::Notice(format!(
+        "tearing down drill namespace {}",
+        spec.target
+    )));
+    match teardown_step(env, &held.run, seq, TEARDOWN_WAIT).await {
+        Ok(d) => {
+            obs.event(&RunEvent::Notice(d));
+            Ok(())
+        }
+        Err(e) => {
+            obs.event(&RunEvent::Notice(format!("teardown failed: {e}")));
+            Err(RunError::StepFailed(StepFailed {
+                seq,
+                stage: TEARDOWN.into(),
+                label: "teardown".into(),
+                message: e.to_string(),
+            }))
+        }
+    }
 }
 
 /// Whether a drill passed: its runbook and its teardown succeeded.
-pub fn passed(summary: &crate::restore::summary::RunSummary) -> bool {
-    summary.state == "succeeded"
+pub fn passed(summary: &RunSummary) -> bool {
+    summary.state == RunState::Succeeded.to_string()
         && summary.stages.iter().any(|s| {
-            s.name == TEARDOWN
-                && s.verdict != crate::restore::summary::Verdict::Failed
-                && s.verdict != crate::restore::summary::Verdict::NotRun
+            s.name == TEARDOWN && s.verdict != Verdict::Failed && s.verdict != Verdict::NotRun
         })
+}
+
+/// What a teardown found to delete.
+struct Leftovers {
+    pvs: BTreeSet<String>,
+    volumes: BTreeSet<String>,
+}
+
+/// The PVs and Longhorn volumes of a drill: by the run's volume name prefix,
+/// and by the PVs bound in its namespace.
+async fn leftovers(env: &Env, ns: &str, run: Option<&RunRecord>) -> Result<Leftovers, StepError> {
+    let prefix = run.map(|r| format!("{VOLUME_PREFIX}{}-", r.id.0));
+    let mut volumes: BTreeSet<String> = BTreeSet::new();
+    for v in env.longhorn.list_volumes().await? {
+        let by_run = prefix.as_deref().is_some_and(|p| v.name.starts_with(p));
+        let by_ns = v.kubernetes_status.namespace == ns && v.name.starts_with(VOLUME_PREFIX);
+        if by_run || by_ns {
+            volumes.insert(v.name);
+        }
+    }
+    let mut pvs = BTreeSet::new();
+    for pv in scratch::pvs_for(&env.kube, ns, &volumes).await? {
+        if pv.handle.starts_with(VOLUME_PREFIX) {
+            volumes.insert(pv.handle);
+        }
+        pvs.insert(pv.name);
+    }
+    Ok(Leftovers { pvs, volumes })
+}
+
+/// Deletes a drill's namespace if it carries the drill label; whether it
+/// was (or is being) deleted, or was already gone.
+async fn delete_drill_namespace(env: &Env, ns: &str) -> Result<bool, StepError> {
+    match k8s::namespace_state(&env.kube, ns).await? {
+        NamespaceState::Absent => Ok(false),
+        NamespaceState::Terminating => Ok(true),
+        NamespaceState::Active { labels } => {
+            if !labels.contains_key(LABEL_DRILL) {
+                return Err(StepError::Check(format!(
+                    "namespace {ns} does not carry the {LABEL_DRILL} label; a drill deletes only namespaces it created"
+                )));
+            }
+            scratch::delete_namespace(&env.kube, ns).await?;
+            Ok(true)
+        }
+    }
 }
 
 /// Removes what a drill created: its namespace (only if it carries the drill
@@ -94,107 +181,33 @@ pub async fn teardown(
     run: Option<&RunRecord>,
     wait: Duration,
 ) -> Result<String, StepError> {
-    let start = Instant::now();
-    let nss = Api::<K8sNamespace>::all(env.kube.clone());
-    let mut deleted_ns = false;
-    match k8s::namespace_state(&env.kube, ns).await? {
-        NamespaceState::Absent => {}
-        NamespaceState::Terminating => deleted_ns = true,
-        NamespaceState::Active { labels } => {
-            if !labels.contains_key(LABEL_DRILL) {
-                return Err(StepError::Check(format!(
-                    "namespace {ns} does not carry the {LABEL_DRILL} label; a drill deletes only namespaces it created"
-                )));
-            }
-            match nss.delete(ns, &DeleteParams::default()).await {
-                Ok(_) => {}
-                Err(kube::Error::Api(s)) if s.code == 404 => {}
-                Err(e) => return Err(kube_step("delete namespace", ns)(e)),
-            }
-            deleted_ns = true;
-        }
-    }
-    // The volumes: by the run's name prefix, and by the PVs bound in the namespace.
-    let prefix = run.map(|r| format!("{VOLUME_PREFIX}{}-", r.id.0));
-    let mut volumes: BTreeSet<String> = BTreeSet::new();
-    for v in env.longhorn.list_volumes().await? {
-        let by_run = prefix.as_deref().is_some_and(|p| v.name.starts_with(p));
-        let by_ns = v.kubernetes_status.namespace == ns && v.name.starts_with(VOLUME_PREFIX);
-        if by_run || by_ns {
-            volumes.insert(v.name);
-        }
-    }
-    let pvs = Api::<PersistentVolume>::all(env.kube.clone());
-    let mut pv_names: BTreeSet<String> = BTreeSet::new();
-    for pv in pvs
-        .list(&ListParams::default())
-        .await
-        .map_err(kube_step("list PVs", ns))?
-    {
-        let spec = pv.spec.unwrap_or_default();
-        let claim_ns = spec
-            .claim_ref
-            .as_ref()
-            .and_then(|c| c.namespace.as_deref())
-            .unwrap_or_default();
-        let handle = spec
-            .csi
-            .as_ref()
-            .map(|c| c.volume_handle.clone())
-            .unwrap_or_default();
-        if claim_ns == ns || volumes.contains(&handle) {
-            if handle.starts_with(VOLUME_PREFIX) {
-                volumes.insert(handle);
-            }
-            if let Some(n) = pv.metadata.name {
-                pv_names.insert(n);
-            }
-        }
-    }
+    let deadline = tokio::time::Instant::now() + wait;
+    let deleted_ns = delete_drill_namespace(env, ns).await?;
+    let left = leftovers(env, ns, run).await?;
     // Namespace first (its pods and claims go), then PVs, then volumes.
     if deleted_ns {
-        loop {
-            if nss
-                .get_opt(ns)
-                .await
-                .map_err(kube_step("read namespace", ns))?
-                .is_none()
-            {
-                break;
-            }
-            if start.elapsed() >= wait {
+        while scratch::namespace_exists(&env.kube, ns).await? {
+            if tokio::time::Instant::now() >= deadline {
                 return Err(StepError::Check(format!(
                     "namespace {ns} was still terminating after {wait:?}"
                 )));
             }
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
-    for p in &pv_names {
-        match pvs.delete(p, &DeleteParams::default()).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(kube_step("delete PV", ns)(e)),
-        }
+    for p in &left.pvs {
+        scratch::delete_pv(&env.kube, ns, p).await?;
     }
-    for v in &volumes {
+    for v in &left.volumes {
         env.longhorn.delete_volume(v).await?;
     }
     loop {
-        let left_pv = {
-            let mut n = 0;
-            for p in &pv_names {
-                if pvs
-                    .get_opt(p)
-                    .await
-                    .map_err(kube_step("read PV", ns))?
-                    .is_some()
-                {
-                    n += 1;
-                }
+        let mut left_pv = 0;
+        for p in &left.pvs {
+            if scratch::pv_exists(&env.kube, ns, p).await? {
+                left_pv += 1;
             }
-            n
-        };
+        }
         let existing: BTreeSet<String> = env
             .longhorn
             .list_volumes()
@@ -202,16 +215,20 @@ pub async fn teardown(
             .into_iter()
             .map(|v| v.name)
             .collect();
-        let left_vol = volumes.iter().filter(|v| existing.contains(*v)).count();
+        let left_vol = left
+            .volumes
+            .iter()
+            .filter(|v| existing.contains(*v))
+            .count();
         if left_pv == 0 && left_vol == 0 {
             break;
         }
-        if start.elapsed() >= wait {
+        if tokio::time::Instant::now() >= deadline {
             return Err(StepError::Check(format!(
                 "after {wait:?}, {left_pv} PVs and {left_vol} Longhorn volumes of drill namespace {ns} were still there"
             )));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(POLL).await;
     }
     Ok(format!(
         "namespace {ns} {}; {} PVs and {} Longhorn volumes deleted",
@@ -220,8 +237,8 @@ pub async fn teardown(
         } else {
             "was already gone"
         },
-        pv_names.len(),
-        volumes.len()
+        left.pvs.len(),
+        left.volumes.len()
     ))
 }
 
@@ -232,20 +249,19 @@ pub async fn teardown_step(
     seq: i64,
     wait: Duration,
 ) -> Result<String, StepError> {
-    let started = Utc::now();
     let mut rec = StepRecord {
         seq,
         stage: TEARDOWN.into(),
         step: "delete namespace, PVs and volumes".into(),
         state: StepState::Running,
         budget: None,
-        started_at: Some(started),
+        started_at: Some(env.clock.now()),
         finished_at: None,
         detail: None,
     };
     env.catalog.record_step(run.id, &rec).await?;
     let r = teardown(env, run.target_namespace.as_str(), Some(run), wait).await;
-    rec.finished_at = Some(Utc::now());
+    rec.finished_at = Some(env.clock.now());
     match &r {
         Ok(d) => {
             rec.state = StepState::Succeeded;
@@ -274,85 +290,102 @@ pub struct Janitor {
 /// Removes drill leftovers: interrupted drill runs (their process is gone)
 /// are torn down and recorded failed; drill namespaces older than `ttl` that
 /// no live run holds are removed with their PVs and volumes.
-pub async fn janitor(env: &Env, holder: &str, ttl: Duration, now: DateTime<Utc>) -> Janitor {
+pub async fn janitor(
+    env: &Env,
+    holder: &str,
+    ttl: Duration,
+    now: DateTime<chrono::Utc>,
+) -> Janitor {
     let mut out = Janitor::default();
-    let stale_after = TimeDelta::from_std(STALE_AFTER).unwrap_or(TimeDelta::zero());
-    let mut live_namespaces = BTreeSet::new();
-    match env
+    let live_namespaces = interrupted_runs(env, holder, now, &mut out).await;
+    stale_namespaces(env, ttl, now, &live_namespaces, &mut out).await;
+    out
+}
+
+/// Tears down the drill runs whose holder is gone; the namespaces of the
+/// drills still running.
+async fn interrupted_runs(
+    env: &Env,
+    holder: &str,
+    now: DateTime<chrono::Utc>,
+    out: &mut Janitor,
+) -> BTreeSet<String> {
+    let mut live = BTreeSet::new();
+    let runs = match env
         .catalog
         .list_runs(Some(RunKind::Drill), None, 1000)
         .await
     {
-        Ok(runs) => {
-            for r in runs.into_iter().filter(|r| r.state == RunState::Running) {
-                let hb = r.heartbeat_at.unwrap_or(r.started_at);
-                let dead = r.holder.as_deref().is_some_and(holder_dead);
-                if !dead && now - hb <= stale_after {
-                    live_namespaces.insert(r.target_namespace.to_string());
-                    continue;
-                }
-                let cutoff = if dead {
-                    now + TimeDelta::seconds(1)
-                } else {
-                    now - stale_after
-                };
-                match env.catalog.take_over(&r, holder, cutoff, now).await {
-                    Ok(true) => {}
-                    Ok(false) => continue,
-                    Err(e) => {
-                        out.errors.push(e.to_string());
-                        continue;
-                    }
-                }
-                let seq = env
+        Ok(runs) => runs,
+        Err(e) => {
+            out.errors.push(e.to_string());
+            return live;
+        }
+    };
+    for r in runs.into_iter().filter(|r| r.state == RunState::Running) {
+        let Holder::Gone { cutoff } = lease::judge_now(&r, now) else {
+            live.insert(r.target_namespace.to_string());
+            continue;
+        };
+        match env.catalog.take_over(&r, holder, cutoff, now).await {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                out.errors.push(e.to_string());
+                continue;
+            }
+        }
+        let seq = env
+            .catalog
+            .steps(r.id)
+            .await
+            .map(|s| s.iter().map(|x| x.seq).max().unwrap_or(0) + 1)
+            .unwrap_or(1000);
+        match teardown_step(env, &r, seq, TEARDOWN_WAIT).await {
+            Ok(_) => {
+                let _ = env
                     .catalog
-                    .steps(r.id)
-                    .await
-                    .map(|s| s.iter().map(|x| x.seq).max().unwrap_or(0) + 1)
-                    .unwrap_or(1000);
-                match teardown_step(env, &r, seq, Duration::from_secs(300)).await {
-                    Ok(_) => {
-                        let _ = env
-                            .catalog
-                            .finish_run(
-                                r.id,
-                                RunState::Failed,
-                                Some("interrupted: its process died; torn down by the janitor"),
-                                Utc::now(),
-                            )
-                            .await;
-                        out.interrupted_runs.push(r.id.0);
-                    }
-                    Err(e) => out.errors.push(format!("drill run {}: {e}", r.id)),
-                }
+                    .finish_run(
+                        r.id,
+                        RunState::Failed,
+                        Some("interrupted: its process died; torn down by the janitor"),
+                        env.clock.now(),
+                    )
+                    .await;
+                out.interrupted_runs.push(r.id.0);
             }
+            Err(e) => out.errors.push(format!("drill run {}: {e}", r.id)),
         }
-        Err(e) => out.errors.push(e.to_string()),
     }
-    let nss = Api::<K8sNamespace>::all(env.kube.clone());
-    match nss.list(&ListParams::default().labels(LABEL_DRILL)).await {
-        Ok(list) => {
-            for n in list {
-                let Some(name) = n.metadata.name.clone() else {
-                    continue;
-                };
-                let created = n.metadata.creation_timestamp.as_ref().map(|t| t.0);
-                let old = created.is_some_and(|c| {
-                    let c = DateTime::<Utc>::from_timestamp(c.as_second(), 0).unwrap_or(now);
-                    now - c > TimeDelta::from_std(ttl).unwrap_or(TimeDelta::zero())
-                });
-                if !old || live_namespaces.contains(&name) {
-                    continue;
-                }
-                match teardown(env, &name, None, Duration::from_secs(300)).await {
-                    Ok(_) => out.stale_namespaces.push(name),
-                    Err(e) => out.errors.push(format!("namespace {name}: {e}")),
-                }
-            }
+    live
+}
+
+/// Removes drill namespaces older than `ttl` that no live run holds.
+async fn stale_namespaces(
+    env: &Env,
+    ttl: Duration,
+    now: DateTime<chrono::Utc>,
+    live: &BTreeSet<String>,
+    out: &mut Janitor,
+) {
+    let list = match scratch::labelled_namespaces(&env.kube, LABEL_DRILL).await {
+        Ok(list) => list,
+        Err(e) => {
+            out.errors.push(format!("listing drill namespaces: {e}"));
+            return;
         }
-        Err(e) => out.errors.push(format!("listing drill namespaces: {e}")),
+    };
+    let ttl = TimeDelta::from_std(ttl).unwrap_or(TimeDelta::zero());
+    for (name, created) in list {
+        let old = created.is_some_and(|c| now - c > ttl);
+        if !old || live.contains(&name) {
+            continue;
+        }
+        match teardown(env, &name, None, TEARDOWN_WAIT).await {
+            Ok(_) => out.stale_namespaces.push(name),
+            Err(e) => out.errors.push(format!("namespace {name}: {e}")),
+        }
     }
-    out
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@
 pub mod backup;
 pub mod catalog;
 pub mod cli;
+pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod daemon;

@@ -9,7 +9,7 @@
 //! MTBF = U / n; MTTR = D / n; availability = U / (U + D). With n = 0 there
 //! is not enough data, and no figure is made up.
 
-use crate::restore::summary::{RunSummary, Verdict};
+use crate::runbook::summary::{RunSummary, Verdict};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -902,7 +902,7 @@ mod tests {
             within_rpo: true,
             stages: stages
                 .iter()
-                .map(|(n, b, a, v)| crate::restore::summary::StageSummary {
+                .map(|(n, b, a, v)| crate::runbook::summary::StageSummary {
                     name: (*n).into(),
                     budget_seconds: *b,
                     actual_seconds: Some(*a),

@@ -3,7 +3,7 @@
 
 use crate::catalog::{Catalog, CatalogError, PolicyRecord};
 use crate::report::{self, PolicyReport, Report};
-use crate::restore::summary::RunSummary;
+use crate::runbook::summary::RunSummary;
 use chrono::{DateTime, Utc};
 
 /// How many recent drills and restores the RTO figures use.
@@ -57,7 +57,7 @@ pub async fn policy_report(
         .await?
         .into_iter()
         .filter(|r| r.started_at >= since && r.started_at < until)
-        .filter_map(|r| crate::restore::summary::stored(&r))
+        .filter_map(|r| crate::runbook::summary::stored(&r))
         .collect();
     let rto = report::rto_stats(&runs, p.rto.as_chrono(), LAST_RUNS);
     let incidents: Vec<_> = catalog

@@ -98,7 +98,7 @@ async fn run_figures(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::metrics::RunFigures, crate::catalog::CatalogError> {
     use crate::catalog::{RunKind, RunState};
-    let summary = crate::restore::summary::stored;
+    let summary = crate::runbook::summary::stored;
     let drills = catalog
         .list_runs(Some(RunKind::Drill), Some(policy), 20)
         .await?;

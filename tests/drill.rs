@@ -232,7 +232,7 @@ async fn dr_serve_runs_a_drill_on_the_policys_schedule() {
         .status();
     serve.wait().unwrap();
     assert_eq!(run.state, RunState::Succeeded, "{:?}", run.error);
-    let summary: dr::restore::summary::RunSummary =
+    let summary: dr::runbook::summary::RunSummary =
         serde_json::from_str(run.summary.as_deref().unwrap()).unwrap();
     assert!(dr::drill::passed(&summary));
     nothing_left(&b, run.target_namespace.as_str()).await;

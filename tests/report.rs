@@ -8,7 +8,7 @@
 use chrono::{DateTime, TimeZone, Utc};
 use dr::catalog::{Catalog, IncidentSource, NewRun, RunKind, RunState};
 use dr::config::Config;
-use dr::restore::summary::{RunSummary, StageSummary, Verdict};
+use dr::runbook::summary::{RunSummary, StageSummary, Verdict};
 use serde_json::Value;
 use std::process::Command;
 

@@ -265,7 +265,7 @@ async fn bad_times_unknown_policies_and_busy_targets_are_refused() {
             target_at: None,
             incident_id: None,
             started_at: Utc::now(),
-            holder: dr::restore::run::holder_id(),
+            holder: dr::runbook::lease::holder_id(),
         })
         .await
         .unwrap();

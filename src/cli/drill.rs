@@ -6,10 +6,10 @@ use super::{Context, Failure};
 use crate::catalog::{PointId, RunId, RunKind};
 use crate::drill;
 use crate::names::PolicyName;
-use crate::restore::run::{self as exec, Env};
-use crate::restore::summary::RunSummary;
 use crate::restore::{self, RestorePlan};
 use crate::runbook::Runbook;
+use crate::runbook::engine::Env;
+use crate::runbook::summary::RunSummary;
 use crate::timespec::{self, fmt_time};
 use clap::Subcommand;
 use serde_json::json;
@@ -86,6 +86,7 @@ pub async fn env(ctx: &Context) -> Result<Env, Failure> {
         kube: crate::cluster::client(None).await?,
         longhorn,
         store,
+        clock: crate::clock::Clock::System,
     })
 }
 
@@ -129,7 +130,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
                 .find(|p| p.name == policy.name)
                 .and_then(|p| p.drill.as_ref().map(|d| d.ttl.0.as_duration()))
                 .unwrap_or(std::time::Duration::from_secs(2 * 3600));
-            let janitor = drill::janitor(&env, &exec::holder_id(), ttl, now).await;
+            let janitor = drill::janitor(&env, &crate::runbook::lease::holder_id(), ttl, now).await;
             if !janitor.interrupted_runs.is_empty() || !janitor.stale_namespaces.is_empty() {
                 eprintln!(
                     "cleaned drill leftovers first: interrupted runs {:?}, stale namespaces {:?}",
@@ -159,7 +160,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
                 rb,
                 &plan,
                 content_url,
-                &exec::holder_id(),
+                &crate::runbook::lease::holder_id(),
                 &obs,
             )
             .await
@@ -197,7 +198,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
             let summaries: Vec<(crate::catalog::RunRecord, Option<RunSummary>)> = runs
                 .into_iter()
                 .map(|r| {
-                    let s = crate::restore::summary::stored(&r);
+                    let s = crate::runbook::summary::stored(&r);
                     (r, s)
                 })
                 .collect();
@@ -246,7 +247,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
         DrillCommand::Show { id } => {
             let catalog = ctx.catalog().await?;
             let r = catalog.run(RunId(id)).await.map_err(Failure::input)?;
-            let s: Option<RunSummary> = crate::restore::summary::stored(&r);
+            let s: Option<RunSummary> = crate::runbook::summary::stored(&r);
             let steps = catalog.steps(r.id).await?;
             match ctx.output {
                 Format::Json => output::json(&json!({ "run": r, "summary": s, "steps": steps }))?,
@@ -292,7 +293,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
             let env = env(ctx).await?;
             let j = drill::janitor(
                 &env,
-                &exec::holder_id(),
+                &crate::runbook::lease::holder_id(),
                 ttl.as_duration(),
                 chrono::Utc::now(),
             )

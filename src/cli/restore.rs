@@ -5,10 +5,10 @@ use super::output::{self, Format, Table};
 use super::{Context, Failure};
 use crate::catalog::{IncidentId, RunKind};
 use crate::names::Namespace;
-use crate::restore::run::{self as exec, Begun, Env, Observer, RunEvent, RunSpec};
-use crate::restore::summary::{RunSummary, exit_code};
 use crate::restore::{self, RestorePlan};
 use crate::runbook::Runbook;
+use crate::runbook::engine::{self as exec, Begun, Env, Observer, RunEvent, RunSpec};
+use crate::runbook::summary::{RunSummary, exit_code};
 use crate::span::human;
 use crate::timespec::{self, fmt_time};
 use clap::Args;
@@ -130,6 +130,7 @@ pub async fn run(ctx: &Context, a: RestoreArgs) -> Result<(), Failure> {
         kube,
         longhorn,
         store,
+        clock: crate::clock::Clock::System,
     };
     let target_ns = a
         .namespace
@@ -146,7 +147,7 @@ pub async fn run(ctx: &Context, a: RestoreArgs) -> Result<(), Failure> {
         namespace_labels: Default::default(),
         incident: a.incident.map(IncidentId),
         content_url: configured.and_then(|p| p.content.as_ref().map(|c| c.checksum_url.clone())),
-        holder: exec::holder_id(),
+        holder: crate::runbook::lease::holder_id(),
     };
     let begun = exec::begin(&env, &spec, &plan).await.map_err(|e| {
         if e.is_refusal() {

@@ -3,6 +3,7 @@
 
 pub mod manifests;
 pub mod restore;
+pub mod scratch;
 
 use crate::names::{Namespace, Selector, VolumeName};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
@@ -27,6 +28,20 @@ pub enum ClusterError {
         namespace: String,
         source: kube::Error,
     },
+    #[error("{what} did not happen within {waited:?}; last seen: {last}")]
+    Deadline {
+        what: String,
+        waited: std::time::Duration,
+        last: String,
+    },
+    #[error("object {kind}/{name} of the bundle is not valid: {message}")]
+    BadObject {
+        kind: String,
+        name: String,
+        message: String,
+    },
+    #[error("check job {name} failed: {message}")]
+    JobFailed { name: String, message: String },
 }
 
 impl ClusterError {
@@ -39,7 +54,10 @@ impl ClusterError {
                 _ => false,
             },
             ClusterError::Client(_) => true,
-            ClusterError::Kubeconfig { .. } => false,
+            ClusterError::Kubeconfig { .. }
+            | ClusterError::Deadline { .. }
+            | ClusterError::BadObject { .. }
+            | ClusterError::JobFailed { .. } => false,
         }
     }
 }

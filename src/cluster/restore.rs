@@ -17,7 +17,8 @@ use kube::api::{
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// The field manager of dr's server-side applies.
 pub const FIELD_MANAGER: &str = "dr";
@@ -42,28 +43,7 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
-/// A wait that ran out of time, or a check that did not pass.
-#[derive(Debug, thiserror::Error)]
-pub enum RestoreClusterError {
-    #[error(transparent)]
-    Cluster(#[from] ClusterError),
-    #[error("{what} did not happen within {waited:?}; last seen: {last}")]
-    Deadline {
-        what: String,
-        waited: Duration,
-        last: String,
-    },
-    #[error("object {kind}/{name} of the bundle is not valid: {message}")]
-    BadObject {
-        kind: String,
-        name: String,
-        message: String,
-    },
-    #[error("check job {name} failed: {message}")]
-    JobFailed { name: String, message: String },
-}
-
-type Result<T, E = RestoreClusterError> = std::result::Result<T, E>;
+type Result<T, E = ClusterError> = std::result::Result<T, E>;
 
 /// The API server's version (`check: kubernetes`).
 pub async fn server_version(client: &Client) -> Result<String> {
@@ -115,7 +95,7 @@ pub async fn ensure_namespace(
                     "apiVersion": "v1", "kind": "Namespace",
                     "metadata": {"name": ns, "labels": labels},
                 }))
-                .map_err(|e| RestoreClusterError::BadObject {
+                .map_err(|e| ClusterError::BadObject {
                     kind: "Namespace".into(),
                     name: ns.into(),
                     message: e.to_string(),
@@ -131,7 +111,7 @@ pub async fn ensure_namespace(
             }
             NamespaceState::Terminating => {
                 if start.elapsed() >= wait {
-                    return Err(RestoreClusterError::Deadline {
+                    return Err(ClusterError::Deadline {
                         what: format!("the deletion of namespace {ns} to finish"),
                         waited: start.elapsed(),
                         last: "Terminating".into(),
@@ -219,17 +199,16 @@ fn resource_of(obj: &Value) -> Result<(ApiResource, String)> {
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let k =
-        KINDS
-            .iter()
-            .find(|k| k.kind == kind)
-            .ok_or_else(|| RestoreClusterError::BadObject {
-                kind: kind.into(),
-                name: name.clone(),
-                message: "dr does not apply this kind".into(),
-            })?;
+    let k = KINDS
+        .iter()
+        .find(|k| k.kind == kind)
+        .ok_or_else(|| ClusterError::BadObject {
+            kind: kind.into(),
+            name: name.clone(),
+            message: "dr does not apply this kind".into(),
+        })?;
     if name.is_empty() {
-        return Err(RestoreClusterError::BadObject {
+        return Err(ClusterError::BadObject {
             kind: kind.into(),
             name,
             message: "metadata.name is missing".into(),
@@ -345,7 +324,7 @@ pub async fn delete_claims(
             return Ok(());
         }
         if start.elapsed() >= wait {
-            return Err(RestoreClusterError::Deadline {
+            return Err(ClusterError::Deadline {
                 what: format!("the deletion of the replaced claims in {ns}"),
                 waited: start.elapsed(),
                 last: format!("still present: {}", left.join(", ")),
@@ -364,7 +343,7 @@ pub async fn create_claim(client: &Client, ns: &str, claim: &Value) -> Result<()
         if existing.as_deref() == Some(want) {
             return Ok(());
         }
-        return Err(RestoreClusterError::BadObject {
+        return Err(ClusterError::BadObject {
             kind: "PersistentVolumeClaim".into(),
             name: name.into(),
             message: format!(
@@ -374,7 +353,7 @@ pub async fn create_claim(client: &Client, ns: &str, claim: &Value) -> Result<()
         });
     }
     let pvc: PersistentVolumeClaim =
-        serde_json::from_value(claim.clone()).map_err(|e| RestoreClusterError::BadObject {
+        serde_json::from_value(claim.clone()).map_err(|e| ClusterError::BadObject {
             kind: "PersistentVolumeClaim".into(),
             name: name.into(),
             message: e.to_string(),
@@ -433,7 +412,7 @@ pub async fn wait_bound(client: &Client, ns: &str, names: &[String], wait: Durat
             return Ok(());
         }
         if start.elapsed() >= wait {
-            return Err(RestoreClusterError::Deadline {
+            return Err(ClusterError::Deadline {
                 what: format!("claims in {ns} to bind"),
                 waited: start.elapsed(),
                 last: pending.join(", "),
@@ -511,7 +490,7 @@ pub async fn wait_ready(
             return Ok(());
         }
         if start.elapsed() >= wait {
-            return Err(RestoreClusterError::Deadline {
+            return Err(ClusterError::Deadline {
                 what: format!("workloads in {ns} to be Ready"),
                 waited: start.elapsed(),
                 last: waiting.join(", "),
@@ -554,7 +533,7 @@ pub async fn run_job(
                 },
             },
         }))
-        .map_err(|e| RestoreClusterError::BadObject {
+        .map_err(|e| ClusterError::BadObject {
             kind: "Job".into(),
             name: name.into(),
             message: e.to_string(),
@@ -576,7 +555,7 @@ pub async fn run_job(
             match c.type_.as_str() {
                 "Complete" => return Ok(()),
                 "Failed" => {
-                    return Err(RestoreClusterError::JobFailed {
+                    return Err(ClusterError::JobFailed {
                         name: name.into(),
                         message: format!(
                             "{}: {}",
@@ -589,7 +568,7 @@ pub async fn run_job(
             }
         }
         if start.elapsed() >= wait {
-            return Err(RestoreClusterError::Deadline {
+            return Err(ClusterError::Deadline {
                 what: format!("check job {name} to complete"),
                 waited: start.elapsed(),
                 last: format!(

@@ -6,9 +6,6 @@
 //! A target that cannot be met is refused with the recoverable window and the
 //! nearest candidates: never a silent fallback to another point.
 
-pub mod run;
-pub mod summary;
-
 use crate::catalog::{BackupRecord, Catalog, CatalogError, PointRecord, PolicyRecord, Window};
 use crate::span::{Span, human};
 use crate::timespec::{Target, fmt_time};

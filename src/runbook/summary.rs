@@ -77,8 +77,37 @@ fn secs(d: TimeDelta) -> f64 {
     d.num_milliseconds() as f64 / 1000.0
 }
 
-/// The stages of a runbook, in order, with their budgets.
-pub type StageBudgets = Vec<(String, Span)>;
+/// A stage of a run with its budget, and whether the RTO clock runs through
+/// it: a drill's teardown comes after the application is back, so it does not.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StageBudget {
+    pub name: String,
+    pub budget: Span,
+    pub counts_for_rto: bool,
+}
+
+impl StageBudget {
+    /// A stage of the recovery itself (the runbook's).
+    pub fn recovery(name: impl Into<String>, budget: Span) -> StageBudget {
+        StageBudget {
+            name: name.into(),
+            budget,
+            counts_for_rto: true,
+        }
+    }
+
+    /// A stage after the application is back (a drill's teardown).
+    pub fn after_recovery(name: impl Into<String>, budget: Span) -> StageBudget {
+        StageBudget {
+            name: name.into(),
+            budget,
+            counts_for_rto: false,
+        }
+    }
+}
+
+/// The stages of a run, in order, with their budgets.
+pub type StageBudgets = Vec<StageBudget>;
 
 /// Summarizes a run from its rows. Pure.
 #[allow(clippy::too_many_arguments)]
@@ -92,7 +121,7 @@ pub fn summarize(
     now: DateTime<Utc>,
 ) -> RunSummary {
     let mut out = Vec::new();
-    for (name, budget) in stages {
+    for StageBudget { name, budget, .. } in stages {
         let mine: Vec<&StepRecord> = steps.iter().filter(|s| &s.stage == name).collect();
         let start = mine.iter().filter_map(|s| s.started_at).min();
         let end = mine.iter().filter_map(|s| s.finished_at).max();
@@ -140,12 +169,17 @@ pub fn summarize(
                 .collect(),
         });
     }
-    // The RTO clock stops when the application is back: a drill's teardown
-    // is after that.
+    // The RTO clock stops when the application is back: a stage after that
+    // (a drill's teardown) is not part of it.
+    let after: Vec<&str> = stages
+        .iter()
+        .filter(|s| !s.counts_for_rto)
+        .map(|s| s.name.as_str())
+        .collect();
     let end = match run.finished_at {
-        Some(f) if run.kind == crate::catalog::RunKind::Drill => steps
+        Some(f) if !after.is_empty() => steps
             .iter()
-            .filter(|s| s.stage != crate::drill::TEARDOWN)
+            .filter(|s| !after.contains(&s.stage.as_str()))
             .filter_map(|s| s.finished_at)
             .max()
             .map_or(f, |e| e.min(f)),
@@ -244,9 +278,9 @@ mod tests {
     }
     fn stages() -> StageBudgets {
         vec![
-            ("infrastructure".into(), Span::from_secs(60)),
-            ("data".into(), Span::from_secs(120)),
-            ("verification".into(), Span::from_secs(60)),
+            StageBudget::recovery("infrastructure", Span::from_secs(60)),
+            StageBudget::recovery("data", Span::from_secs(120)),
+            StageBudget::recovery("verification", Span::from_secs(60)),
         ]
     }
 
@@ -363,7 +397,10 @@ mod tests {
         let mut r = run(RunState::Succeeded, Some(t(9, 0)));
         r.kind = RunKind::Drill;
         let mut stages = stages();
-        stages.push(("teardown".into(), Span::from_secs(600)));
+        stages.push(StageBudget::after_recovery(
+            "teardown",
+            Span::from_secs(600),
+        ));
         let s = summarize(
             &r,
             &steps,

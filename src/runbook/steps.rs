@@ -1,0 +1,594 @@
+//! One function per kind of runbook step: checks, namespace, redeploy of the
+//! point's manifests, volume restores, claims, scaling, readiness, HTTP and
+//! Job checks, content checksums. Each acts on the run's target namespace and
+//! says what it did; the engine records it.
+
+use super::engine::{Env, Observer, RunEvent, RunSpec};
+use super::spec::{Action, Check, PlannedStep, expand};
+use crate::catalog::{BackupRecord, BackupState, CatalogError, RunId, RunRecord};
+use crate::cluster::ClusterError;
+use crate::cluster::manifests::{self, Bundle};
+use crate::cluster::restore::{self as k8s, LABEL_RUN};
+use crate::longhorn::LonghornError;
+use crate::restore::RestorePlan;
+use crate::store::StoreError;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a step failed (recorded in the step's detail and the run's error).
+#[derive(Debug, thiserror::Error)]
+pub enum StepError {
+    #[error(transparent)]
+    Longhorn(#[from] LonghornError),
+    #[error(transparent)]
+    Kubernetes(#[from] ClusterError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("{0}")]
+    Check(String),
+}
+
+/// A restored volume's name: deterministic per (run, claim), so a resumed run
+/// finds what it created, and unique across catalogs (run ids restart at 1
+/// in a rebuilt catalog, and Longhorn volume and PV names are cluster-wide):
+/// the run id and a digest of its start time and target; at most 63 characters.
+pub fn restored_volume_name(prefix: &str, run: &RunRecord, claim: &str) -> String {
+    use sha2::Digest as _;
+    let seed = format!(
+        "{}/{}/{}",
+        run.id.0,
+        run.started_at.timestamp_millis(),
+        run.target_namespace
+    );
+    let tag = hex::encode(sha2::Sha256::digest(seed.as_bytes()));
+    let head = format!("{prefix}{}-{}-", run.id.0, &tag[..6]);
+    let mut name = format!("{head}{claim}");
+    if name.len() > 63 {
+        let h = hex::encode(sha2::Sha256::digest(claim.as_bytes()));
+        let keep = 63 - head.len() - 9;
+        name = format!("{head}{}-{}", &claim[..keep.min(claim.len())], &h[..8]);
+    }
+    name.trim_end_matches(['-', '.']).to_owned()
+}
+
+/// The volumes of a point a restore brings back: completed backups with a URL.
+pub fn restorable(backups: &[BackupRecord]) -> Vec<&BackupRecord> {
+    backups
+        .iter()
+        .filter(|b| b.state == BackupState::Completed && b.backup_url.is_some())
+        .collect()
+}
+
+/// What one restored volume took.
+#[derive(Debug, Clone, Serialize)]
+struct VolumeDone {
+    pvc: String,
+    volume: String,
+    backup: String,
+    seconds: f64,
+}
+
+pub(super) struct StepCtx<'a> {
+    pub(super) env: &'a Env,
+    pub(super) spec: &'a RunSpec,
+    pub(super) plan: &'a RestorePlan,
+    pub(super) run: RunId,
+    pub(super) record: &'a RunRecord,
+    pub(super) obs: &'a dyn Observer,
+    pub(super) bundle: tokio::sync::OnceCell<Bundle>,
+}
+
+impl StepCtx<'_> {
+    async fn bundle(&self) -> Result<&Bundle, StepError> {
+        self.bundle
+            .get_or_try_init(|| async {
+                let key = self.plan.point.bundle_key.as_deref().ok_or_else(|| {
+                    StepError::Check(format!(
+                        "recovery point {} has no manifest bundle recorded",
+                        self.plan.point.id
+                    ))
+                })?;
+                Ok::<_, StepError>(self.env.store.get_bundle(key).await?)
+            })
+            .await
+    }
+
+    fn ns(&self) -> &str {
+        self.spec.target.as_str()
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([(LABEL_RUN.to_owned(), self.run.0.to_string())])
+    }
+
+    /// The restored volume of each restorable backup: (claim, volume, backup).
+    fn volumes(&self) -> Vec<(String, String, &BackupRecord)> {
+        restorable(&self.plan.backups)
+            .into_iter()
+            .map(|b| {
+                let claim = b.pvc.clone().unwrap_or_else(|| b.volume.to_string());
+                let vol = restored_volume_name(&self.spec.volume_prefix, self.record, &claim);
+                (claim, vol, b)
+            })
+            .collect()
+    }
+
+    /// Runs one step; each kind of step is a function of its own below.
+    pub(super) async fn step(&self, s: &PlannedStep) -> Result<Option<String>, StepError> {
+        match &s.action {
+            Action::Check { check } => match check {
+                Check::Kubernetes => self.check_kubernetes().await.map(Some),
+                Check::Longhorn => self.check_longhorn().await.map(Some),
+                Check::BackupTarget => self.check_backup_target().await.map(Some),
+            },
+            Action::EnsureNamespace => self.ensure_namespace().await.map(Some),
+            Action::ApplyRecoveryPoint => self.apply_recovery_point().await.map(Some),
+            Action::RestoreVolumes {
+                concurrency,
+                timeout,
+            } => {
+                self.restore_volumes(*concurrency, timeout.as_duration())
+                    .await
+            }
+            Action::BindClaims { timeout } => self.bind_claims(timeout.as_duration()).await,
+            Action::ScaleRestore => self.scale_restore().await.map(Some),
+            Action::WaitReady { timeout } => self.wait_ready(timeout.as_duration()).await.map(Some),
+            Action::Http {
+                url,
+                expect,
+                contains,
+                timeout,
+            } => {
+                let url = expand(url, self.ns(), &self.plan.policy);
+                http_check(&url, *expect, contains.as_deref(), timeout.as_duration())
+                    .await
+                    .map(Some)
+            }
+            Action::Job {
+                name,
+                image,
+                command,
+                timeout,
+            } => self
+                .job(name, image, command, timeout.as_duration())
+                .await
+                .map(Some),
+            Action::ContentChecksums => self.content_checksums().await.map(Some),
+            // The engine handles manual steps (they need the observer).
+            Action::Manual { .. } => Ok(None),
+        }
+    }
+
+    async fn check_kubernetes(&self) -> Result<String, StepError> {
+        let v = k8s::server_version(&self.env.kube).await?;
+        Ok(format!("API server {v}"))
+    }
+
+    async fn check_longhorn(&self) -> Result<String, StepError> {
+        let n = self.env.longhorn.list_volumes().await?.len();
+        Ok(format!("Longhorn manager answers ({n} volumes)"))
+    }
+
+    async fn check_backup_target(&self) -> Result<String, StepError> {
+        let t = self.env.longhorn.backup_target().await?;
+        if !t.available {
+            return Err(StepError::Check(format!(
+                "Longhorn's backup target {} is not available: {}",
+                t.backup_target_url, t.message
+            )));
+        }
+        self.bundle().await?;
+        Ok(format!(
+            "backup target {} available; bundle readable",
+            t.backup_target_url
+        ))
+    }
+
+    async fn ensure_namespace(&self) -> Result<String, StepError> {
+        let mut labels = self.spec.namespace_labels.clone();
+        labels.extend(self.labels());
+        let created =
+            k8s::ensure_namespace(&self.env.kube, self.ns(), &labels, Duration::from_secs(300))
+                .await?;
+        Ok(if created {
+            format!("created namespace {}", self.ns())
+        } else {
+            format!("namespace {} exists", self.ns())
+        })
+    }
+
+    async fn apply_recovery_point(&self) -> Result<String, StepError> {
+        let bundle = self.bundle().await?;
+        let objects = manifests::for_redeploy(&bundle.objects, self.ns());
+        let applied = k8s::apply(&self.env.kube, self.ns(), &objects).await?;
+        let wanted = manifests::secret_names(&bundle.objects);
+        let mut missing = k8s::missing_secrets(&self.env.kube, self.ns(), &wanted).await?;
+        let mut copied = Vec::new();
+        if self.spec.source != self.spec.target {
+            let mut still = Vec::new();
+            for name in missing {
+                if k8s::copy_secret(&self.env.kube, self.spec.source.as_str(), self.ns(), &name)
+                    .await?
+                {
+                    copied.push(name);
+                } else {
+                    still.push(name);
+                }
+            }
+            missing = still;
+        }
+        let mut d = format!(
+            "applied {} objects, workloads held at 0 replicas",
+            applied.len()
+        );
+        if !copied.is_empty() {
+            d.push_str(&format!(
+                "; Secrets copied from {}: {}",
+                self.spec.source,
+                copied.join(", ")
+            ));
+        }
+        if !missing.is_empty() {
+            let msg = format!(
+                "Secrets the application needs are missing in {} (the bundle holds them by reference only): {}; create them, then re-run",
+                self.ns(),
+                missing.join(", ")
+            );
+            self.obs.event(&RunEvent::Notice(msg.clone()));
+            d.push_str(&format!("; MISSING Secrets: {}", missing.join(", ")));
+        }
+        Ok(d)
+    }
+
+    async fn scale_restore(&self) -> Result<String, StepError> {
+        let bundle = self.bundle().await?;
+        let w = manifests::workloads(&bundle.objects);
+        k8s::scale(&self.env.kube, self.ns(), &w).await?;
+        Ok(w.iter()
+            .map(|w| format!("{}/{}={}", w.kind, w.name, w.replicas))
+            .collect::<Vec<_>>()
+            .join(", "))
+    }
+
+    async fn wait_ready(&self, timeout: Duration) -> Result<String, StepError> {
+        let bundle = self.bundle().await?;
+        let w = manifests::workloads(&bundle.objects);
+        k8s::wait_ready(&self.env.kube, self.ns(), &w, timeout).await?;
+        Ok(format!("{} workloads Ready", w.len()))
+    }
+
+    async fn job(
+        &self,
+        name: &str,
+        image: &str,
+        command: &[String],
+        timeout: Duration,
+    ) -> Result<String, StepError> {
+        let job = format!("{name}-{}", self.run.0);
+        let command: Vec<String> = command
+            .iter()
+            .map(|c| expand(c, self.ns(), &self.plan.policy))
+            .collect();
+        k8s::run_job(
+            &self.env.kube,
+            self.ns(),
+            &job,
+            image,
+            &command,
+            &self.labels(),
+            timeout,
+        )
+        .await?;
+        Ok(format!("job {job} succeeded"))
+    }
+
+    async fn restore_volumes(
+        &self,
+        concurrency: usize,
+        timeout: Duration,
+    ) -> Result<Option<String>, StepError> {
+        let vols: Vec<(String, String, String, String)> = self
+            .volumes()
+            .into_iter()
+            .map(|(claim, vol, b)| {
+                (
+                    claim,
+                    vol,
+                    b.backup_url.clone().unwrap_or_default(),
+                    b.backup_name.clone().unwrap_or_default(),
+                )
+            })
+            .collect();
+        let n = vols.len();
+        // Owned inputs and a semaphore (not a stream of borrowing closures),
+        // so the future stays Send for the daemon's drills.
+        let slots = Arc::new(tokio::sync::Semaphore::new(concurrency.max(1)));
+        let mut futs = Vec::with_capacity(n);
+        for (claim, vol, url, backup) in vols {
+            let slots = slots.clone();
+            futs.push(self.restore_one(slots, claim, vol, url, backup, timeout));
+        }
+        let results: Vec<Result<VolumeDone, StepError>> = futures::future::join_all(futs).await;
+        let mut done = Vec::new();
+        let mut failed = Vec::new();
+        for r in results {
+            match r {
+                Ok(d) => done.push(d),
+                Err(e) => failed.push(e.to_string()),
+            }
+        }
+        done.sort_by(|a, b| a.pvc.cmp(&b.pvc));
+        if !failed.is_empty() {
+            return Err(StepError::Check(format!(
+                "{} of {n} volumes did not restore: {}",
+                failed.len(),
+                failed.join("; ")
+            )));
+        }
+        Ok(Some(serde_json::json!({ "volumes": done }).to_string()))
+    }
+
+    async fn content_checksums(&self) -> Result<String, StepError> {
+        let template = self.spec.content_url.as_deref().ok_or_else(|| {
+            StepError::Check(format!(
+                "policy {} has no content probe (content.checksum_url) to compare with",
+                self.plan.policy
+            ))
+        })?;
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .map_err(|e| StepError::Check(e.to_string()))?;
+        let mut bad = Vec::new();
+        let mut good = 0;
+        for (claim, vol, b) in self.volumes() {
+            let Some(want) = b.content_checksum.as_deref() else {
+                bad.push(format!(
+                    "{claim}: no checksum was recorded when its backup was taken"
+                ));
+                continue;
+            };
+            match crate::probe::content_checksum(&client, template, &vol).await {
+                Ok(got) if got == want => good += 1,
+                Ok(got) => bad.push(format!("{claim} ({vol}): checksum {got}, backed up {want}")),
+                Err(e) => bad.push(format!("{claim} ({vol}): {e}")),
+            }
+        }
+        if bad.is_empty() {
+            Ok(format!("{good} volumes hold the bytes that were backed up"))
+        } else {
+            Err(StepError::Check(format!(
+                "content differs from the backup: {}",
+                bad.join("; ")
+            )))
+        }
+    }
+
+    async fn restore_one(
+        &self,
+        slots: Arc<tokio::sync::Semaphore>,
+        claim: String,
+        vol: String,
+        url: String,
+        backup: String,
+        timeout: Duration,
+    ) -> Result<VolumeDone, StepError> {
+        let _slot = slots
+            .acquire_owned()
+            .await
+            .map_err(|e| StepError::Check(e.to_string()))?;
+        let start = tokio::time::Instant::now();
+        self.env
+            .longhorn
+            .create_restored_volume(&vol, &url, None)
+            .await?;
+        self.obs.event(&RunEvent::Volume {
+            pvc: claim.clone(),
+            volume: vol.clone(),
+            percent: 0,
+        });
+        let obs = self.obs;
+        let (c2, v2) = (claim.clone(), vol.clone());
+        let mut last = -1;
+        let mut report = move |p: i64| {
+            if p != last {
+                last = p;
+                obs.event(&RunEvent::Volume {
+                    pvc: c2.clone(),
+                    volume: v2.clone(),
+                    percent: p,
+                });
+            }
+        };
+        self.env
+            .longhorn
+            .wait_restored(&vol, timeout, &mut report)
+            .await?;
+        Ok(VolumeDone {
+            pvc: claim,
+            volume: vol,
+            backup,
+            seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    async fn bind_claims(&self, timeout: Duration) -> Result<Option<String>, StepError> {
+        let bundle = self.bundle().await?;
+        let claims = manifests::claims(&bundle.objects);
+        let vols = self.volumes();
+        let names: Vec<String> = vols.iter().map(|(c, _, _)| c.clone()).collect();
+        if self.spec.replace {
+            // Claims of the same names bound to other volumes are the live data being replaced.
+            let mut replaced = Vec::new();
+            for (claim, vol, _) in &vols {
+                if let Some(bound) = k8s::claim_volume(&self.env.kube, self.ns(), claim).await?
+                    && bound.as_deref() != Some(vol.as_str())
+                {
+                    replaced.push(claim.clone());
+                }
+            }
+            if !replaced.is_empty() {
+                self.obs.event(&RunEvent::Notice(format!(
+                    "--replace: deleting the claims {} in {} (their old volumes are kept in Longhorn)",
+                    replaced.join(", "),
+                    self.ns()
+                )));
+                k8s::delete_claims(&self.env.kube, self.ns(), &replaced, timeout).await?;
+            }
+        }
+        for (claim, vol, _) in &vols {
+            let captured = claims
+                .iter()
+                .find(|c| c["metadata"]["name"] == claim.as_str());
+            let sc = captured
+                .and_then(|c| c["spec"]["storageClassName"].as_str())
+                .unwrap_or("longhorn")
+                .to_owned();
+            let v = self.env.longhorn.volume(vol).await?.ok_or_else(|| {
+                StepError::Check(format!("restored volume {vol} is gone from Longhorn"))
+            })?;
+            if v.kubernetes_status.pv_name.is_empty() {
+                self.env.longhorn.pv_create(vol, vol, "ext4", &sc).await?;
+            }
+            match captured {
+                Some(c) => {
+                    let mut obj = manifests::claim_for(c, self.ns(), vol);
+                    let labels = obj["metadata"]["labels"].as_object_mut();
+                    match labels {
+                        Some(l) => {
+                            l.insert(LABEL_RUN.into(), self.run.0.to_string().into());
+                        }
+                        None => {
+                            obj["metadata"]["labels"] =
+                                serde_json::json!({ LABEL_RUN: self.run.0.to_string() });
+                        }
+                    }
+                    k8s::create_claim(&self.env.kube, self.ns(), &obj).await?;
+                }
+                None => {
+                    if k8s::claim_volume(&self.env.kube, self.ns(), claim)
+                        .await?
+                        .is_none()
+                    {
+                        self.env.longhorn.pvc_create(vol, self.ns(), claim).await?;
+                    }
+                }
+            }
+        }
+        k8s::wait_bound(&self.env.kube, self.ns(), &names, timeout).await?;
+        Ok(Some(format!(
+            "{} claims bound: {}",
+            names.len(),
+            names.join(", ")
+        )))
+    }
+}
+
+async fn http_check(
+    url: &str,
+    expect: u16,
+    contains: Option<&str>,
+    timeout: Duration,
+) -> Result<String, StepError> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .map_err(|e| StepError::Check(format!("HTTP client: {e}")))?;
+    let start = tokio::time::Instant::now();
+    let mut last;
+    loop {
+        match client.get(url).send().await {
+            Ok(r) => {
+                let status = r.status().as_u16();
+                let body = r.text().await.unwrap_or_default();
+                let body_ok = contains.is_none_or(|c| body.contains(c));
+                if status == expect && body_ok {
+                    return Ok(format!("GET {url}: {status}"));
+                }
+                last = if status != expect {
+                    format!("status {status}, expected {expect}")
+                } else {
+                    format!(
+                        "status {status} but the body lacks {:?}",
+                        contains.unwrap_or_default()
+                    )
+                };
+            }
+            Err(e) => last = e.to_string(),
+        }
+        if start.elapsed() >= timeout {
+            return Err(StepError::Check(format!(
+                "GET {url} did not answer {expect} within {timeout:?}; last: {last}"
+            )));
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{RunKind, RunState};
+
+    fn run(id: i64, started_ms: i64) -> RunRecord {
+        RunRecord {
+            id: RunId(id),
+            kind: RunKind::Restore,
+            policy: "shop".parse().unwrap(),
+            point_id: None,
+            target_namespace: "shop".parse().unwrap(),
+            target_at: None,
+            state: RunState::Running,
+            incident_id: None,
+            started_at: chrono::DateTime::from_timestamp_millis(started_ms).unwrap(),
+            finished_at: None,
+            error: None,
+            holder: None,
+            heartbeat_at: None,
+            summary: None,
+        }
+    }
+
+    #[test]
+    fn restored_names_are_deterministic_unique_and_fit() {
+        let r = run(12, 1_700_000_000_000);
+        let n = restored_volume_name("dr-r", &r, "data-postgres-0");
+        assert!(
+            n.starts_with("dr-r12-") && n.ends_with("-data-postgres-0"),
+            "{n}"
+        );
+        assert_eq!(n, restored_volume_name("dr-r", &r, "data-postgres-0"));
+        // The same run id in another catalog (another start time) differs.
+        let other = run(12, 1_700_000_000_001);
+        assert_ne!(n, restored_volume_name("dr-r", &other, "data-postgres-0"));
+        let long = "a".repeat(80);
+        let r = run(123456, 1);
+        let n = restored_volume_name("dr-d", &r, &long);
+        assert!(n.len() <= 63, "{n}");
+        assert_eq!(n, restored_volume_name("dr-d", &r, &long));
+        assert_ne!(n, restored_volume_name("dr-d", &r, &"a".repeat(81)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_http_check_gives_up_at_its_timeout_on_tokio_time() {
+        // Nothing listens on port 9 of loopback: every try is refused at once,
+        // and the check retries every 2 s until its timeout, on tokio's clock.
+        let start = tokio::time::Instant::now();
+        let e = http_check("http://127.0.0.1:9/", 200, None, Duration::from_secs(60))
+            .await
+            .expect_err("nothing answers");
+        let waited = start.elapsed();
+        assert!(
+            waited >= Duration::from_secs(60) && waited < Duration::from_secs(63),
+            "{waited:?}"
+        );
+        assert!(
+            e.to_string().contains("did not answer 200 within 60s"),
+            "{e}"
+        );
+    }
+}
