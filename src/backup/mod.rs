@@ -1,5 +1,7 @@
 //! One tick of a policy: resolve its volumes, capture its manifests, and get
-//! one verified Longhorn backup per volume into a recovery point.
+//! one verified Longhorn backup per volume into a recovery point. The start
+//! and end of the tick are here; `fan_out.rs` runs its volumes side by side,
+//! and `volume.rs` runs one volume's phases.
 //!
 //! Every step is idempotent, so running the same tick again (after a crash,
 //! or by `dr serve` adopting a pending point at start) picks up what exists:
@@ -7,21 +9,16 @@
 //! deterministic name, the backup by its snapshot.
 
 mod fan_out;
+mod volume;
 
-use fan_out::{DISCOVER_IN_LISTING, Gates, Unrequested};
-
-use crate::catalog::{
-    BackupRecord, BackupState, BackupUpdate, Catalog, CatalogError, PointId, PointState,
-    Verification,
-};
-use crate::cluster::{self, ClusterError, ProtectedVolume, Unprotectable};
+use crate::catalog::{BackupState, Catalog, CatalogError, PointId, PointState, Verification};
+use crate::cluster::{self, ClusterError, Unprotectable};
 use crate::config::PolicyConfig;
-use crate::longhorn::{LonghornClient, LonghornError};
-use crate::store::{self, BackupTargetUrl, Check, Store};
+use crate::longhorn::LonghornClient;
+use crate::store::Store;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -140,10 +137,6 @@ pub struct TickReport {
     pub volumes: Vec<VolumeOutcome>,
     pub unprotectable: Vec<Unprotectable>,
     pub reason: Option<String>,
-}
-
-fn parse_time(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.to_utc())
 }
 
 impl Protect {
@@ -309,341 +302,6 @@ impl Protect {
             .await
             .map_err(|e| e.to_string())?;
         Ok(key)
-    }
-
-    /// Snapshot, backup, follow and verify one volume; never fails the tick:
-    /// the outcome says what happened.
-    async fn volume(
-        &self,
-        policy: &PolicyConfig,
-        tick_at: DateTime<Utc>,
-        v: ProtectedVolume,
-        row: Option<BackupRecord>,
-        gates: Gates,
-        ticket: Unrequested,
-    ) -> VolumeOutcome {
-        let events = gates.events.clone();
-        let volume = v.volume.to_string();
-        let mut out = VolumeOutcome {
-            volume: volume.clone(),
-            pvc: v.pvc.clone(),
-            backup: None,
-            state: BackupState::Pending,
-            verification: Verification::Unverified,
-            error: None,
-        };
-        let Some(row) = row else {
-            out.state = BackupState::Failed;
-            out.error = Some("no catalog row was recorded for this volume".into());
-            return out;
-        };
-        match self
-            .volume_inner(policy, tick_at, &v, row, &gates, ticket)
-            .await
-        {
-            Ok((name, state, verification)) => {
-                out.backup = name;
-                out.state = state;
-                out.verification = verification;
-            }
-            Err((name, e)) => {
-                out.backup = name;
-                out.state = BackupState::Failed;
-                out.error = Some(e);
-            }
-        }
-        events(Event::VolumeDone {
-            volume,
-            state: out.state,
-            verification: out.verification,
-            error: out.error.clone(),
-        });
-        out
-    }
-
-    #[allow(clippy::type_complexity)]
-    async fn volume_inner(
-        &self,
-        policy: &PolicyConfig,
-        tick_at: DateTime<Utc>,
-        v: &ProtectedVolume,
-        row: BackupRecord,
-        gates: &Gates,
-        ticket: Unrequested,
-    ) -> Result<(Option<String>, BackupState, Verification), (Option<String>, String)> {
-        let events = &gates.events;
-        let target = gates.target.clone();
-        let volume = v.volume.as_str();
-        let snapshot = snapshot_name(policy.name.as_str(), tick_at, volume);
-        if row.state.is_terminal() {
-            return Ok((row.backup_name, row.state, row.verification));
-        }
-        let fail = |name: Option<String>, e: String| {
-            let catalog = self.catalog.clone();
-            let id = row.id;
-            async move {
-                let _ = catalog
-                    .update_backup(
-                        id,
-                        &BackupUpdate {
-                            state: Some(BackupState::Failed),
-                            error: Some(e.clone()),
-                            completed_at: Some(Utc::now()),
-                            ..Default::default()
-                        },
-                    )
-                    .await;
-                (name, e)
-            }
-        };
-        let stage = |s: &str, p: i64| {
-            events(Event::Volume {
-                volume: volume.to_owned(),
-                pvc: v.pvc.clone(),
-                stage: s.to_owned(),
-                progress: p,
-            })
-        };
-        let labels: BTreeMap<String, String> = [
-            (LABEL_POLICY.to_owned(), policy.name.to_string()),
-            (
-                LABEL_TICK.to_owned(),
-                tick_at.format("%Y%m%dT%H%M%SZ").to_string(),
-            ),
-            (LABEL_PVC.to_owned(), v.pvc.clone()),
-        ]
-        .into();
-        let requested = if let (BackupState::BackingUp, Some(name)) = (row.state, &row.backup_name)
-        {
-            // Resumed after the backup was found: only following is left.
-            crate::longhorn::BackupRef {
-                volume: volume.to_owned(),
-                snapshot: snapshot.clone(),
-                backup: name.clone(),
-            }
-        } else {
-            // Phase 1: the snapshot, created without looking first when the
-            // row is still pending (an earlier attempt's snapshot of the same
-            // name is accepted as it is: creation refuses duplicates by name).
-            let fresh_snapshot = row.state == BackupState::Pending;
-            let permit = gates
-                .snapshots
-                .acquire()
-                .await
-                .map_err(|e| (None, e.to_string()))?;
-            stage("snapshot", 0);
-            if fresh_snapshot && let Some(content) = &policy.content {
-                // What the data looks like right before the snapshot, for drills.
-                match crate::probe::content_checksum(&gates.http, &content.checksum_url, volume)
-                    .await
-                {
-                    Ok(sum) => {
-                        let _ = self.catalog.set_content_checksum(row.id, &sum).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(%volume, error = %e, "content probe failed; drills cannot compare this volume")
-                    }
-                }
-            }
-            let snapped = if fresh_snapshot {
-                self.longhorn
-                    .create_snapshot(volume, &snapshot, &labels, self.options.snapshot_wait)
-                    .await
-            } else {
-                self.longhorn
-                    .ensure_snapshot(volume, &snapshot, &labels, self.options.snapshot_wait)
-                    .await
-            };
-            drop(permit);
-            let snap = match snapped {
-                Ok(s) => s,
-                Err(e) => return Err(fail(None, format!("snapshot: {e}")).await),
-            };
-            // Phase 2: the backup request, at most `concurrency` at once.
-            // The row moves to backing_up *before* the request, so a crash
-            // from here on makes the next attempt look before asking.
-            let never_asked = matches!(row.state, BackupState::Pending | BackupState::Snapshotting);
-            let asked = if never_asked {
-                // Recorded before waiting for a request slot, so the slot is
-                // held only for the call itself.
-                self.catalog
-                    .update_backup(
-                        row.id,
-                        &BackupUpdate {
-                            state: Some(BackupState::BackingUp),
-                            snapshot_at: parse_time(&snap.creation_time),
-                            ..Default::default()
-                        },
-                    )
-                    .await
-                    .map_err(|e| (None, e.to_string()))?;
-                let permit = gates
-                    .requests
-                    .acquire()
-                    .await
-                    .map_err(|e| (None, e.to_string()))?;
-                let slot_at = std::time::Instant::now();
-                let started = self.longhorn.start_backup(volume, &snapshot, &labels).await;
-                drop(permit);
-                events(Event::Requested {
-                    volume: volume.to_owned(),
-                    took: slot_at.elapsed(),
-                });
-                match started {
-                    // Found in the shared listing, or else by the volume's
-                    // backup list (where the snapshot is named at once).
-                    Ok(cause) => match gates
-                        .watch
-                        .discover(volume, &snapshot, DISCOVER_IN_LISTING)
-                        .await
-                    {
-                        Some(backup) => Ok(crate::longhorn::BackupRef {
-                            volume: volume.to_owned(),
-                            snapshot: snapshot.clone(),
-                            backup,
-                        }),
-                        None => {
-                            self.longhorn
-                                .discover_backup(volume, &snapshot, &cause)
-                                .await
-                        }
-                    },
-                    Err(e) => Err(e),
-                }
-            } else {
-                self.longhorn
-                    .request_backup(volume, &snapshot, &labels)
-                    .await
-            };
-            match asked {
-                Ok(r) => r,
-                Err(e) => return Err(fail(None, format!("backup request: {e}")).await),
-            }
-        };
-        drop(ticket);
-        let name = Some(requested.backup.clone());
-        let _ = self
-            .catalog
-            .update_backup(
-                row.id,
-                &BackupUpdate {
-                    state: Some(BackupState::BackingUp),
-                    backup_name: name.clone(),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| (name.clone(), e.to_string()))?;
-        stage("backup", 0);
-        let catalog = self.catalog.clone();
-        let id = row.id;
-        let mut last_saved = -1i64;
-        let progress_events = events.clone();
-        let pvc = v.pvc.clone();
-        let mut on_progress = move |p: i64| {
-            progress_events(Event::Volume {
-                volume: volume.to_owned(),
-                pvc: pvc.clone(),
-                stage: "backup".into(),
-                progress: p,
-            });
-            // Progress goes to the catalog in 10% steps, not on every poll.
-            if p / 10 != last_saved / 10 {
-                last_saved = p;
-                let c = catalog.clone();
-                tokio::spawn(async move {
-                    let _ = c
-                        .update_backup(
-                            id,
-                            &BackupUpdate {
-                                progress: Some(p),
-                                ..Default::default()
-                            },
-                        )
-                        .await;
-                });
-            }
-        };
-        let done = match gates
-            .watch
-            .follow(
-                volume,
-                &requested.backup,
-                self.options.backup_wait,
-                &mut on_progress,
-            )
-            .await
-        {
-            Ok(b) => b,
-            Err(e @ LonghornError::BackupFailed { .. }) => {
-                return Err(fail(name, e.to_string()).await);
-            }
-            Err(e) => return Err(fail(name, format!("following the backup: {e}")).await),
-        };
-        let completed = self
-            .catalog
-            .update_backup(
-                row.id,
-                &BackupUpdate {
-                    state: Some(BackupState::Completed),
-                    backup_url: Some(done.url.clone()),
-                    progress: Some(100),
-                    size_bytes: done.size.map(|s| s as i64),
-                    snapshot_at: done.snapshot_created.as_deref().and_then(parse_time),
-                    // When dr saw it: within one listing of Longhorn's end
-                    // (whose `created` has whole seconds only).
-                    completed_at: Some(Utc::now()),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| (name.clone(), e.to_string()))?;
-        events(Event::Completed {
-            volume: volume.to_owned(),
-        });
-        stage("verify", 100);
-        // Checks in the store wait until every backup of the tick is asked
-        // for (not holding a permit meanwhile: the snapshot phase needs
-        // them), then share the snapshot phase's limit, so a tick never opens
-        // a connection per volume to S3.
-        let _ = gates
-            .unrequested
-            .subscribe()
-            .wait_for(|left| *left == 0)
-            .await;
-        let permit = gates
-            .snapshots
-            .acquire()
-            .await
-            .map_err(|e| (name.clone(), e.to_string()))?;
-        let verification = match target
-            .await
-            .or_else(|| BackupTargetUrl::parse(&done.url).ok())
-        {
-            Some(t) => {
-                match store::verify_backup(&self.verifier, &t, volume, &requested.backup).await {
-                    Ok(Check::Intact { .. }) => Verification::Verified,
-                    Ok(Check::Broken(why)) => {
-                        tracing::warn!(backup = %requested.backup, %why, "backup is not intact in the store");
-                        Verification::Mismatch
-                    }
-                    Err(e) => {
-                        // The store could not be read: leave it unverified, to be checked again.
-                        tracing::warn!(backup = %requested.backup, error = %e, "cannot verify backup");
-                        Verification::Unverified
-                    }
-                }
-            }
-            None => Verification::Unverified,
-        };
-        drop(permit);
-        if verification != Verification::Unverified {
-            let _ = self
-                .catalog
-                .set_verification(row.id, verification, Utc::now())
-                .await;
-        }
-        Ok((name, completed.state, verification))
     }
 }
 
