@@ -5,9 +5,10 @@
 use chrono::{DateTime, TimeDelta, Utc};
 
 /// Where "now" comes from.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 pub enum Clock {
     /// The system's wall clock (production).
+    #[default]
     System,
     /// Wall time that advances with tokio's clock from `base`: on a paused
     /// runtime it stands still until the test advances it.
@@ -39,12 +40,6 @@ impl Clock {
                     .unwrap_or(*base)
             }
         }
-    }
-}
-
-impl Default for Clock {
-    fn default() -> Self {
-        Clock::System
     }
 }
 

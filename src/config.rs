@@ -251,11 +251,16 @@ pub struct DrillConfig {
     #[serde(default = "default_drill_ttl")]
     pub ttl: Positive,
 }
+/// The runbook a policy follows when it names none.
+pub const DEFAULT_RUNBOOK: &str = "runbooks/standard.yaml";
+/// How long drill leftovers may stay when the policy says nothing.
+pub const DEFAULT_DRILL_TTL: Span = Span::from_secs(2 * 3600);
+
 fn default_drill_ttl() -> Positive {
-    Positive(Span::from_secs(2 * 3600))
+    Positive(DEFAULT_DRILL_TTL)
 }
 fn default_runbook() -> PathBuf {
-    PathBuf::from("runbooks/standard.yaml")
+    PathBuf::from(DEFAULT_RUNBOOK)
 }
 
 /// A validated cron expression with seconds, as tokio-cron-scheduler reads it.

@@ -3,10 +3,12 @@
 //! skipped), missed firings recorded at start (not replayed), pending points
 //! adopted at start, and retention after every tick.
 
+use crate::app::App;
 use crate::backup::{Events, Protect};
 use crate::catalog::{BackupState, PointState, TickOutcome};
 use crate::config::PolicyConfig;
 use crate::metrics::Metrics;
+use crate::runbook::engine::Env;
 use crate::schedule;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::collections::HashMap;
@@ -29,7 +31,9 @@ const MISSED_CAP: usize = 10_000;
 
 /// The scheduling part of `dr serve`.
 pub struct Daemon {
+    app: Arc<App>,
     protect: Protect,
+    env: Env,
     /// Each drilled policy's runbook (loaded and checked at start).
     runbooks: HashMap<String, crate::runbook::Runbook>,
     drill_locks: HashMap<String, Arc<Mutex<()>>>,
@@ -56,21 +60,26 @@ impl Running {
 }
 
 impl Daemon {
-    /// A daemon for these policies.
+    /// A daemon for the context's policies, with the clients it built.
     pub fn new(
+        app: Arc<App>,
         protect: Protect,
-        policies: &[PolicyConfig],
+        env: Env,
         runbooks: HashMap<String, crate::runbook::Runbook>,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
+        let policies: Vec<PolicyConfig> = app.policies.iter().map(|p| p.config.clone()).collect();
+        let holder = app.holder.clone();
         Arc::new(Daemon {
+            app,
             protect,
+            env,
             runbooks,
             drill_locks: policies
                 .iter()
                 .map(|p| (p.name.to_string(), Arc::new(Mutex::new(()))))
                 .collect(),
-            holder: crate::runbook::lease::holder_id(),
+            holder,
             policies: policies
                 .iter()
                 .map(|p| (p.name.to_string(), p.clone()))
@@ -132,14 +141,9 @@ impl Daemon {
         // first, on their own task: a slow teardown never delays ticks.
         {
             let me = self.clone();
-            let ttl = self
-                .policies
-                .values()
-                .filter_map(|p| p.drill.as_ref().map(|d| d.ttl.0.as_duration()))
-                .min()
-                .unwrap_or(Duration::from_secs(2 * 3600));
+            let ttl = self.app.shortest_drill_ttl();
             tokio::spawn(async move {
-                let j = crate::drill::janitor(&me.env(), &me.holder, ttl, Utc::now()).await;
+                let j = crate::drill::janitor(&me.env, &me.holder, ttl, me.env.clock.now()).await;
                 if !j.interrupted_runs.is_empty() || !j.stale_namespaces.is_empty() {
                     tracing::info!(runs = ?j.interrupted_runs, namespaces = ?j.stale_namespaces, "drill leftovers removed");
                 }
@@ -257,16 +261,6 @@ impl Daemon {
         }
     }
 
-    fn env(&self) -> crate::runbook::engine::Env {
-        crate::runbook::engine::Env {
-            catalog: self.protect.catalog.clone(),
-            kube: self.protect.kube.clone(),
-            longhorn: self.protect.longhorn.clone(),
-            store: self.protect.store.clone(),
-            clock: crate::clock::Clock::System,
-        }
-    }
-
     /// One scheduled drill of the newest complete point (none if one runs).
     pub async fn drill(self: &Arc<Self>, policy: &str) {
         let (Some(lock), Some(runbook)) = (self.drill_locks.get(policy), self.runbooks.get(policy))
@@ -277,8 +271,8 @@ impl Daemon {
             tracing::warn!(%policy, "previous drill still running: this one skipped");
             return;
         };
-        let env = self.env();
-        let now = Utc::now();
+        let env = &self.env;
+        let now = env.clock.now();
         let plan = latest_plan(env.catalog.clone(), policy.to_owned(), now).await;
         let (record, plan) = match plan {
             Ok(x) => x,
@@ -288,15 +282,12 @@ impl Daemon {
             }
         };
         tracing::info!(%policy, point = %plan.point.id, "drill started");
-        match crate::drill::run_drill(
-            &env,
+        match crate::drill::start(
+            &self.app,
+            env,
             &record,
             runbook.clone(),
             &plan,
-            self.policies
-                .get(policy)
-                .and_then(|p| p.content.as_ref().map(|c| c.checksum_url.clone())),
-            &self.holder,
             &crate::runbook::engine::Quiet,
         )
         .await

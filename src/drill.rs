@@ -5,6 +5,7 @@
 //! passed *and* its teardown completed. A janitor removes what interrupted
 //! drills left behind, even after a crash.
 
+use crate::app::App;
 use crate::catalog::{PolicyRecord, RunKind, RunRecord, RunState, StepRecord, StepState};
 use crate::cluster::restore::{self as k8s, NamespaceState};
 use crate::cluster::scratch;
@@ -37,6 +38,35 @@ const POLL: Duration = Duration::from_millis(500);
 pub fn drill_namespace(policy: &str) -> Result<Namespace, crate::names::NameError> {
     let short = format!("{:06x}", rand::random::<u32>() & 0xff_ffff);
     format!("dr-drill-{policy}-{short}").parse()
+}
+
+/// A drill as dr runs it, by hand (`dr drill run`) or on the policy's drill
+/// schedule (`dr serve`): leftovers of earlier drills past the policy's drill
+/// TTL are removed first (said to `obs`), then [`run_drill`] with the
+/// policy's content probe, held by this process.
+pub async fn start(
+    app: &App,
+    env: &Env,
+    policy: &PolicyRecord,
+    runbook: Runbook,
+    plan: &RestorePlan,
+    obs: &dyn Observer,
+) -> Result<Outcome, RunError> {
+    let name = policy.name.as_str();
+    let j = janitor(env, &app.holder, app.drill_ttl(name), env.clock.now()).await;
+    if !j.interrupted_runs.is_empty() || !j.stale_namespaces.is_empty() {
+        obs.event(&RunEvent::Notice(format!(
+            "cleaned drill leftovers first: interrupted runs {:?}, stale namespaces {:?}",
+            j.interrupted_runs, j.stale_namespaces
+        )));
+    }
+    for e in &j.errors {
+        obs.event(&RunEvent::Notice(format!(
+            "drill leftovers not removed (tried again later): {e}"
+        )));
+    }
+    let content_url = app.policy(name).and_then(|p| p.content_url.clone());
+    run_drill(env, policy, runbook, plan, content_url, &app.holder, obs).await
 }
 
 /// Runs a drill of `plan` (a recovery point of `policy`) into a new scratch

@@ -21,6 +21,7 @@
 //! face); value types in [`names`], [`span`] and [`timespec`]; the command line
 //! in [`cli`].
 
+pub mod app;
 pub mod backup;
 pub mod catalog;
 pub mod cli;

@@ -2,11 +2,9 @@
 
 use super::output::{self, Format};
 use super::{Context, Failure};
-use crate::backup::{Event, Events, Protect, TickOptions};
+use crate::backup::{Event, Events};
 use crate::catalog::TickOutcome;
-use crate::longhorn::{ClientConfig, LonghornClient};
 use crate::names::PolicyName;
-use crate::store::{Store, s3_client};
 use chrono::{DurationRound, TimeDelta, Utc};
 use clap::Subcommand;
 use std::collections::HashMap;
@@ -24,47 +22,9 @@ pub enum BackupCommand {
     },
 }
 
-/// The Longhorn client, dr's store and the backup-store reader, from the
-/// configuration (S3 credentials from AWS_* or the usual AWS chain).
-pub async fn adapters(
-    ctx: &Context,
-) -> Result<(LonghornClient, Store, aws_sdk_s3::Client), Failure> {
-    let c = &ctx.config;
-    let mut lh = ClientConfig::new(c.longhorn.url.0.clone());
-    lh.timeout = c.longhorn.timeout.as_duration();
-    let longhorn = LonghornClient::new(lh)?;
-    let store = Store::new(&c.store).await;
-    let endpoint = c.store.endpoint.as_ref().map(|u| u.0.as_str().to_owned());
-    let verifier = s3_client(
-        &c.store.region,
-        endpoint.as_deref(),
-        c.store.path_style.unwrap_or(endpoint.is_some()),
-    )
-    .await;
-    Ok((longhorn, store, verifier))
-}
-
-/// Builds what a tick needs from the configuration and the environment
-/// (Kubernetes from KUBECONFIG or in-cluster).
-pub async fn protect(ctx: &Context) -> Result<Protect, Failure> {
-    let (longhorn, store, verifier) = adapters(ctx).await?;
-    let kube = crate::cluster::client(None).await?;
-    Ok(Protect {
-        catalog: ctx.catalog().await?,
-        longhorn,
-        kube,
-        store,
-        verifier,
-        options: TickOptions {
-            concurrency: ctx.config.longhorn.concurrency.0,
-            ..TickOptions::default()
-        },
-    })
-}
-
 pub async fn run(ctx: &Context, c: BackupCommand) -> Result<(), Failure> {
     let BackupCommand::Now { policy } = c;
-    let p = match (&policy, ctx.config.policies.as_slice()) {
+    let p = match (&policy, ctx.config().policies.as_slice()) {
         (Some(name), all) => all.iter().find(|p| &p.name == name).ok_or_else(|| {
             Failure::input(anyhow::anyhow!(
                 "policy {name:?} is not in the configuration; configured: {}",
@@ -90,7 +50,7 @@ pub async fn run(ctx: &Context, c: BackupCommand) -> Result<(), Failure> {
             )));
         }
     };
-    let protect = protect(ctx).await?;
+    let protect = ctx.app.protect().await?;
     let tick = Utc::now().duration_trunc(TimeDelta::seconds(1))?;
     let quiet = ctx.output == Format::Json;
     let shown: Arc<Mutex<HashMap<String, (String, i64)>>> = Arc::default();

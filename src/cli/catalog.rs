@@ -43,7 +43,7 @@ pub async fn run(ctx: &Context, c: CatalogCommand) -> Result<(), Failure> {
     match c {
         CatalogCommand::Sync { policy, dry_run } => {
             let policies: Vec<_> = ctx
-                .config
+                .config()
                 .policies
                 .iter()
                 .filter(|p| policy.as_ref().is_none_or(|n| &p.name == n))
@@ -53,12 +53,15 @@ pub async fn run(ctx: &Context, c: CatalogCommand) -> Result<(), Failure> {
                     "no matching policy in the configuration; sync reads the policies (and where their backups are) from --config"
                 )));
             }
-            let (longhorn, store, verifier) = super::backup::adapters(ctx).await?;
+            let crate::app::Clients {
+                longhorn,
+                store,
+                verifier,
+            } = ctx.app.clients().await?;
             let mut reports = Vec::new();
             for p in policies {
-                let r =
-                    crate::sync::sync_policy(&catalog, &longhorn, &store, &verifier, p, !dry_run)
-                        .await?;
+                let r = crate::sync::sync_policy(&catalog, longhorn, store, verifier, p, !dry_run)
+                    .await?;
                 if ctx.output == Format::Table {
                     for (policy, tick, n) in &r.recovered {
                         println!(
@@ -99,7 +102,10 @@ pub async fn run(ctx: &Context, c: CatalogCommand) -> Result<(), Failure> {
                 Format::Json => output::json(&json!({ "points": points }))?,
                 Format::Table => {
                     if points.is_empty() {
-                        println!("No recovery points in the catalog ({}).", ctx.catalog_url);
+                        println!(
+                            "No recovery points in the catalog ({}).",
+                            ctx.app.catalog_url
+                        );
                         return Ok(());
                     }
                     let mut t = Table::new(&[

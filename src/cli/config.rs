@@ -21,7 +21,7 @@ pub async fn run(ctx: &Context, c: ConfigCommand) -> Result<(), Failure> {
     let ConfigCommand::Check { file } = c;
     let (config, path) = match (file, &ctx.config_path) {
         (Some(f), _) => (Config::load(&f).map_err(Failure::input)?, f),
-        (None, Some(p)) => (ctx.config.clone(), p.clone()),
+        (None, Some(p)) => (ctx.config().clone(), p.clone()),
         (None, None) => {
             return Err(Failure::input(anyhow::anyhow!(
                 "no configuration file to check; give one: `dr config check FILE` or --config FILE"

@@ -1,19 +1,16 @@
 //! `dr drill`: restore drills into scratch namespaces, and their records.
 
 use super::output::{self, Format, Table};
-use super::restore::{Terminal, render_summary};
+use super::progress::{Terminal, render_summary};
 use super::{Context, Failure};
 use crate::catalog::{PointId, RunId, RunKind};
 use crate::drill;
 use crate::names::PolicyName;
 use crate::restore::{self, RestorePlan};
-use crate::runbook::Runbook;
-use crate::runbook::engine::Env;
 use crate::runbook::summary::RunSummary;
 use crate::timespec::{self, fmt_time};
 use clap::Subcommand;
 use serde_json::json;
-use std::path::Path;
 
 /// `dr drill …`
 #[derive(Debug, Subcommand)]
@@ -53,41 +50,11 @@ pub enum DrillCommand {
     /// Remove drill leftovers now: interrupted drills and drill namespaces
     /// older than --ttl (`dr serve` does this at start).
     Clean {
-        #[arg(long, default_value = "2h", value_name = "SPAN")]
-        ttl: crate::span::Span,
+        /// Age past which a drill namespace is a leftover [default: the
+        /// shortest drill TTL of the configured policies, else 2h].
+        #[arg(long, value_name = "SPAN")]
+        ttl: Option<crate::span::Span>,
     },
-}
-
-/// The runbook a drill of `policy` follows.
-pub fn drill_runbook(
-    ctx: &Context,
-    policy: &str,
-    flag: Option<&Path>,
-) -> Result<(std::path::PathBuf, Runbook), Failure> {
-    let p = ctx
-        .config
-        .policies
-        .iter()
-        .find(|p| p.name.as_str() == policy);
-    let path = flag
-        .map(Path::to_path_buf)
-        .or_else(|| p.and_then(|p| p.drill.as_ref().map(|d| d.runbook.clone())))
-        .or_else(|| p.map(|p| p.runbook.clone()))
-        .unwrap_or_else(|| "runbooks/standard.yaml".into());
-    let path = super::runbook::resolve(ctx, &path);
-    let rb = Runbook::load(&path).map_err(Failure::input)?;
-    Ok((path, rb))
-}
-
-pub async fn env(ctx: &Context) -> Result<Env, Failure> {
-    let (longhorn, store, _) = super::backup::adapters(ctx).await?;
-    Ok(Env {
-        catalog: ctx.catalog().await?,
-        kube: crate::cluster::client(None).await?,
-        longhorn,
-        store,
-        clock: crate::clock::Clock::System,
-    })
 }
 
 pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
@@ -118,25 +85,13 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
                         .map_err(Failure::input)?
                 }
             };
-            let (path, rb) = drill_runbook(ctx, policy.name.as_str(), runbook.as_deref())?;
+            let (path, rb) = ctx
+                .app
+                .drill_runbook(policy.name.as_str(), runbook.as_deref())
+                .map_err(Failure::input)?;
             rb.check_rto(&path.display().to_string(), policy.rto)
                 .map_err(Failure::input)?;
-            let env = env(ctx).await?;
-            // Leftovers past the policy's drill TTL (default 2h) go first.
-            let ttl = ctx
-                .config
-                .policies
-                .iter()
-                .find(|p| p.name == policy.name)
-                .and_then(|p| p.drill.as_ref().map(|d| d.ttl.0.as_duration()))
-                .unwrap_or(std::time::Duration::from_secs(2 * 3600));
-            let janitor = drill::janitor(&env, &crate::runbook::lease::holder_id(), ttl, now).await;
-            if !janitor.interrupted_runs.is_empty() || !janitor.stale_namespaces.is_empty() {
-                eprintln!(
-                    "cleaned drill leftovers first: interrupted runs {:?}, stale namespaces {:?}",
-                    janitor.interrupted_runs, janitor.stale_namespaces
-                );
-            }
+            let env = ctx.app.env().await?;
             if ctx.output == Format::Table {
                 println!(
                     "Drill of policy {} (point {} taken {}), runbook {} ({})",
@@ -147,30 +102,16 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
                     path.display()
                 );
             }
-            let content_url = ctx
-                .config
-                .policies
-                .iter()
-                .find(|p| p.name == policy.name)
-                .and_then(|p| p.content.as_ref().map(|c| c.checksum_url.clone()));
             let obs = Terminal::new();
-            let out = drill::run_drill(
-                &env,
-                &policy,
-                rb,
-                &plan,
-                content_url,
-                &crate::runbook::lease::holder_id(),
-                &obs,
-            )
-            .await
-            .map_err(|e| {
-                if e.is_refusal() {
-                    Failure::input(e)
-                } else {
-                    Failure::failed(e)
-                }
-            })?;
+            let out = drill::start(&ctx.app, &env, &policy, rb, &plan, &obs)
+                .await
+                .map_err(|e| {
+                    if e.is_refusal() {
+                        Failure::input(e)
+                    } else {
+                        Failure::failed(e)
+                    }
+                })?;
             obs.finish();
             let passed = drill::passed(&out.summary);
             match ctx.output {
@@ -290,14 +231,9 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
             Ok(())
         }
         DrillCommand::Clean { ttl } => {
-            let env = env(ctx).await?;
-            let j = drill::janitor(
-                &env,
-                &crate::runbook::lease::holder_id(),
-                ttl.as_duration(),
-                chrono::Utc::now(),
-            )
-            .await;
+            let env = ctx.app.env().await?;
+            let ttl = ttl.map_or(ctx.app.shortest_drill_ttl(), |t| t.as_duration());
+            let j = drill::janitor(&env, &ctx.app.holder, ttl, env.clock.now()).await;
             match ctx.output {
                 Format::Json => output::json(&j)?,
                 Format::Table => println!(

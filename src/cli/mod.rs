@@ -7,6 +7,7 @@ pub mod config;
 pub mod drill;
 pub mod incident;
 pub mod output;
+pub mod progress;
 pub mod prune;
 pub mod report;
 pub mod restore;
@@ -14,6 +15,7 @@ pub mod runbook;
 pub mod serve;
 pub mod status;
 
+use crate::app::App;
 use crate::catalog::Catalog;
 use crate::config::{CatalogUrl, Config, DEFAULT_CATALOG};
 use clap::{Parser, Subcommand};
@@ -145,11 +147,10 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
-/// What every subcommand gets: the parsed globals.
+/// What every subcommand gets: the application context and the globals.
 pub struct Context {
-    pub config: Config,
+    pub app: std::sync::Arc<App>,
     pub config_path: Option<PathBuf>,
-    pub catalog_url: CatalogUrl,
     pub output: Format,
 }
 
@@ -167,21 +168,20 @@ impl Context {
                 .map_err(|e: String| Failure::failed(anyhow::anyhow!(e)))?,
         };
         Ok(Context {
-            config,
+            app: std::sync::Arc::new(App::new(config, cli.config.as_deref(), catalog_url)),
             config_path: cli.config.clone(),
-            catalog_url,
             output: cli.output,
         })
     }
 
-    /// Opens the catalog and registers the configured policies in it.
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.app.config
+    }
+
+    /// The catalog, with the configured policies registered in it.
     pub async fn catalog(&self) -> Result<Catalog, Failure> {
-        let catalog = Catalog::open(&self.catalog_url).await?;
-        let now = chrono::Utc::now();
-        for p in &self.config.policies {
-            catalog.upsert_policy(p, now).await?;
-        }
-        Ok(catalog)
+        Ok(self.app.catalog().await?.clone())
     }
 }
 

@@ -2,7 +2,6 @@
 
 use super::output::{self, Format, Table};
 use super::{Context, Failure};
-use crate::longhorn::{ClientConfig, LonghornClient};
 use crate::names::PolicyName;
 use crate::timespec::fmt_time;
 use clap::Args;
@@ -21,7 +20,7 @@ pub struct PruneArgs {
 
 pub async fn run(ctx: &Context, a: PruneArgs) -> Result<(), Failure> {
     let policies: Vec<_> = ctx
-        .config
+        .config()
         .policies
         .iter()
         .filter(|p| a.policy.as_ref().is_none_or(|n| &p.name == n))
@@ -41,11 +40,9 @@ pub async fn run(ctx: &Context, a: PruneArgs) -> Result<(), Failure> {
         let report = if a.dry_run {
             None
         } else {
-            let mut lh = ClientConfig::new(ctx.config.longhorn.url.0.clone());
-            lh.timeout = ctx.config.longhorn.timeout.as_duration();
-            let longhorn = LonghornClient::new(lh)?;
+            let longhorn = &ctx.app.clients().await?.longhorn;
             Some(
-                crate::prune::execute(&catalog, &longhorn, &verdicts, Duration::from_secs(600))
+                crate::prune::execute(&catalog, longhorn, &verdicts, Duration::from_secs(600))
                     .await?,
             )
         };

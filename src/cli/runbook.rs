@@ -7,7 +7,7 @@ use crate::runbook::Runbook;
 use crate::span::Span;
 use clap::Subcommand;
 use serde_json::json;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `dr runbook …`
 #[derive(Debug, Subcommand)]
@@ -26,27 +26,12 @@ pub enum RunbookCommand {
     },
 }
 
-/// Finds a runbook path: absolute as is; relative to the configuration
-/// file's directory if it exists there; else relative to the working directory.
-pub fn resolve(ctx: &Context, path: &Path) -> PathBuf {
-    if path.is_absolute() {
-        return path.to_owned();
-    }
-    if let Some(dir) = ctx.config_path.as_ref().and_then(|c| c.parent()) {
-        let p = dir.join(path);
-        if p.exists() {
-            return p;
-        }
-    }
-    path.to_owned()
-}
-
 pub async fn run(ctx: &Context, c: RunbookCommand) -> Result<(), Failure> {
     let RunbookCommand::Validate { file, rto, policy } = c;
     let rto = match (rto, &policy) {
         (Some(r), _) => r,
         (None, Some(p)) => {
-            ctx.config
+            ctx.config()
                 .policies
                 .iter()
                 .find(|x| &x.name == p)

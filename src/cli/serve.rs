@@ -27,28 +27,32 @@ pub async fn run(ctx: &Context, a: ServeArgs) -> Result<(), Failure> {
         .await
         .map_err(Failure::input)?;
     let metrics = Arc::new(Metrics::default());
-    let policies = ctx.config.policies.clone();
-    // Without policies there is nothing to schedule: dr serves its catalog's
-    // health only (and needs neither Longhorn nor Kubernetes).
+    let policies = ctx.config().policies.clone();
+    // Without policies there is nothing to schedule: dr serve serves its
+    // catalog's health only (and needs neither Longhorn nor Kubernetes).
     let running = if policies.is_empty() {
         None
     } else {
-        let protect = super::backup::protect(ctx).await?;
+        let protect = ctx.app.protect().await?;
+        let env = ctx.app.env().await?;
         // Drill runbooks are read and checked now: a broken one stops the
         // start with its error instead of failing at 3 a.m. on Sunday.
         let mut runbooks = std::collections::HashMap::new();
         for p in policies.iter().filter(|p| p.drill.is_some()) {
-            let (path, rb) = super::drill::drill_runbook(ctx, p.name.as_str(), None)?;
+            let (path, rb) = ctx
+                .app
+                .drill_runbook(p.name.as_str(), None)
+                .map_err(Failure::input)?;
             rb.check_rto(&path.display().to_string(), p.rto.0)
                 .map_err(Failure::input)?;
             runbooks.insert(p.name.to_string(), rb);
         }
-        let daemon = Daemon::new(protect, &policies, runbooks, metrics.clone());
+        let daemon = Daemon::new(ctx.app.clone(), protect, env, runbooks, metrics.clone());
         Some(daemon.start().await?)
     };
     eprintln!(
         "dr serve: catalog {}, {} polic{}, listening on http://{local}",
-        ctx.catalog_url,
+        ctx.app.catalog_url,
         policies.len(),
         if policies.len() == 1 { "y" } else { "ies" }
     );

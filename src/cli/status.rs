@@ -51,7 +51,7 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
         Format::Json => output::json(&serde_json::json!({ "now": now, "policies": out }))?,
         Format::Table => {
             if out.is_empty() {
-                println!("No policies in the catalog ({}).", ctx.catalog_url);
+                println!("No policies in the catalog ({}).", ctx.app.catalog_url);
                 return Ok(());
             }
             let mut t = Table::new(&[

@@ -106,7 +106,7 @@ pub async fn ensure_namespace(
                 {
                     Ok(_) => return Ok(true),
                     Err(e) if is_status(&e, 409) => continue,
-                    Err(e) => return Err(api_err("create namespace", ns)(e).into()),
+                    Err(e) => return Err(api_err("create namespace", ns)(e)),
                 }
             }
             NamespaceState::Terminating => {
@@ -279,7 +279,7 @@ pub async fn copy_secret(client: &Client, from: &str, to: &str, name: &str) -> R
     {
         Ok(_) => Ok(true),
         Err(e) if is_status(&e, 409) => Ok(true),
-        Err(e) => Err(api_err("create secret", to)(e).into()),
+        Err(e) => Err(api_err("create secret", to)(e)),
     }
 }
 
@@ -304,7 +304,7 @@ pub async fn delete_claims(
         match api.delete(n, &DeleteParams::default()).await {
             Ok(_) => {}
             Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(api_err("delete claim", ns)(e).into()),
+            Err(e) => return Err(api_err("delete claim", ns)(e)),
         }
     }
     let start = Instant::now();
@@ -364,7 +364,7 @@ pub async fn create_claim(client: &Client, ns: &str, claim: &Value) -> Result<()
     {
         Ok(_) => Ok(()),
         Err(e) if is_status(&e, 409) => Ok(()),
-        Err(e) => Err(api_err("create claim", ns)(e).into()),
+        Err(e) => Err(api_err("create claim", ns)(e)),
     }
 }
 
@@ -541,7 +541,7 @@ pub async fn run_job(
         match api.create(&PostParams::default(), &job).await {
             Ok(_) => {}
             Err(e) if is_status(&e, 409) => {}
-            Err(e) => return Err(api_err("create job", ns)(e).into()),
+            Err(e) => return Err(api_err("create job", ns)(e)),
         }
     }
     let start = Instant::now();
