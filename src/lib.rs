@@ -23,6 +23,7 @@
 
 pub mod app;
 pub mod backup;
+pub mod bundle;
 pub mod catalog;
 pub mod cli;
 pub mod clock;

@@ -3,7 +3,7 @@
 //! see Longhorn's backupstore). Works with AWS and any S3-compatible server
 //! (custom endpoint, path-style addressing).
 
-use crate::cluster::manifests::Bundle;
+use crate::bundle::Bundle;
 use crate::config::StoreConfig;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;

@@ -104,7 +104,7 @@ fn grants(rules: &[serde_json::Value], group: &str, resource: &str, verb: &str) 
 #[test]
 fn the_opt_in_restore_role_grants_what_a_restore_writes() {
     let rules = cluster_role_rules("rbac-restore.yaml");
-    for kind in dr::cluster::manifests::KINDS {
+    for kind in dr::bundle::KINDS {
         assert!(
             grants(&rules, kind.group(), kind.plural, "patch"),
             "{} cannot be server-side applied",
@@ -144,7 +144,7 @@ fn rbac_grants_what_a_tick_reads_and_nothing_that_writes() {
         })
     };
     assert!(allowed("", "persistentvolumes"));
-    for kind in dr::cluster::manifests::KINDS {
+    for kind in dr::bundle::KINDS {
         assert!(
             allowed(kind.group(), kind.plural),
             "{} cannot be captured",

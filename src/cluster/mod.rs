@@ -1,14 +1,13 @@
 //! The Kubernetes adapter: which Longhorn volumes a policy protects (PVC →
 //! PV → `spec.csi.volumeHandle`) and what a namespace's manifests are.
 
-pub mod manifests;
 pub mod restore;
 pub mod scratch;
 
 use crate::names::{Namespace, Selector, VolumeName};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client};
-use manifests::{BUNDLE_FORMAT, Bundle, KINDS};
+use crate::bundle::{self, BUNDLE_FORMAT, Bundle, KINDS};
 use serde::Serialize;
 use std::path::Path;
 
@@ -281,16 +280,16 @@ pub async fn capture(
                 .cmp(&b["metadata"]["name"].as_str())
         });
         for mut obj in items {
-            if manifests::is_generated(kind.kind, &obj) {
+            if bundle::is_generated(kind.kind, &obj) {
                 continue;
             }
             obj["apiVersion"] = kind.api_version.into();
             obj["kind"] = kind.kind.into();
             if kind.kind == "Secret" {
                 secrets.push(obj["metadata"]["name"].as_str().unwrap_or("").to_owned());
-                obj = manifests::secret_by_reference(&obj);
+                obj = bundle::secret_by_reference(&obj);
             }
-            objects.push(manifests::strip(kind.kind, obj));
+            objects.push(bundle::strip(kind.kind, obj));
         }
     }
     Ok(Bundle {

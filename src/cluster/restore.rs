@@ -4,7 +4,7 @@
 //! last saw.
 
 use super::ClusterError;
-use super::manifests::{KINDS, Workload};
+use crate::bundle::{KINDS, Workload};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{

@@ -7,7 +7,7 @@ use super::engine::{Env, Observer, RunEvent, RunSpec};
 use super::spec::{Action, Check, PlannedStep, expand};
 use crate::catalog::{BackupRecord, BackupState, CatalogError, RunId, RunRecord};
 use crate::cluster::ClusterError;
-use crate::cluster::manifests::{self, Bundle};
+use crate::bundle::{self, Bundle};
 use crate::cluster::restore::{self as k8s, LABEL_RUN};
 use crate::longhorn::LonghornError;
 use crate::restore::RestorePlan;
@@ -203,9 +203,9 @@ impl StepCtx<'_> {
 
     async fn apply_recovery_point(&self) -> Result<String, StepError> {
         let bundle = self.bundle().await?;
-        let objects = manifests::for_redeploy(&bundle.objects, self.ns());
+        let objects = bundle::for_redeploy(&bundle.objects, self.ns());
         let applied = k8s::apply(&self.env.kube, self.ns(), &objects).await?;
-        let wanted = manifests::secret_names(&bundle.objects);
+        let wanted = bundle::secret_names(&bundle.objects);
         let mut missing = k8s::missing_secrets(&self.env.kube, self.ns(), &wanted).await?;
         let mut copied = Vec::new();
         if self.spec.source != self.spec.target {
@@ -246,7 +246,7 @@ impl StepCtx<'_> {
 
     async fn scale_restore(&self) -> Result<String, StepError> {
         let bundle = self.bundle().await?;
-        let w = manifests::workloads(&bundle.objects);
+        let w = bundle::workloads(&bundle.objects);
         k8s::scale(&self.env.kube, self.ns(), &w).await?;
         Ok(w.iter()
             .map(|w| format!("{}/{}={}", w.kind, w.name, w.replicas))
@@ -256,7 +256,7 @@ impl StepCtx<'_> {
 
     async fn wait_ready(&self, timeout: Duration) -> Result<String, StepError> {
         let bundle = self.bundle().await?;
-        let w = manifests::workloads(&bundle.objects);
+        let w = bundle::workloads(&bundle.objects);
         k8s::wait_ready(&self.env.kube, self.ns(), &w, timeout).await?;
         Ok(format!("{} workloads Ready", w.len()))
     }
@@ -418,7 +418,7 @@ impl StepCtx<'_> {
 
     async fn bind_claims(&self, timeout: Duration) -> Result<Option<String>, StepError> {
         let bundle = self.bundle().await?;
-        let claims = manifests::claims(&bundle.objects);
+        let claims = bundle::claims(&bundle.objects);
         let vols = self.volumes();
         let names: Vec<String> = vols.iter().map(|(c, _, _)| c.clone()).collect();
         if self.spec.replace {
@@ -456,7 +456,7 @@ impl StepCtx<'_> {
             }
             match captured {
                 Some(c) => {
-                    let mut obj = manifests::claim_for(c, self.ns(), vol);
+                    let mut obj = bundle::claim_for(c, self.ns(), vol);
                     let labels = obj["metadata"]["labels"].as_object_mut();
                     match labels {
                         Some(l) => {
