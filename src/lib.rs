@@ -37,7 +37,6 @@ pub mod names;
 pub mod probe;
 pub mod prune;
 pub mod report;
-pub mod report_data;
 pub mod restore;
 pub mod retention;
 pub mod runbook;

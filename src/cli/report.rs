@@ -60,13 +60,13 @@ pub async fn run(ctx: &Context, a: ReportArgs) -> Result<(), Failure> {
         Some(p) => vec![catalog.policy(p).await.map_err(Failure::input)?],
         None => catalog.policies().await?,
     };
-    let r = crate::report_data::gather(&catalog, &policies, since, until, now).await?;
+    let r = report::gather(&catalog, &policies, since, until, now).await?;
     let format = a.format.unwrap_or(match ctx.output {
         Format::Json => ReportFormat::Json,
         Format::Table => ReportFormat::Table,
     });
     let text = match format {
-        ReportFormat::Json => serde_json::to_string_pretty(&r).map_err(anyhow::Error::from)? + "\n",
+        ReportFormat::Json => report::render_json(&r).map_err(anyhow::Error::from)?,
         ReportFormat::Table => report::render_table(&r),
         ReportFormat::Markdown => report::render_markdown(&r),
         ReportFormat::Html => report::render_html(&r),

@@ -4,10 +4,10 @@
 pub mod restore;
 pub mod scratch;
 
+use crate::bundle::{self, BUNDLE_FORMAT, Bundle, KINDS};
 use crate::names::{Namespace, Selector, VolumeName};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::{Api, Client};
-use crate::bundle::{self, BUNDLE_FORMAT, Bundle, KINDS};
 use serde::Serialize;
 use std::path::Path;
 

@@ -5,9 +5,9 @@
 
 use super::engine::{Env, Observer, RunEvent, RunSpec};
 use super::spec::{Action, Check, PlannedStep, expand};
+use crate::bundle::{self, Bundle};
 use crate::catalog::{BackupRecord, BackupState, CatalogError, RunId, RunRecord};
 use crate::cluster::ClusterError;
-use crate::bundle::{self, Bundle};
 use crate::cluster::restore::{self as k8s, LABEL_RUN};
 use crate::longhorn::LonghornError;
 use crate::restore::RestorePlan;

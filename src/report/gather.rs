@@ -1,8 +1,11 @@
-//! Reads what [`crate::report`] computes from: per policy, the verified
-//! points, tick and point outcome counts, run summaries and incidents.
+//! Reads what [`super::measures`] computes from: per policy, the verified
+//! points, tick and point outcome counts, run summaries and incidents; and
+//! puts the figures together into a [`Report`].
 
+use super::measures::{self, DEFINITIONS};
+use super::{PolicyReport, Report};
 use crate::catalog::{Catalog, CatalogError, PolicyRecord};
-use crate::report::{self, PolicyReport, Report};
+use crate::names::PolicyName;
 use crate::runbook::summary::RunSummary;
 use chrono::{DateTime, Utc};
 
@@ -21,19 +24,14 @@ pub async fn gather(
     for p in policies {
         out.push(policy_report(catalog, p, since, until, now).await?);
     }
-    let all: Vec<_> = catalog
-        .list_incidents(None, false, 100_000)
-        .await?
-        .into_iter()
-        .map(|i| (i.opened_at, i.resolved_at))
-        .collect();
+    let all = incident_spans(catalog, None).await?;
     Ok(Report {
         generated_at: now,
         since,
         until,
         policies: out,
-        total: report::availability(&all, since, until),
-        definitions: report::DEFINITIONS,
+        total: measures::availability(&all, since, until),
+        definitions: DEFINITIONS,
     })
 }
 
@@ -46,7 +44,7 @@ pub async fn policy_report(
     now: DateTime<Utc>,
 ) -> Result<PolicyReport, CatalogError> {
     let points = catalog.verified_point_times(&p.name).await?;
-    let mut rpo = report::rpo_stats(&points, p.rpo.as_chrono(), since, until, now);
+    let mut rpo = measures::rpo_stats(&points, p.rpo.as_chrono(), since, until, now);
     let (ticks, states) = catalog.outcome_counts(&p.name, since, until).await?;
     rpo.missed_ticks = ticks.get("missed").copied().unwrap_or(0);
     rpo.skipped_ticks = ticks.get("skipped").copied().unwrap_or(0);
@@ -59,17 +57,26 @@ pub async fn policy_report(
         .filter(|r| r.started_at >= since && r.started_at < until)
         .filter_map(|r| crate::runbook::summary::stored(&r))
         .collect();
-    let rto = report::rto_stats(&runs, p.rto.as_chrono(), LAST_RUNS);
-    let incidents: Vec<_> = catalog
-        .list_incidents(Some(&p.name), false, 100_000)
-        .await?
-        .into_iter()
-        .map(|i| (i.opened_at, i.resolved_at))
-        .collect();
+    let rto = measures::rto_stats(&runs, p.rto.as_chrono(), LAST_RUNS);
+    let incidents = incident_spans(catalog, Some(&p.name)).await?;
     Ok(PolicyReport {
         policy: p.name.to_string(),
         rpo,
         rto,
-        availability: report::availability(&incidents, since, until),
+        availability: measures::availability(&incidents, since, until),
     })
+}
+
+/// Every incident of `policy` (None: of any policy, or none) as (opened,
+/// resolved-or-open).
+async fn incident_spans(
+    catalog: &Catalog,
+    policy: Option<&PolicyName>,
+) -> Result<Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>, CatalogError> {
+    Ok(catalog
+        .list_incidents(policy, false, 100_000)
+        .await?
+        .into_iter()
+        .map(|i| (i.opened_at, i.resolved_at))
+        .collect())
 }

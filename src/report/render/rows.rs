@@ -1,0 +1,183 @@
+//! The report as a [`Page`]: every figure's label and wording, once, for
+//! every renderer. A new figure is a new row here.
+
+use super::{Block, Cell, Chart, Mark, Page, Section, Table, dur, nedata, pct};
+use crate::report::measures::{Availability, Durations, RpoStats, RtoStats};
+use crate::report::{PolicyReport, Report};
+use chrono::{DateTime, Utc};
+
+/// Lays the report out: a section per policy, then the total and the
+/// definitions.
+pub(super) fn page(r: &Report) -> Page<'_> {
+    let mut sections: Vec<Section> = r
+        .policies
+        .iter()
+        .map(|p| policy_section(p, r.since, r.until))
+        .collect();
+    sections.push(Section {
+        title: "Total".into(),
+        blocks: vec![Block::Table(availability_table(&r.total))],
+    });
+    sections.push(Section {
+        title: "Definitions".into(),
+        blocks: vec![Block::Paragraph(r.definitions)],
+    });
+    Page {
+        since: r.since,
+        until: r.until,
+        generated_at: r.generated_at,
+        sections,
+    }
+}
+
+fn policy_section(p: &PolicyReport, since: DateTime<Utc>, until: DateTime<Utc>) -> Section<'_> {
+    Section {
+        title: format!("Policy {}", p.policy),
+        blocks: vec![
+            Block::Table(rpo_table(&p.rpo)),
+            Block::Chart {
+                title: "Exposure over time against the RPO",
+                chart: Chart::Exposure {
+                    rpo: &p.rpo,
+                    since,
+                    until,
+                },
+                table: None,
+            },
+            Block::Table(rto_table(&p.rto)),
+            Block::Chart {
+                title: "Stage timings against budgets",
+                chart: Chart::Stages(&p.rto),
+                table: Some(stages_table(&p.rto)),
+            },
+            Block::Table(availability_table(&p.availability)),
+        ],
+    }
+}
+
+/// A row of a label and its value.
+fn row(label: &str, value: String) -> Vec<Cell> {
+    vec![plain(label.into()), plain(value)]
+}
+
+fn plain(text: String) -> Cell {
+    Cell { text, mark: None }
+}
+
+fn rpo_table(p: &RpoStats) -> Table {
+    let within = p.exposure_now_seconds.is_some_and(|e| e <= p.rpo_seconds);
+    let exposure_now = Cell {
+        text: nedata(p.exposure_now_seconds),
+        mark: Some(if within { Mark::Ok } else { Mark::Over }),
+    };
+    Table {
+        head: &["RPO", "value"],
+        rows: vec![
+            row("RPO", dur(Some(p.rpo_seconds))),
+            vec![plain("exposure now".into()), exposure_now],
+            row(
+                "worst exposure in the window",
+                nedata(p.worst_exposure_seconds),
+            ),
+            row("time within RPO", format!("{:.2}%", p.within_rpo_percent)),
+            row(
+                "missed / skipped ticks",
+                format!("{} / {}", p.missed_ticks, p.skipped_ticks),
+            ),
+            row(
+                "failed / partial points",
+                format!("{} / {}", p.failed_points, p.partial_points),
+            ),
+        ],
+    }
+}
+
+fn rto_table(t: &RtoStats) -> Table {
+    let runs = |d: &Durations, failed: usize, passed: &str| {
+        format!(
+            "{} / {} / {} ({} {passed}, {failed} failed)",
+            dur(d.last_seconds),
+            dur(d.median_seconds),
+            dur(d.worst_seconds),
+            d.count,
+        )
+    };
+    Table {
+        head: &["RTO", "value"],
+        rows: vec![
+            row("RTO", dur(Some(t.rto_seconds))),
+            row(
+                "drills (last / median / worst)",
+                runs(&t.drills, t.drills_failed, "passed"),
+            ),
+            row(
+                "restores (last / median / worst)",
+                runs(&t.restores, t.restores_failed, "succeeded"),
+            ),
+            row("forecast RTO for a restore now", forecast(t)),
+            row(
+                "stage most often over budget",
+                t.most_over_budget.clone().unwrap_or_else(|| "none".into()),
+            ),
+        ],
+    }
+}
+
+/// The forecast of a restore now against the RTO.
+fn forecast(t: &RtoStats) -> String {
+    match (t.forecast_median_seconds, t.forecast_worst_seconds) {
+        (Some(m), Some(w)) => format!(
+            "median {}, worst {}: {}",
+            dur(Some(m)),
+            dur(Some(w)),
+            if w <= t.rto_seconds {
+                "within RTO"
+            } else {
+                "OVER RTO"
+            }
+        ),
+        _ => "not enough data (no successful drill or restore)".into(),
+    }
+}
+
+fn stages_table(t: &RtoStats) -> Table {
+    Table {
+        head: &["stage", "budget", "median", "worst", "over budget"],
+        rows: t
+            .stages
+            .iter()
+            .map(|st| {
+                vec![
+                    plain(format!("stage {}", st.name)),
+                    plain(format!("budget {}", dur(Some(st.budget_seconds)))),
+                    plain(format!("median {}", dur(st.median_seconds))),
+                    plain(format!("worst {}", dur(st.worst_seconds))),
+                    plain(format!("over budget {}/{}", st.over_budget, st.runs)),
+                ]
+            })
+            .collect(),
+    }
+}
+
+fn availability_table(a: &Availability) -> Table {
+    Table {
+        head: &["availability", "value"],
+        rows: vec![
+            row(
+                "failures (incidents that began in the window)",
+                a.failures.to_string(),
+            ),
+            row(
+                "downtime D / uptime U",
+                format!(
+                    "{} / {}",
+                    dur(Some(a.downtime_seconds)),
+                    dur(Some(a.uptime_seconds))
+                ),
+            ),
+            row("MTBF", nedata(a.mtbf_seconds)),
+            row("MTTR", nedata(a.mttr_seconds)),
+            row("availability", pct(a.availability)),
+        ],
+    }
+}
