@@ -175,7 +175,7 @@ async fn run() -> anyhow::Result<()> {
     let out = exec::execute(&env, &spec, &plan, &begun, &Quiet).await?;
     let total = start.elapsed().as_secs_f64();
     anyhow::ensure!(
-        out.summary.state == "succeeded",
+        out.summary.state == dr::catalog::RunState::Succeeded,
         "the run ended {}: {:?}",
         out.summary.state,
         out.summary.error

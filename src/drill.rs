@@ -150,7 +150,7 @@ async fn teardown_stage(
 
 /// Whether a drill passed: its runbook and its teardown succeeded.
 pub fn passed(summary: &RunSummary) -> bool {
-    summary.state == RunState::Succeeded.to_string()
+    summary.state == RunState::Succeeded
         && summary.stages.iter().any(|s| {
             s.name == TEARDOWN && s.verdict != Verdict::Failed && s.verdict != Verdict::NotRun
         })

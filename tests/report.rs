@@ -38,11 +38,11 @@ fn summary(run: i64, total: f64, data: f64, state: &str) -> RunSummary {
     };
     RunSummary {
         run_id: run,
-        kind: "drill".into(),
+        kind: dr::catalog::RunKind::Drill,
         policy: "shop".into(),
         point_id: None,
         target_namespace: "dr-drill-shop-x".into(),
-        state: state.into(),
+        state: state.parse().expect("a run state"),
         started_at: t(3, 3, 0),
         finished_at: Some(t(3, 3, 30)),
         total_seconds: total,

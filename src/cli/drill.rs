@@ -24,7 +24,7 @@ pub enum DrillCommand {
     Run {
         /// The policy [default: the only policy in the catalog].
         #[arg(long, short = 'p', env = "DR_POLICY")]
-        policy: Option<String>,
+        policy: Option<PolicyName>,
         /// Drill this recovery point.
         #[arg(long, conflicts_with = "to", value_name = "ID")]
         point: Option<i64>,
@@ -69,7 +69,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
             // runbook) before Kubernetes or Longhorn is contacted.
             let catalog = ctx.catalog().await?;
             let now = chrono::Utc::now();
-            let policy = restore::choose_policy(&catalog, policy.as_deref())
+            let policy = restore::choose_policy(&catalog, policy.as_ref())
                 .await
                 .map_err(Failure::input)?;
             let plan: RestorePlan = match (point, to) {

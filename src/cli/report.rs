@@ -2,6 +2,7 @@
 
 use super::output::Format;
 use super::{Context, Failure};
+use crate::names::PolicyName;
 use crate::report;
 use crate::timespec;
 use clap::{Args, ValueEnum};
@@ -21,7 +22,7 @@ pub enum ReportFormat {
 pub struct ReportArgs {
     /// Only this policy [default: every policy in the catalog].
     #[arg(long, short = 'p')]
-    pub policy: Option<String>,
+    pub policy: Option<PolicyName>,
     /// Window start (a time as for --to: RFC 3339, `30 days ago`, …).
     #[arg(long, default_value = "30 days ago", value_name = "TIME")]
     pub since: String,
@@ -57,7 +58,7 @@ pub async fn run(ctx: &Context, a: ReportArgs) -> Result<(), Failure> {
     }
     let catalog = ctx.catalog().await?;
     let policies = match &a.policy {
-        Some(p) => vec![catalog.policy(p).await.map_err(Failure::input)?],
+        Some(p) => vec![catalog.policy(p.as_str()).await.map_err(Failure::input)?],
         None => catalog.policies().await?,
     };
     let r = report::gather(&catalog, &policies, since, until, now).await?;

@@ -5,7 +5,7 @@ use super::output::{self, Format, Table};
 use super::progress::{Terminal, render_summary};
 use super::{Context, Failure};
 use crate::catalog::{IncidentId, RunKind};
-use crate::names::Namespace;
+use crate::names::{Namespace, PolicyName};
 use crate::restore::{self, RestorePlan};
 use crate::runbook::Runbook;
 use crate::runbook::engine::{self as exec, Begun, RunSpec};
@@ -33,7 +33,7 @@ pub struct RestoreArgs {
 
     /// The policy to restore [default: the only policy in the catalog].
     #[arg(long, short = 'p', env = "DR_POLICY")]
-    pub policy: Option<String>,
+    pub policy: Option<PolicyName>,
 
     /// Time zone for `YYYY-MM-DD HH:MM` times (IANA name).
     #[arg(long, env = "DR_TZ", default_value = "UTC", value_name = "ZONE")]
@@ -94,7 +94,7 @@ pub async fn run(ctx: &Context, a: RestoreArgs) -> Result<(), Failure> {
     let tz = timespec::parse_tz(&a.tz).map_err(Failure::input)?;
     let target = timespec::parse(&a.to, now, tz).map_err(Failure::input)?;
     let catalog = ctx.catalog().await?;
-    let policy = restore::choose_policy(&catalog, a.policy.as_deref())
+    let policy = restore::choose_policy(&catalog, a.policy.as_ref())
         .await
         .map_err(|e| refuse(ctx, e))?;
     let plan = restore::plan_with(&catalog, &policy, target, now, a.allow_partial)

@@ -9,6 +9,7 @@
 //! MTBF = U / n; MTTR = D / n; availability = U / (U + D). With n = 0 there
 //! is not enough data, and no figure is made up.
 
+use crate::catalog::{RunKind, RunState};
 use crate::runbook::summary::{RunSummary, Verdict};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -292,17 +293,17 @@ fn stage_stats<'a>(runs: impl Iterator<Item = &'a RunSummary>) -> Vec<StageStat>
 /// Computes RTO figures from run summaries (newest first), using the last
 /// `n` of each kind. Pure.
 pub fn rto_stats(runs: &[RunSummary], rto: TimeDelta, n: usize) -> RtoStats {
-    let finished = |kind: &str| -> Vec<&RunSummary> {
+    let finished = |kind: RunKind| -> Vec<&RunSummary> {
         runs.iter()
-            .filter(|r| r.kind == kind && r.state != "running")
+            .filter(|r| r.kind == kind && r.state != RunState::Running)
             .take(n)
             .collect()
     };
-    let drills = finished("drill");
-    let restores = finished("restore");
+    let drills = finished(RunKind::Drill);
+    let restores = finished(RunKind::Restore);
     let ok = |v: &[&RunSummary]| -> Vec<f64> {
         v.iter()
-            .filter(|r| r.state == "succeeded")
+            .filter(|r| r.state == RunState::Succeeded)
             .map(|r| r.total_seconds)
             .collect()
     };
@@ -426,11 +427,11 @@ mod tests {
     ) -> RunSummary {
         RunSummary {
             run_id: 1,
-            kind: kind.into(),
+            kind: kind.parse().expect("a run kind"),
             policy: "shop".into(),
             point_id: None,
             target_namespace: "x".into(),
-            state: state.into(),
+            state: state.parse().expect("a run state"),
             started_at: d(1, 0, 0),
             finished_at: None,
             total_seconds: total,

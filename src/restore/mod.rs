@@ -7,6 +7,7 @@
 //! nearest candidates: never a silent fallback to another point.
 
 use crate::catalog::{BackupRecord, Catalog, CatalogError, PointRecord, PolicyRecord, Window};
+use crate::names::PolicyName;
 use crate::span::{Span, human};
 use crate::timespec::{Target, fmt_time};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -202,10 +203,10 @@ fn ser_delta_secs<S: serde::Serializer>(d: &TimeDelta, s: S) -> Result<S::Ok, S:
 /// Picks the policy: the named one, or the only one the catalog knows.
 pub async fn choose_policy(
     catalog: &Catalog,
-    name: Option<&str>,
+    name: Option<&PolicyName>,
 ) -> Result<PolicyRecord, PlanError> {
     if let Some(n) = name {
-        return Ok(catalog.policy(n).await?);
+        return Ok(catalog.policy(n.as_str()).await?);
     }
     let all = catalog.policies().await?;
     match all.len() {

@@ -1,7 +1,7 @@
 //! What a run achieved, from its catalog rows: each stage's time against its
 //! budget, the RTO verdict and the achieved RPO. Pure.
 
-use crate::catalog::{RunRecord, RunState, StepRecord, StepState};
+use crate::catalog::{RunKind, RunRecord, RunState, StepRecord, StepState};
 use crate::span::Span;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::{Deserialize, Serialize};
@@ -54,11 +54,11 @@ pub struct StepSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     pub run_id: i64,
-    pub kind: String,
+    pub kind: RunKind,
     pub policy: String,
     pub point_id: Option<i64>,
     pub target_namespace: String,
-    pub state: String,
+    pub state: RunState,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     /// Run start to its end (or to `now` while running).
@@ -195,11 +195,11 @@ pub fn summarize(
     };
     RunSummary {
         run_id: run.id.0,
-        kind: run.kind.to_string(),
+        kind: run.kind,
         policy: run.policy.to_string(),
         point_id: run.point_id.map(|p| p.0),
         target_namespace: run.target_namespace.to_string(),
-        state: run.state.to_string(),
+        state: run.state,
         started_at: run.started_at,
         finished_at: run.finished_at,
         total_seconds: secs(total),
@@ -234,7 +234,7 @@ pub fn exit_code(s: &RunSummary) -> u8 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::catalog::{RunId, RunKind};
+    use crate::catalog::RunId;
     use chrono::TimeZone;
 
     fn t(m: u32, s: u32) -> DateTime<Utc> {

@@ -394,7 +394,9 @@ async fn plan_refuses_impossible_targets(c: &Catalog) {
     point_with(c, &p, t(9, 0), &ok).await;
     let p915 = point_with(c, &p, t(9, 15), &ok).await;
     point_with(c, &p, t(9, 30), &ok).await;
-    let policy = restore::choose_policy(c, Some("shop")).await.unwrap();
+    let policy = restore::choose_policy(c, Some(&"shop".parse().unwrap()))
+        .await
+        .unwrap();
     let now = t(12, 0);
 
     let plan = restore::plan(c, &policy, Target::At(t(9, 25)), now)
@@ -608,7 +610,9 @@ async fn synthetic_seed_is_plannable(c: &Catalog) {
     let list = c.list_points(Some(&p), 100).await.unwrap();
     assert_eq!(list.len(), 20);
     assert!(list.iter().all(|s| s.backups == 7 && s.completed == 7));
-    let policy = restore::choose_policy(c, Some("bench")).await.unwrap();
+    let policy = restore::choose_policy(c, Some(&"bench".parse().unwrap()))
+        .await
+        .unwrap();
     let plan = restore::plan(c, &policy, Target::At(t(11, 50)), t(12, 30))
         .await
         .unwrap();
