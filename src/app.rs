@@ -180,6 +180,7 @@ impl App {
             verifier: c.verifier.clone(),
             options: TickOptions {
                 concurrency: self.config.longhorn.concurrency.0,
+                clock: self.clock,
                 ..TickOptions::default()
             },
         })

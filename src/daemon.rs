@@ -98,7 +98,7 @@ impl Daemon {
 
     /// Records missed firings, adopts pending points, and starts the cron jobs.
     pub async fn start(self: &Arc<Self>) -> Result<Running, DaemonError> {
-        let now = Utc::now();
+        let now = self.app.clock.now();
         for p in self.policies.values() {
             let last = self.protect.catalog.ticks(&p.name, 1).await?;
             if let Some(last) = last.first() {
@@ -156,6 +156,7 @@ impl Daemon {
             if let Some(probe) = p.probe.clone() {
                 tokio::spawn(crate::probe::run(
                     self.protect.catalog.clone(),
+                    self.app.clock,
                     p.name.clone(),
                     probe,
                 ));
@@ -182,7 +183,7 @@ impl Daemon {
             let job = Job::new_async(p.schedule.as_str(), move |_id, _lock| {
                 let me = me.clone();
                 let name = name.clone();
-                let tick = schedule::tick_of(&sched, Utc::now());
+                let tick = schedule::tick_of(&sched, me.app.clock.now());
                 Box::pin(async move {
                     // The job returns at once; the tick runs on its own task so
                     // a long tick never delays the scheduler.
@@ -210,7 +211,7 @@ impl Daemon {
                     TickOutcome::Skipped,
                     None,
                     Some("the previous tick was still running"),
-                    Utc::now(),
+                    self.app.clock.now(),
                 )
                 .await;
             self.metrics.tick(policy, TickOutcome::Skipped);
@@ -229,7 +230,7 @@ impl Daemon {
                         TickOutcome::Ran,
                         Some(report.point_id),
                         report.reason.as_deref(),
-                        Utc::now(),
+                        self.app.clock.now(),
                     )
                     .await;
                 self.metrics.tick(policy, TickOutcome::Ran);
@@ -309,13 +310,14 @@ impl Daemon {
         let Ok(_guard) = lock.clone().try_lock_owned() else {
             return;
         };
-        let verdicts = match crate::prune::plan(&self.protect.catalog, p, Utc::now()).await {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(policy = %p.name, error = %e, "retention skipped");
-                return;
-            }
-        };
+        let verdicts =
+            match crate::prune::plan(&self.protect.catalog, p, self.app.clock.now()).await {
+                Ok(v) => v,
+                Err(e) => {
+                    tracing::warn!(policy = %p.name, error = %e, "retention skipped");
+                    return;
+                }
+            };
         if verdicts.iter().any(|v| v.prune()) {
             match crate::prune::execute(
                 &self.protect.catalog,

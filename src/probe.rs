@@ -5,6 +5,7 @@
 //! feeds it one result per interval.
 
 use crate::catalog::{Catalog, IncidentId, IncidentSource};
+use crate::clock::Clock;
 use crate::config::ProbeConfig;
 use crate::names::PolicyName;
 use chrono::{DateTime, Utc};
@@ -87,7 +88,7 @@ pub async fn content_checksum(
 
 /// Probes a policy's application until the process ends. An incident the
 /// probe opened before a restart is adopted, not opened twice.
-pub async fn run(catalog: Catalog, policy: PolicyName, cfg: ProbeConfig) {
+pub async fn run(catalog: Catalog, clock: Clock, policy: PolicyName, cfg: ProbeConfig) {
     let client = match reqwest::Client::builder()
         .timeout(cfg.timeout.0.as_duration())
         .build()
@@ -109,7 +110,7 @@ pub async fn run(catalog: Catalog, policy: PolicyName, cfg: ProbeConfig) {
     let interval = cfg.interval.0.as_duration().max(Duration::from_millis(100));
     loop {
         let result = check(&client, &url).await;
-        let now = Utc::now();
+        let now = clock.now();
         if let Err(e) = &result {
             tracing::warn!(%policy, %url, error = %e, failures = state.failures + 1, "probe failed");
         }

@@ -84,6 +84,7 @@ async fn bed(retain: &str) -> Bed {
             concurrency: 4,
             snapshot_wait: Duration::from_secs(20),
             backup_wait: Duration::from_secs(60),
+            ..TickOptions::default()
         },
     };
     Bed {

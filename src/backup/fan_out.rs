@@ -66,7 +66,7 @@ impl Protect {
         // (a row is keyed by point and volume).
         let conc = self.options.concurrency.max(1);
         let snapshots_at_once = conc * 3;
-        let now = Utc::now();
+        let now = self.options.clock.now();
         let new_rows = volumes
             .iter()
             .map(|v| NewBackup {

@@ -12,6 +12,7 @@ mod fan_out;
 mod volume;
 
 use crate::catalog::{BackupState, Catalog, CatalogError, PointId, PointState, Verification};
+use crate::clock::Clock;
 use crate::cluster::{self, ClusterError, Unprotectable};
 use crate::config::PolicyConfig;
 use crate::longhorn::LonghornClient;
@@ -65,6 +66,8 @@ pub struct TickOptions {
     pub snapshot_wait: Duration,
     /// How long a backup may take to complete.
     pub backup_wait: Duration,
+    /// Where the tick's timestamps come from.
+    pub clock: Clock,
 }
 
 impl Default for TickOptions {
@@ -73,6 +76,7 @@ impl Default for TickOptions {
             concurrency: 16,
             snapshot_wait: Duration::from_secs(300),
             backup_wait: Duration::from_secs(3600),
+            clock: Clock::System,
         }
     }
 }
@@ -148,7 +152,7 @@ impl Protect {
         tick_at: DateTime<Utc>,
         events: Events,
     ) -> Result<TickReport, TickError> {
-        let now = Utc::now();
+        let now = self.options.clock.now();
         let point = self.catalog.begin_point(&policy.name, tick_at, now).await?;
         if point.state != PointState::Pending {
             // Already finished (a resumed tick): report what is recorded.
@@ -225,7 +229,13 @@ impl Protect {
             .min();
         let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
         self.catalog
-            .finish_point(point.id, state, point_at, reason.as_deref(), Utc::now())
+            .finish_point(
+                point.id,
+                state,
+                point_at,
+                reason.as_deref(),
+                self.options.clock.now(),
+            )
             .await?;
         self.report(policy, point.id, unprotectable, None).await
     }
@@ -237,7 +247,13 @@ impl Protect {
         reason: String,
     ) -> Result<TickReport, TickError> {
         self.catalog
-            .finish_point(id, PointState::Failed, None, Some(&reason), Utc::now())
+            .finish_point(
+                id,
+                PointState::Failed,
+                None,
+                Some(&reason),
+                self.options.clock.now(),
+            )
             .await?;
         self.report(policy, id, Vec::new(), Some(reason)).await
     }

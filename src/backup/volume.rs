@@ -303,7 +303,7 @@ impl<'a> Work<'a> {
         let failed = BackupUpdate {
             state: Some(BackupState::Failed),
             error: Some(e.to_string()),
-            completed_at: Some(Utc::now()),
+            completed_at: Some(self.protect.options.clock.now()),
             ..Default::default()
         };
         let _ = self.protect.catalog.update_backup(self.row, &failed).await;
@@ -497,7 +497,7 @@ impl<'a> Work<'a> {
             snapshot_at: done.snapshot_created.as_deref().and_then(parse_time),
             // When dr saw it: within one listing of Longhorn's end
             // (whose `created` has whole seconds only).
-            completed_at: Some(Utc::now()),
+            completed_at: Some(self.protect.options.clock.now()),
             ..Default::default()
         };
         let (catalog, row) = (&self.protect.catalog, self.row);
@@ -564,7 +564,7 @@ impl<'a> Work<'a> {
         if verification != Verification::Unverified {
             let catalog = &self.protect.catalog;
             let _ = catalog
-                .set_verification(self.row, verification, Utc::now())
+                .set_verification(self.row, verification, self.protect.options.clock.now())
                 .await;
         }
         Ok(Phase::Done(Finished {

@@ -5,7 +5,7 @@ use super::{Context, Failure};
 use crate::backup::{Event, Events};
 use crate::catalog::TickOutcome;
 use crate::names::PolicyName;
-use chrono::{DurationRound, TimeDelta, Utc};
+use chrono::{DurationRound, TimeDelta};
 use clap::Subcommand;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -51,7 +51,7 @@ pub async fn run(ctx: &Context, c: BackupCommand) -> Result<(), Failure> {
         }
     };
     let protect = ctx.app.protect().await?;
-    let tick = Utc::now().duration_trunc(TimeDelta::seconds(1))?;
+    let tick = ctx.app.clock.now().duration_trunc(TimeDelta::seconds(1))?;
     let quiet = ctx.output == Format::Json;
     let shown: Arc<Mutex<HashMap<String, (String, i64)>>> = Arc::default();
     let events: Events = Arc::new(move |e: Event| {
@@ -112,7 +112,7 @@ pub async fn run(ctx: &Context, c: BackupCommand) -> Result<(), Failure> {
             TickOutcome::Ran,
             Some(report.point_id),
             Some("by hand (dr backup now)"),
-            Utc::now(),
+            ctx.app.clock.now(),
         )
         .await?;
     match ctx.output {

@@ -68,7 +68,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
             // Everything that can be refused is checked (catalog, point,
             // runbook) before Kubernetes or Longhorn is contacted.
             let catalog = ctx.catalog().await?;
-            let now = chrono::Utc::now();
+            let now = ctx.app.clock.now();
             let policy = restore::choose_policy(&catalog, policy.as_ref())
                 .await
                 .map_err(Failure::input)?;

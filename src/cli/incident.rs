@@ -81,7 +81,7 @@ fn input_or_failed(e: CatalogError) -> Failure {
 }
 
 pub async fn run(ctx: &Context, c: IncidentCommand) -> Result<(), Failure> {
-    let now = Utc::now();
+    let now = ctx.app.clock.now();
     let catalog = ctx.catalog().await?;
     match c {
         IncidentCommand::Open {

@@ -33,7 +33,7 @@ pub async fn run(ctx: &Context, a: PruneArgs) -> Result<(), Failure> {
         })));
     }
     let catalog = ctx.catalog().await?;
-    let now = chrono::Utc::now();
+    let now = ctx.app.clock.now();
     let mut json = Vec::new();
     for p in policies {
         let verdicts = crate::prune::plan(&catalog, p, now).await?;

@@ -41,7 +41,7 @@ pub struct ReportArgs {
 }
 
 pub async fn run(ctx: &Context, a: ReportArgs) -> Result<(), Failure> {
-    let now = chrono::Utc::now();
+    let now = ctx.app.clock.now();
     let tz = timespec::parse_tz(&a.tz).map_err(Failure::input)?;
     let since = timespec::parse(&a.since, now, tz)
         .map_err(|e| Failure::input(anyhow::anyhow!("--since: {e}")))?

@@ -90,7 +90,7 @@ fn refuse(ctx: &Context, e: restore::PlanError) -> Failure {
 }
 
 pub async fn run(ctx: &Context, a: RestoreArgs) -> Result<(), Failure> {
-    let now = chrono::Utc::now();
+    let now = ctx.app.clock.now();
     let tz = timespec::parse_tz(&a.tz).map_err(Failure::input)?;
     let target = timespec::parse(&a.to, now, tz).map_err(Failure::input)?;
     let catalog = ctx.catalog().await?;
@@ -147,7 +147,7 @@ pub async fn run(ctx: &Context, a: RestoreArgs) -> Result<(), Failure> {
     })?;
     let plan = match &begun {
         Begun::New(_) => plan,
-        Begun::Resumed(run) => restore::plan_of_run(&catalog, &policy, run, chrono::Utc::now())
+        Begun::Resumed(run) => restore::plan_of_run(&catalog, &policy, run, ctx.app.clock.now())
             .await
             .map_err(|e| refuse(ctx, e))?,
     };

@@ -21,7 +21,7 @@ pub struct StatusArgs {
 }
 
 pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
-    let now = chrono::Utc::now();
+    let now = ctx.app.clock.now();
     let catalog = ctx.catalog().await?;
     let mut policies = catalog.policies().await?;
     if let Some(p) = &a.policy {

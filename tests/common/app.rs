@@ -177,6 +177,7 @@ pub async fn bed(ticks: usize) -> Bed {
             concurrency: 4,
             snapshot_wait: Duration::from_secs(20),
             backup_wait: Duration::from_secs(60),
+            ..TickOptions::default()
         },
     };
     let quiet: Events = Arc::new(|_| {});
