@@ -7,7 +7,7 @@
 //! nearest candidates: never a silent fallback to another point.
 
 use crate::catalog::{BackupRecord, Catalog, CatalogError, PointRecord, PolicyRecord, Window};
-use crate::names::PolicyName;
+use crate::names::{Namespace, PolicyName};
 use crate::span::{Span, human};
 use crate::timespec::{Target, fmt_time};
 use chrono::{DateTime, TimeDelta, Utc};
@@ -176,8 +176,8 @@ pub fn data_loss(t: DateTime<Utc>, point_at: DateTime<Utc>) -> TimeDelta {
 /// A restore plan: what will be restored and what it costs in data.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RestorePlan {
-    pub policy: String,
-    pub namespace: String,
+    pub policy: PolicyName,
+    pub namespace: Namespace,
     pub target: Target,
     /// The instant the target stands for.
     pub target_at: DateTime<Utc>,
@@ -273,8 +273,8 @@ pub async fn plan_with(
     let loss = data_loss(t, point_at);
     let backups = catalog.backups_of(point.id).await?;
     Ok(RestorePlan {
-        policy: name.to_string(),
-        namespace: policy.namespace.to_string(),
+        policy: name.clone(),
+        namespace: policy.namespace.clone(),
         target,
         target_at: t,
         planned_at: now,
@@ -327,8 +327,8 @@ pub async fn plan_of_point(
     let t = target_at.unwrap_or(point_at);
     let loss = data_loss(t, point_at);
     Ok(RestorePlan {
-        policy: policy.name.to_string(),
-        namespace: policy.namespace.to_string(),
+        policy: policy.name.clone(),
+        namespace: policy.namespace.clone(),
         target: Target::At(t),
         target_at: t,
         planned_at: now,

@@ -175,7 +175,7 @@ pub async fn begin(env: &Env, spec: &RunSpec, plan: &RestorePlan) -> Result<Begu
         let Holder::Gone { cutoff } = lease::judge_now(&r, now) else {
             return Err(busy());
         };
-        if r.kind != spec.kind || r.policy.as_str() != plan.policy {
+        if r.kind != spec.kind || r.policy != plan.policy {
             return Err(busy());
         }
         if !env.catalog.take_over(&r, &spec.holder, cutoff, now).await? {

@@ -143,7 +143,7 @@ impl StepCtx<'_> {
                 contains,
                 timeout,
             } => {
-                let url = expand(url, self.ns(), &self.plan.policy);
+                let url = expand(url, self.ns(), self.plan.policy.as_str());
                 http_check(&url, *expect, contains.as_deref(), timeout.as_duration())
                     .await
                     .map(Some)
@@ -271,7 +271,7 @@ impl StepCtx<'_> {
         let job = format!("{name}-{}", self.run.0);
         let command: Vec<String> = command
             .iter()
-            .map(|c| expand(c, self.ns(), &self.plan.policy))
+            .map(|c| expand(c, self.ns(), self.plan.policy.as_str()))
             .collect();
         k8s::run_job(
             &self.env.kube,
