@@ -100,8 +100,13 @@ fn quiet() -> Events {
     Arc::new(|_| {})
 }
 
+/// The tick `n` quarters before the quarter hour the tests started in: one
+/// base for the whole run, so two ticks asked for apart stay apart even when
+/// the clock crosses a quarter hour between them.
 fn tick(n: i64) -> DateTime<Utc> {
-    Utc::now().duration_trunc(TimeDelta::minutes(15)).unwrap() - TimeDelta::minutes(15 * n)
+    static BASE: std::sync::OnceLock<DateTime<Utc>> = std::sync::OnceLock::new();
+    *BASE.get_or_init(|| Utc::now().duration_trunc(TimeDelta::minutes(15)).unwrap())
+        - TimeDelta::minutes(15 * n)
 }
 
 #[tokio::test]
