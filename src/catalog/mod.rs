@@ -10,13 +10,14 @@
 //! This file opens the catalog and holds the helpers every table shares; each
 //! table's statements are one more `impl Catalog` in a file of its own
 //! (`policies`, `points`, `backups`, `runs`, `incidents`, `ticks`). The bulk
-//! seeding that benchmarks and tests use is in `seed`.
+//! seeding that benchmarks and tests use is in `seed`, behind the `seed` feature.
 
 mod backups;
 mod incidents;
 mod points;
 mod policies;
 mod runs;
+#[cfg(feature = "seed")]
 mod seed;
 mod ticks;
 mod types;

@@ -1,6 +1,6 @@
-//! Bulk seeding and query-plan inspection for benchmarks, demos and tests:
-//! writes `recovery_points` and `backups` wholesale inside the database,
-//! bypassing the lifecycle that production rows go through.
+//! Bulk seeding and query-plan inspection for benchmarks, demos and tests
+//! (feature `seed`): writes `recovery_points` and `backups` wholesale inside
+//! the database, bypassing the lifecycle that production rows go through.
 
 use super::points::POINT_COLS;
 use super::{Backend, Catalog, Result, composed, get, ms, q};
