@@ -6,9 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
-use common::testbed::{self, CONVERGE, TestNamespace};
+use crate::harness::testbed::{self, CONVERGE, TestNamespace};
 use dr::longhorn::{ClientConfig, LonghornClient};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::Api;

@@ -4,9 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
-use common::testbed::{self, CONVERGE, TestNamespace};
+use crate::harness::testbed::{self, CONVERGE, TestNamespace};
 use dr::catalog::{BackupState, Catalog, PointState};
 use kube::Api;
 use longhorn_emulator::{Emulator, EmulatorConfig, StoreConfig, Timings};

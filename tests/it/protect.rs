@@ -5,10 +5,8 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
+use crate::harness::testbed::{self, TestNamespace};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use common::testbed::{self, TestNamespace};
 use dr::backup::{Events, Protect, TickOptions};
 use dr::catalog::{BackupState, Catalog, PointState, Verification};
 use dr::config::{Config, PolicyConfig};
