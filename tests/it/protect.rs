@@ -12,7 +12,7 @@ use dr::catalog::{BackupState, Catalog, PointState, Verification};
 use dr::config::{Config, PolicyConfig};
 use dr::longhorn::{ClientConfig, LonghornClient};
 use dr::store::Store;
-use longhorn_emulator::{Emulator, EmulatorConfig, Fault, StoreConfig, Timings};
+use longhorn_emulator::{Emulator, EmulatorConfig, Fault, Timings};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +30,7 @@ async fn bed(retain: &str) -> Bed {
     let prefix = format!("protect-{}", testbed::suffix());
     let ns = TestNamespace::create(&kube, "dr-protect").await;
     let mut ecfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
-    ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix).unwrap());
+    ecfg.store = Some(tb.emulator_store(&prefix).await);
     ecfg.kube = Some(kube.clone());
     ecfg.timings = Timings::fast();
     ecfg.provision_namespaces = Some(vec![ns.name.clone()]);
