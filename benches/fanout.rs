@@ -16,7 +16,7 @@
 //! server while ticks are measured and the emulator's uploads; 0 leaves
 //! both as they are; see [`S3Priority`]).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/harness/mod.rs"]
 mod common;
 
 use chrono::{DurationRound, TimeDelta, Timelike, Utc};

@@ -12,7 +12,7 @@
 //! DR_BENCH_RESTORE_VOLUMES (default 20), DR_BENCH_RESTORE_KIBPS (restore
 //! speed, default 4096 KiB/s; volume i has (i+1) × 4 MiB, so T_i ≈ 1 … 20 s).
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/harness/mod.rs"]
 mod common;
 
 use chrono::{DurationRound, TimeDelta, Utc};

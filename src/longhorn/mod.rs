@@ -212,11 +212,6 @@ impl LonghornClient {
         Ok(LonghornClient { cfg, http })
     }
 
-    /// The configuration in use.
-    pub fn config(&self) -> &ClientConfig {
-        &self.cfg
-    }
-
     fn url(&self, path: &str, action: Option<&str>) -> Url {
         let mut u = self.cfg.url.clone();
         u.set_path(path);
@@ -538,14 +533,6 @@ impl LonghornClient {
         }
     }
 
-    /// Deletes a snapshot CR (a missing one is not an error).
-    pub async fn delete_snapshot(&self, volume: &str, name: &str) -> Result<()> {
-        let _: Option<Value> = self
-            .volume_action("snapshotCRDelete", volume, json!({ "name": name }))
-            .await?;
-        Ok(())
-    }
-
     // ---- backups -----------------------------------------------------------
 
     /// Every backup of a volume on dr's backup target, by volume name
@@ -689,58 +676,6 @@ impl LonghornClient {
                     volume: volume.into(),
                     snapshot: snapshot.into(),
                     cause: cause.to_owned(),
-                });
-            }
-            tokio::time::sleep(self.cfg.poll).await;
-        }
-    }
-
-    /// Follows a backup until `Completed` (returned) or `Error`/`Unknown`
-    /// (an error with Longhorn's message), reporting progress.
-    #[tracing::instrument(skip(self, progress))]
-    pub async fn follow_backup(
-        &self,
-        volume: &str,
-        backup: &str,
-        wait: Duration,
-        progress: ProgressFn<'_>,
-    ) -> Result<Backup> {
-        let start = Instant::now();
-        let mut last = "not listed yet".to_owned();
-        loop {
-            match self.backup(volume, backup).await {
-                Ok(Some(b)) => {
-                    last = format!("{:?} {}%", b.state, b.progress);
-                    match b.state {
-                        LhBackupState::Completed => {
-                            progress(100);
-                            return Ok(b);
-                        }
-                        LhBackupState::Error | LhBackupState::Unknown | LhBackupState::Deleting => {
-                            let message = if b.error.is_empty() {
-                                b.messages.values().cloned().collect::<Vec<_>>().join("; ")
-                            } else {
-                                b.error.clone()
-                            };
-                            return Err(LonghornError::BackupFailed {
-                                volume: volume.into(),
-                                backup: backup.into(),
-                                state: b.state,
-                                message,
-                            });
-                        }
-                        _ => progress(b.progress.clamp(0, 99)),
-                    }
-                }
-                Ok(None) => {}
-                Err(e) if e.is_retryable() => last = e.to_string(),
-                Err(e) => return Err(e),
-            }
-            if start.elapsed() >= wait {
-                return Err(LonghornError::Deadline {
-                    what: format!("backup {backup} of volume {volume}"),
-                    waited: start.elapsed(),
-                    last,
                 });
             }
             tokio::time::sleep(self.cfg.poll).await;

@@ -65,16 +65,6 @@ pub enum LhBackupState {
     Other(String),
 }
 
-impl LhBackupState {
-    /// Whether Longhorn will not move it any more (`Completed`, `Error`, `Unknown`, `Deleting`).
-    pub fn is_final(&self) -> bool {
-        matches!(
-            self,
-            Self::Completed | Self::Error | Self::Unknown | Self::Deleting
-        )
-    }
-}
-
 impl<'de> Deserialize<'de> for LhBackupState {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = Option::<String>::deserialize(d)?.unwrap_or_default();

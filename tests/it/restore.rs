@@ -7,11 +7,9 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
+use crate::harness::app::{CLAIMS, bed, between, cleanup, json_of, ready_replicas};
+use crate::harness::testbed;
 use chrono::{TimeDelta, Utc};
-use common::app::{CLAIMS, bed, between, cleanup, json_of, ready_replicas};
-use common::testbed;
 use dr::catalog::{NewRun, PointState, RunId, RunKind, RunState, StepState};
 use std::process::Stdio;
 use std::time::{Duration, Instant};

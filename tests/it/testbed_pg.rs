@@ -2,9 +2,7 @@
 //! password and lets tests create and drop databases of their own.
 //! Needs `tests/testbed/up`.
 
-mod common;
-
-use common::testbed;
+use crate::harness::testbed;
 use sqlx::Connection;
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use dr::store::Store;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 use kube::Api;
-use longhorn_emulator::{Emulator, EmulatorConfig, StoreConfig, Timings};
+use longhorn_emulator::{Emulator, EmulatorConfig, Timings};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::process::{Command, Output, Stdio};
@@ -110,7 +110,7 @@ pub async fn bed(ticks: usize) -> Bed {
     let prefix = format!("restore-{}", testbed::suffix());
     let ns = TestNamespace::create(&kube, "dr-restore").await;
     let mut ecfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
-    ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix).unwrap());
+    ecfg.store = Some(tb.emulator_store(&prefix).await);
     ecfg.kube = Some(kube.clone());
     ecfg.timings = Timings::fast();
     ecfg.provision_namespaces = Some(vec![ns.name.clone()]);

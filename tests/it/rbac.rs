@@ -5,9 +5,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
-use common::testbed::{self, TestNamespace, kube_client_from};
+use crate::harness::testbed::{self, TestNamespace, kube_client_from};
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolume, PersistentVolumeClaim, ServiceAccount,
 };

@@ -2,12 +2,17 @@
 //! emulator (tests/longhorn-emulator), which writes real backups to the test
 //! bed's S3 server. Every happy path, each fault kind, slow and failed
 //! backups, a timeout followed by a retry that does not make a second backup,
-//! and restores whose bytes equal the bytes at backup time.
+//! and restores whose bytes equal the bytes at backup time. Backups are
+//! followed as a tick follows them, through a `VolumeWatch` (one shared
+//! volume listing), whose contract has tests of its own here.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use dr::longhorn::{ClientConfig, LhBackupState, LonghornClient, LonghornError};
-use longhorn_emulator::{Emulator, EmulatorConfig, Fault, StoreConfig, Timings};
+use crate::harness::testbed;
+use dr::longhorn::{
+    ClientConfig, CompletedBackup, LhBackupState, LonghornClient, LonghornError, VolumeWatch,
+};
+use longhorn_emulator::{Emulator, EmulatorConfig, Fault, Timings};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -18,8 +23,7 @@ fn prefix() -> String {
 }
 
 async fn emulator_with(timings: Timings) -> Emulator {
-    let store = StoreConfig::from_testbed_env_with_prefix(&prefix())
-        .expect("the test bed's S3 is needed: start it with `tests/testbed/up`");
+    let store = testbed::get().emulator_store(&prefix()).await;
     let mut cfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.store = Some(store);
     cfg.timings = timings;
@@ -37,7 +41,21 @@ fn client(emu: &Emulator, timeout: Duration) -> LonghornClient {
     cfg.backoff_base = Duration::from_millis(20);
     cfg.backoff_max = Duration::from_millis(100);
     cfg.discover_for = Duration::from_secs(5);
+    cfg.follow_interval = Duration::from_millis(100);
     LonghornClient::new(cfg).unwrap()
+}
+
+/// Follows a backup to its end through a watch of its own, as a tick does.
+async fn follow(
+    lh: &LonghornClient,
+    vol: &str,
+    backup: &str,
+    wait: Duration,
+    seen: &mut Vec<i64>,
+) -> Result<CompletedBackup, LonghornError> {
+    VolumeWatch::new(lh.clone())
+        .follow(vol, backup, wait, &mut |p| seen.push(p))
+        .await
 }
 
 fn no_labels() -> BTreeMap<String, String> {
@@ -74,19 +92,18 @@ async fn backed_up(lh: &LonghornClient, emu: &Emulator, vol: &str, seed: u8) -> 
     assert!(s.ready_to_use);
     let b = lh.request_backup(vol, &snap, &no_labels()).await.unwrap();
     let mut seen = Vec::new();
-    let done = lh
-        .follow_backup(vol, &b.backup, Duration::from_secs(30), &mut |p| {
-            seen.push(p)
-        })
+    let done = follow(lh, vol, &b.backup, Duration::from_secs(30), &mut seen)
         .await
         .unwrap();
-    assert_eq!(done.state, LhBackupState::Completed);
+    let full = lh.backup(vol, &b.backup).await.unwrap().unwrap();
+    assert_eq!(full.state, LhBackupState::Completed);
+    assert_eq!(done.url, full.url, "the listing's URL is the backup's");
     assert_eq!(seen.last(), Some(&100));
     assert!(
         seen.windows(2).all(|w| w[0] <= w[1]),
         "progress never goes back: {seen:?}"
     );
-    (done.name, done.url)
+    (full.name, done.url)
 }
 
 #[tokio::test]
@@ -196,11 +213,12 @@ async fn a_timed_out_backup_request_is_found_not_repeated() {
         .await
         .unwrap();
     assert_eq!(found, again);
-    lh.follow_backup(
+    follow(
+        &lh,
         "vol-slowreq",
         &found.backup,
         Duration::from_secs(30),
-        &mut |_| {},
+        &mut Vec::new(),
     )
     .await
     .unwrap();
@@ -236,11 +254,12 @@ async fn an_error_answer_after_the_backup_was_made_is_adopted() {
         .await
         .unwrap();
     ctl.clear_faults().await.unwrap();
-    lh.follow_backup(
+    follow(
+        &lh,
         "vol-500",
         &found.backup,
         Duration::from_secs(30),
-        &mut |_| {},
+        &mut Vec::new(),
     )
     .await
     .unwrap();
@@ -383,27 +402,38 @@ async fn slow_backups_hit_the_deadline_then_complete() {
         .await
         .unwrap();
     let mut seen = Vec::new();
-    let e = lh
-        .follow_backup(
-            "vol-slow",
-            &b.backup,
-            Duration::from_millis(800),
-            &mut |p| seen.push(p),
-        )
-        .await
-        .unwrap_err();
+    let e = follow(
+        &lh,
+        "vol-slow",
+        &b.backup,
+        Duration::from_millis(800),
+        &mut seen,
+    )
+    .await
+    .unwrap_err();
     assert!(
         matches!(e, LonghornError::Deadline { .. }) && e.is_retryable(),
         "{e:?}"
     );
     assert!(seen.iter().all(|p| *p < 100), "{seen:?}");
-    let done = lh
-        .follow_backup("vol-slow", &b.backup, Duration::from_secs(30), &mut |p| {
-            seen.push(p)
-        })
-        .await
-        .unwrap();
-    assert_eq!(done.state, LhBackupState::Completed);
+    let done = follow(
+        &lh,
+        "vol-slow",
+        &b.backup,
+        Duration::from_secs(30),
+        &mut seen,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        lh.backup("vol-slow", &b.backup)
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        LhBackupState::Completed
+    );
+    assert!(!done.url.is_empty(), "{done:?}");
     assert!(
         seen.iter().any(|p| *p > 0 && *p < 100),
         "progress was reported on the way: {seen:?}"
@@ -434,9 +464,14 @@ async fn failed_backups_and_refused_requests_are_reported() {
         .request_backup("vol-fail", "snap-f", &no_labels())
         .await
         .unwrap();
-    match lh
-        .follow_backup("vol-fail", &b.backup, Duration::from_secs(30), &mut |_| {})
-        .await
+    match follow(
+        &lh,
+        "vol-fail",
+        &b.backup,
+        Duration::from_secs(30),
+        &mut Vec::new(),
+    )
+    .await
     {
         Err(LonghornError::BackupFailed { state, message, .. }) => {
             assert_eq!(state, LhBackupState::Error);
@@ -450,10 +485,15 @@ async fn failed_backups_and_refused_requests_are_reported() {
         .request_backup("vol-fail", "no-such-snapshot", &no_labels())
         .await;
     if let Ok(b) = r {
-        let e = lh
-            .follow_backup("vol-fail", &b.backup, Duration::from_secs(30), &mut |_| {})
-            .await
-            .unwrap_err();
+        let e = follow(
+            &lh,
+            "vol-fail",
+            &b.backup,
+            Duration::from_secs(30),
+            &mut Vec::new(),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(e, LonghornError::BackupFailed { .. }), "{e:?}");
     }
     emu.shutdown().await;
@@ -578,5 +618,339 @@ async fn deleting_backups_is_idempotent() {
         .await
         .unwrap();
     assert!(!emu.control().stats().await.unwrap().backups.contains(&name));
+    emu.shutdown().await;
+}
+
+// ---- VolumeWatch: the shared listing a tick follows its backups through ----
+
+/// A volume with data and a ready snapshot, its backup asked for once
+/// (`start_backup`, as a tick does), not looked for yet.
+async fn backup_started(lh: &LonghornClient, emu: &Emulator, vol: &str, seed: u8) -> String {
+    let ctl = emu.control();
+    ctl.create_volume(vol, 8 * MIB).await.unwrap();
+    ctl.write(vol, 0, &pattern(seed, 2 * MIB as usize))
+        .await
+        .unwrap();
+    let snap = format!("dr-{vol}-{seed}");
+    lh.ensure_snapshot(vol, &snap, &no_labels(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    lh.start_backup(vol, &snap, &no_labels()).await.unwrap();
+    snap
+}
+
+fn requests(stats: &longhorn_emulator::Stats, op: &str) -> u64 {
+    stats.requests.get(op).copied().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn a_watch_discovers_a_backup_and_follows_it_to_completion() {
+    let emu = emulator().await;
+    let lh = client(&emu, Duration::from_secs(5));
+    let snap = backup_started(&lh, &emu, "vol-watch", 21).await;
+    let watch = VolumeWatch::new(lh.clone());
+    let backup = watch
+        .discover("vol-watch", &snap, Duration::from_secs(10))
+        .await
+        .expect("the backup shows in the listing by its snapshot");
+    let by_list = lh
+        .find_backup_of_snapshot("vol-watch", &snap)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(backup, by_list.backup, "the backup list agrees");
+    let before = emu.control().stats().await.unwrap();
+    let mut seen = Vec::new();
+    let done = watch
+        .follow("vol-watch", &backup, Duration::from_secs(30), &mut |p| {
+            seen.push(p)
+        })
+        .await
+        .unwrap();
+    let after = emu.control().stats().await.unwrap();
+    let full = lh.backup("vol-watch", &backup).await.unwrap().unwrap();
+    assert_eq!(full.state, LhBackupState::Completed);
+    assert_eq!(done.url, full.url);
+    assert_eq!(done.size, full.size);
+    assert!(done.size.unwrap_or(0) > 0, "{done:?}");
+    assert_eq!(
+        done.snapshot_created, None,
+        "the listing had the URL: the backup was not read"
+    );
+    assert_eq!(seen.last(), Some(&100));
+    assert!(
+        seen.windows(2).all(|w| w[0] <= w[1]),
+        "progress never goes back: {seen:?}"
+    );
+    // Followed from the volume listing alone: no per-backup reads.
+    for op in ["backupListByVolume", "getVolume"] {
+        assert_eq!(
+            requests(&after, op),
+            requests(&before, op),
+            "{op} while following: {after:?}"
+        );
+    }
+    assert!(requests(&after, "listVolumes") > requests(&before, "listVolumes"));
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_watch_does_not_discover_what_was_not_asked_for() {
+    let emu = emulator().await;
+    let lh = client(&emu, Duration::from_secs(5));
+    let snap = backup_started(&lh, &emu, "vol-nodisc", 22).await;
+    let watch = VolumeWatch::new(lh.clone());
+    // Another snapshot, and the right snapshot under another volume's name.
+    let t0 = std::time::Instant::now();
+    assert_eq!(
+        watch
+            .discover("vol-nodisc", "no-such-snapshot", Duration::from_millis(600))
+            .await,
+        None
+    );
+    assert!(
+        t0.elapsed() >= Duration::from_millis(600),
+        "waited `within`"
+    );
+    assert_eq!(
+        watch
+            .discover("other-volume", &snap, Duration::from_millis(600))
+            .await,
+        None
+    );
+    assert!(
+        watch
+            .discover("vol-nodisc", &snap, Duration::from_secs(10))
+            .await
+            .is_some()
+    );
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_watch_reports_a_backup_that_errors() {
+    let emu = emulator().await;
+    let lh = client(&emu, Duration::from_secs(5));
+    let ctl = emu.control();
+    ctl.set_fault(Fault {
+        operation: "backupUpload".into(),
+        error_rate: 1.0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let snap = backup_started(&lh, &emu, "vol-werr", 23).await;
+    let watch = VolumeWatch::new(lh.clone());
+    let backup = lh
+        .discover_backup("vol-werr", &snap, "test")
+        .await
+        .unwrap()
+        .backup;
+    let mut seen = Vec::new();
+    match watch
+        .follow("vol-werr", &backup, Duration::from_secs(30), &mut |p| {
+            seen.push(p)
+        })
+        .await
+    {
+        Err(e @ LonghornError::BackupFailed { .. }) => {
+            assert!(!e.is_retryable(), "{e:?}");
+            let LonghornError::BackupFailed {
+                volume,
+                backup: b,
+                state,
+                message,
+            } = e
+            else {
+                unreachable!()
+            };
+            assert_eq!((volume.as_str(), b.as_str()), ("vol-werr", backup.as_str()));
+            assert_eq!(state, LhBackupState::Error);
+            assert!(!message.is_empty(), "Longhorn's message is kept");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(seen.iter().all(|p| *p < 100), "{seen:?}");
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn one_watch_follows_several_volumes_with_one_listing_per_poll() {
+    let mut t = Timings::fast();
+    t.backup_bytes_per_sec = 4 * MIB; // 2 MiB each: about half a second
+    let emu = emulator_with(t).await;
+    let lh = client(&emu, Duration::from_secs(5));
+    let vols = ["vol-many-a", "vol-many-b", "vol-many-c", "vol-many-d"];
+    let mut backups = Vec::new();
+    for (i, v) in vols.iter().enumerate() {
+        let snap = backup_started(&lh, &emu, v, 30 + i as u8).await;
+        let b = lh.discover_backup(v, &snap, "test").await.unwrap().backup;
+        backups.push((*v, b));
+    }
+    let watch = VolumeWatch::new(lh.clone());
+    let before = emu.control().stats().await.unwrap();
+    let started = std::time::Instant::now();
+    let results = futures::future::join_all(backups.iter().map(|(v, b)| {
+        let watch = &watch;
+        async move {
+            let mut seen = Vec::new();
+            let r = watch
+                .follow(v, b, Duration::from_secs(30), &mut |p| seen.push(p))
+                .await;
+            (r, seen)
+        }
+    }))
+    .await;
+    let took = started.elapsed();
+    let after = emu.control().stats().await.unwrap();
+    for ((v, b), (r, seen)) in backups.iter().zip(results) {
+        let done = r.unwrap_or_else(|e| panic!("{v}: {e}"));
+        let full = lh.backup(v, b).await.unwrap().unwrap();
+        assert_eq!(done.url, full.url, "{v}");
+        assert_eq!(seen.last(), Some(&100), "{v}: {seen:?}");
+    }
+    // One listing per interval serves every follower: not one per backup.
+    let listings = requests(&after, "listVolumes") - requests(&before, "listVolumes");
+    let polls = (took.as_millis() / 100) as u64 + 2;
+    assert!(
+        listings <= polls,
+        "{listings} listings in {took:?} for {} backups (interval 100 ms)",
+        vols.len()
+    );
+    for op in ["backupListByVolume", "getVolume"] {
+        assert_eq!(requests(&after, op), requests(&before, op), "{op}");
+    }
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_watch_stops_listing_when_no_one_follows() {
+    let emu = emulator().await;
+    let lh = client(&emu, Duration::from_secs(5));
+    let (name, _) = backed_up(&lh, &emu, "vol-idle", 24).await;
+    let watch = VolumeWatch::new(lh.clone());
+    watch
+        .follow("vol-idle", &name, Duration::from_secs(30), &mut |_| {})
+        .await
+        .unwrap();
+    // The poller ends within an interval of the last follower leaving.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let idle = requests(&emu.control().stats().await.unwrap(), "listVolumes");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(
+        requests(&emu.control().stats().await.unwrap(), "listVolumes"),
+        idle,
+        "no listing while no one follows"
+    );
+    // And the same watch starts listing again for the next follower.
+    let done = watch
+        .follow("vol-idle", &name, Duration::from_secs(30), &mut |_| {})
+        .await
+        .unwrap();
+    assert!(!done.url.is_empty());
+    assert!(requests(&emu.control().stats().await.unwrap(), "listVolumes") > idle);
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_watch_waits_through_an_unreachable_manager_and_fails_on_refused_listings() {
+    let mut t = Timings::fast();
+    t.backup_bytes_per_sec = 2 * MIB; // 2 MiB: about a second
+    let emu = emulator_with(t).await;
+    let mut cfg = ClientConfig::new(emu.url());
+    cfg.timeout = Duration::from_millis(500);
+    cfg.poll = Duration::from_millis(25);
+    cfg.read_retries = 1;
+    cfg.backoff_base = Duration::from_millis(10);
+    cfg.backoff_max = Duration::from_millis(20);
+    cfg.follow_interval = Duration::from_millis(100);
+    let lh = LonghornClient::new(cfg).unwrap();
+    let ctl = emu.control();
+    let snap = backup_started(&lh, &emu, "vol-wdown", 25).await;
+    let backup = lh
+        .discover_backup("vol-wdown", &snap, "test")
+        .await
+        .unwrap()
+        .backup;
+
+    // Unreachable (retryable): the follower waits, and sees the end once
+    // the manager answers again.
+    ctl.set_down(true).await.unwrap();
+    let watch = VolumeWatch::new(lh.clone());
+    let up_again = {
+        let ctl = ctl.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            ctl.set_down(false).await.unwrap();
+        })
+    };
+    let done = watch
+        .follow("vol-wdown", &backup, Duration::from_secs(30), &mut |_| {})
+        .await
+        .unwrap();
+    up_again.await.unwrap();
+    assert!(!done.url.is_empty(), "{done:?}");
+
+    // Refused (not retryable, even after the read's retries): the follower
+    // stops with the listing's error instead of waiting out its deadline.
+    let snap2 = format!("{snap}-2");
+    lh.ensure_snapshot("vol-wdown", &snap2, &no_labels(), Duration::from_secs(10))
+        .await
+        .unwrap();
+    let b2 = lh
+        .request_backup("vol-wdown", &snap2, &no_labels())
+        .await
+        .unwrap()
+        .backup;
+    ctl.set_fault(Fault {
+        operation: "listVolumes".into(),
+        error_rate: 1.0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let t0 = std::time::Instant::now();
+    match watch
+        .follow("vol-wdown", &b2, Duration::from_secs(30), &mut |_| {})
+        .await
+    {
+        Err(LonghornError::ListingFailed { backup, message }) => {
+            assert_eq!(backup, b2);
+            assert!(message.contains("injected"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    ctl.clear_faults().await.unwrap();
+    emu.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_watch_gives_up_on_a_backup_never_listed_at_its_deadline() {
+    let emu = emulator().await;
+    let lh = client(&emu, Duration::from_secs(5));
+    emu.control()
+        .create_volume("vol-never", 4 * MIB)
+        .await
+        .unwrap();
+    let watch = VolumeWatch::new(lh.clone());
+    let t0 = std::time::Instant::now();
+    let e = watch
+        .follow(
+            "vol-never",
+            "backup-0000000000000000",
+            Duration::from_millis(700),
+            &mut |_| {},
+        )
+        .await
+        .unwrap_err();
+    assert!(t0.elapsed() >= Duration::from_millis(700));
+    match &e {
+        LonghornError::Deadline { last, .. } => {
+            assert!(last.contains("not listed"), "{last}");
+            assert!(e.is_retryable());
+        }
+        other => panic!("{other:?}"),
+    }
     emu.shutdown().await;
 }

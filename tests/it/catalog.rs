@@ -3,10 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-#[path = "../common/mod.rs"]
-mod common;
-mod harness;
-
+use crate::harness::catalog as harness;
 use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 use dr::catalog::*;
 use dr::config::Config;

@@ -4,10 +4,8 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
-use common::app::{CLAIMS, bed, cleanup, json_of};
-use common::testbed::{self, TestNamespace};
+use crate::harness::app::{CLAIMS, bed, cleanup, json_of};
+use crate::harness::testbed::{self, TestNamespace};
 use k8s_openapi::api::core::v1::ServiceAccount;
 use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding};
 use kube::Api;

@@ -6,19 +6,18 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
-use common::testbed::{self, CONVERGE, TestNamespace};
-use dr::longhorn::{ClientConfig, LonghornClient};
+use crate::harness::testbed::{self, CONVERGE, TestNamespace};
+use dr::longhorn::{ClientConfig, LonghornClient, VolumeWatch};
 use k8s_openapi::api::core::v1::PersistentVolume;
 use kube::Api;
-use longhorn_emulator::{Emulator, EmulatorConfig, StoreConfig, Timings};
+use longhorn_emulator::{Emulator, EmulatorConfig, Timings};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 async fn emulator(kube: kube::Client, ns: &str) -> Emulator {
-    let store = StoreConfig::from_testbed_env_with_prefix(&format!("k8s-{}", testbed::suffix()))
-        .expect("start the test bed: tests/testbed/up");
+    let store = testbed::get()
+        .emulator_store(&format!("k8s-{}", testbed::suffix()))
+        .await;
     let mut cfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.store = Some(store);
     cfg.kube = Some(kube);
@@ -126,8 +125,8 @@ async fn claims_get_volumes_dr_resolves_and_restores_bind() {
         .request_backup(&volume, "snap-k8s", &labels)
         .await
         .unwrap();
-    let done = lh
-        .follow_backup(&volume, &b.backup, Duration::from_secs(30), &mut |_| {})
+    let done = VolumeWatch::new(lh.clone())
+        .follow(&volume, &b.backup, Duration::from_secs(30), &mut |_| {})
         .await
         .unwrap();
     let restored = format!("r-{}", testbed::suffix());

@@ -6,9 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
-use common::app::{Bed, CLAIMS, bed, json_of, ready_replicas};
+use crate::harness::app::{Bed, CLAIMS, bed, json_of, ready_replicas};
 use dr::catalog::{RunId, RunKind, RunState, StepState};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolume, PersistentVolumeClaim};

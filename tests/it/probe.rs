@@ -4,9 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
-use common::testbed;
+use crate::harness::testbed;
 use dr::catalog::{Catalog, IncidentSource};
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -4,11 +4,9 @@
 //! namespace finalization, server-side apply and RBAC for a ServiceAccount.
 //! Every test works in a namespace of its own. Needs `tests/testbed/up`.
 
-mod common;
-
 use std::time::Duration;
 
-use common::testbed::{self, CONVERGE, TestNamespace};
+use crate::harness::testbed::{self, CONVERGE, TestNamespace};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{

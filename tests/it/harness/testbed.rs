@@ -149,6 +149,21 @@ impl Testbed {
         }
     }
 
+    /// The Longhorn emulator's backup store: the bed's S3 server under the
+    /// caller's key prefix, from this same env file, once S3 has answered
+    /// (else a panic naming `tests/testbed/up`, like every other service).
+    pub async fn emulator_store(&self, prefix: &str) -> longhorn_emulator::StoreConfig {
+        self.s3_checked().await;
+        longhorn_emulator::StoreConfig {
+            endpoint: self.var("DR_TEST_S3_ENDPOINT").to_owned(),
+            region: self.var("DR_TEST_S3_REGION").to_owned(),
+            bucket: self.var("DR_TEST_S3_BUCKET").to_owned(),
+            prefix: prefix.trim_matches('/').to_owned(),
+            access_key: self.var("AWS_ACCESS_KEY_ID").to_owned(),
+            secret_key: self.var("AWS_SECRET_ACCESS_KEY").to_owned(),
+        }
+    }
+
     pub fn s3_bucket(&self) -> &str {
         self.var("DR_TEST_S3_BUCKET")
     }

@@ -3,10 +3,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-#[path = "catalog/harness.rs"]
-mod harness;
-
+use crate::harness::catalog as harness;
 use assert_cmd::Command;
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use dr::catalog::{BackupState, BackupUpdate, Catalog, NewBackup, PointState, Verification};

@@ -1,7 +1,7 @@
 //! Gives every catalog test a fresh database: a SQLite file in a temporary
 //! directory, or a new database on the test bed's PostgreSQL.
 
-use crate::common::testbed::{self, TestDatabase};
+use super::testbed::{self, TestDatabase};
 use dr::catalog::Catalog;
 
 /// A fresh catalog and what keeps it alive.

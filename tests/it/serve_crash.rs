@@ -4,12 +4,10 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
-use common::testbed::{self, CONVERGE, TestNamespace};
+use crate::harness::testbed::{self, CONVERGE, TestNamespace};
 use dr::catalog::{BackupState, Catalog, PointState};
 use kube::Api;
-use longhorn_emulator::{Emulator, EmulatorConfig, StoreConfig, Timings};
+use longhorn_emulator::{Emulator, EmulatorConfig, Timings};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -67,7 +65,7 @@ async fn kill_9_mid_tick_then_restart_loses_and_doubles_nothing() {
     let mut t = Timings::fast();
     t.backup_bytes_per_sec = 4 * MIB; // 8 MiB per volume: about 2 s per backup
     let mut ecfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
-    ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix).unwrap());
+    ecfg.store = Some(tb.emulator_store(&prefix).await);
     ecfg.kube = Some(kube.clone());
     ecfg.timings = t;
     let ns = TestNamespace::create(&kube, "dr-crash").await;

@@ -5,16 +5,14 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-mod common;
-
+use crate::harness::testbed::{self, TestNamespace};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
-use common::testbed::{self, TestNamespace};
 use dr::backup::{Events, Protect, TickOptions};
 use dr::catalog::{BackupState, Catalog, PointState, Verification};
 use dr::config::{Config, PolicyConfig};
 use dr::longhorn::{ClientConfig, LonghornClient};
 use dr::store::Store;
-use longhorn_emulator::{Emulator, EmulatorConfig, Fault, StoreConfig, Timings};
+use longhorn_emulator::{Emulator, EmulatorConfig, Fault, Timings};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,7 +30,7 @@ async fn bed(retain: &str) -> Bed {
     let prefix = format!("protect-{}", testbed::suffix());
     let ns = TestNamespace::create(&kube, "dr-protect").await;
     let mut ecfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
-    ecfg.store = Some(StoreConfig::from_testbed_env_with_prefix(&prefix).unwrap());
+    ecfg.store = Some(tb.emulator_store(&prefix).await);
     ecfg.kube = Some(kube.clone());
     ecfg.timings = Timings::fast();
     ecfg.provision_namespaces = Some(vec![ns.name.clone()]);

@@ -2,10 +2,8 @@
 //! object calls dr makes, through aws-sdk-s3 with a custom endpoint and
 //! path-style addressing. Needs `tests/testbed/up`.
 
-mod common;
-
+use crate::harness::testbed;
 use aws_sdk_s3::primitives::ByteStream;
-use common::testbed;
 
 #[tokio::test]
 async fn put_get_list_delete_an_object() {

@@ -1,0 +1,24 @@
+//! dr's integration tests: one test binary (one link of aws-sdk, kube and
+//! sqlx instead of one per suite), one module per area, and one harness for
+//! the test bed and the Longhorn emulator (`harness`). Run one area with e.g.
+//! `cargo test --test it catalog::`.
+
+mod harness;
+
+mod catalog;
+mod catalog_open;
+mod cli;
+mod drill;
+mod longhorn_contract;
+mod longhorn_k8s;
+mod manifests;
+mod probe;
+mod protect;
+mod rbac;
+mod rbac_restore;
+mod report;
+mod restore;
+mod serve_crash;
+mod testbed_k8s;
+mod testbed_pg;
+mod testbed_s3;
