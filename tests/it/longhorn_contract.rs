@@ -76,6 +76,25 @@ fn pattern(seed: u8, len: usize) -> Vec<u8> {
 }
 
 /// A volume with data, snapshotted and backed up; returns the backup's name and URL.
+/// An 8 MiB volume with `written` bytes of pattern `seed` and a ready snapshot `snap`.
+async fn snapshotted(
+    lh: &LonghornClient,
+    emu: &Emulator,
+    vol: &str,
+    written: u64,
+    seed: u8,
+    snap: &str,
+) {
+    let ctl = emu.control();
+    ctl.create_volume(vol, 8 * MIB).await.unwrap();
+    ctl.write(vol, 0, &pattern(seed, written as usize))
+        .await
+        .unwrap();
+    lh.ensure_snapshot(vol, snap, &no_labels(), Duration::from_secs(5))
+        .await
+        .unwrap();
+}
+
 async fn backed_up(lh: &LonghornClient, emu: &Emulator, vol: &str, seed: u8) -> (String, String) {
     let ctl = emu.control();
     if lh.volume(vol).await.unwrap().is_none() {
@@ -181,18 +200,7 @@ async fn a_timed_out_backup_request_is_found_not_repeated() {
     let emu = emulator().await;
     let lh = client(&emu, Duration::from_millis(400));
     let ctl = emu.control();
-    ctl.create_volume("vol-slowreq", 8 * MIB).await.unwrap();
-    ctl.write("vol-slowreq", 0, &pattern(3, 2 * MIB as usize))
-        .await
-        .unwrap();
-    lh.ensure_snapshot(
-        "vol-slowreq",
-        "snap-a",
-        &no_labels(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    snapshotted(&lh, &emu, "vol-slowreq", 2 * MIB, 3, "snap-a").await;
     // Longhorn does the work but its answer comes after the client's timeout.
     ctl.set_fault(Fault {
         operation: "snapshotBackup".into(),
@@ -233,13 +241,7 @@ async fn an_error_answer_after_the_backup_was_made_is_adopted() {
     let emu = emulator().await;
     let lh = client(&emu, Duration::from_secs(5));
     let ctl = emu.control();
-    ctl.create_volume("vol-500", 8 * MIB).await.unwrap();
-    ctl.write("vol-500", 0, &pattern(6, MIB as usize))
-        .await
-        .unwrap();
-    lh.ensure_snapshot("vol-500", "snap-500", &no_labels(), Duration::from_secs(5))
-        .await
-        .unwrap();
+    snapshotted(&lh, &emu, "vol-500", MIB, 6, "snap-500").await;
     // Longhorn makes the backup, then answers 500.
     ctl.set_fault(Fault {
         operation: "snapshotBackup".into(),
@@ -384,19 +386,7 @@ async fn slow_backups_hit_the_deadline_then_complete() {
     t.backup_bytes_per_sec = 2 * MIB; // 6 MiB of data: about 3 s
     let emu = emulator_with(t).await;
     let lh = client(&emu, Duration::from_secs(5));
-    let ctl = emu.control();
-    ctl.create_volume("vol-slow", 8 * MIB).await.unwrap();
-    ctl.write("vol-slow", 0, &pattern(4, 6 * MIB as usize))
-        .await
-        .unwrap();
-    lh.ensure_snapshot(
-        "vol-slow",
-        "snap-slow",
-        &no_labels(),
-        Duration::from_secs(5),
-    )
-    .await
-    .unwrap();
+    snapshotted(&lh, &emu, "vol-slow", 6 * MIB, 4, "snap-slow").await;
     let b = lh
         .request_backup("vol-slow", "snap-slow", &no_labels())
         .await
@@ -446,13 +436,7 @@ async fn failed_backups_and_refused_requests_are_reported() {
     let emu = emulator().await;
     let lh = client(&emu, Duration::from_secs(5));
     let ctl = emu.control();
-    ctl.create_volume("vol-fail", 8 * MIB).await.unwrap();
-    ctl.write("vol-fail", 0, &pattern(5, MIB as usize))
-        .await
-        .unwrap();
-    lh.ensure_snapshot("vol-fail", "snap-f", &no_labels(), Duration::from_secs(5))
-        .await
-        .unwrap();
+    snapshotted(&lh, &emu, "vol-fail", MIB, 5, "snap-f").await;
     ctl.set_fault(Fault {
         operation: "backupUpload".into(),
         error_rate: 1.0,
