@@ -352,7 +352,7 @@ async fn fanout(
             .map_err(anyhow::Error::msg)?,
     )
     .await?;
-    catalog.upsert_policy(policy, Utc::now()).await?;
+    catalog.upsert_policy(&policy.into(), Utc::now()).await?;
     // dr's defaults (as `dr serve` has them).
     let lh = ClientConfig::new(emu.url());
     let s3 = tb.s3_client();

@@ -108,7 +108,7 @@ async fn run() -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)?,
     )
     .await?;
-    catalog.upsert_policy(&policy, Utc::now()).await?;
+    catalog.upsert_policy(&(&policy).into(), Utc::now()).await?;
     let mut lh = ClientConfig::new(emu.url());
     lh.poll = Duration::from_millis(200);
     let longhorn = LonghornClient::new(lh)?;

@@ -20,7 +20,7 @@ async fn main() -> anyhow::Result<()> {
     let catalog = Catalog::open(&url.parse().map_err(anyhow::Error::msg)?).await?;
     let now = Utc::now();
     let policy = &config.policies[0];
-    catalog.upsert_policy(policy, now).await?;
+    catalog.upsert_policy(&policy.into(), now).await?;
     let last_tick = now.duration_trunc(TimeDelta::minutes(15))?;
     let volumes = [
         ("pvc-3f1c0a9e-web-uploads", "web-uploads", 2_147_483_648i64),

@@ -6,7 +6,7 @@
 //! needs only the catalog never reaches for a cluster.
 
 use crate::backup::{Protect, TickOptions};
-use crate::catalog::{Catalog, CatalogError};
+use crate::catalog::{Catalog, CatalogError, PolicyRecord};
 use crate::clock::Clock;
 use crate::cluster::ClusterError;
 use crate::config::{CatalogUrl, Config, DEFAULT_DRILL_TTL, DEFAULT_RUNBOOK, PolicyConfig};
@@ -51,6 +51,21 @@ pub struct Policy {
 impl Policy {
     pub fn name(&self) -> &PolicyName {
         &self.config.name
+    }
+}
+
+/// What the catalog records of a configured policy: the configuration meets
+/// the catalog here, so neither knows the other's shape.
+impl From<&PolicyConfig> for PolicyRecord {
+    fn from(p: &PolicyConfig) -> PolicyRecord {
+        PolicyRecord {
+            name: p.name.clone(),
+            namespace: p.namespace.clone(),
+            selector: p.selector.as_str().to_string(),
+            schedule: p.schedule.as_str().to_string(),
+            rpo: p.rpo.0,
+            rto: p.rto.0,
+        }
     }
 }
 
@@ -115,7 +130,7 @@ impl App {
                 let catalog = Catalog::open(&self.catalog_url).await?;
                 let now = self.clock.now();
                 for p in &self.config.policies {
-                    catalog.upsert_policy(p, now).await?;
+                    catalog.upsert_policy(&p.into(), now).await?;
                 }
                 Ok::<_, AppError>(catalog)
             })

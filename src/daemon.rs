@@ -324,6 +324,7 @@ impl Daemon {
                 &self.protect.longhorn,
                 &verdicts,
                 Duration::from_secs(600),
+                &self.app.clock,
             )
             .await
             {

@@ -99,22 +99,42 @@ pub async fn run(catalog: Catalog, clock: Clock, policy: PolicyName, cfg: ProbeC
             return;
         }
     };
+    let url = cfg.url.0.to_string();
+    let interval = cfg.interval.0.as_duration();
+    let checks = || check(&client, &url);
+    observe_loop(&catalog, &clock, &policy, &url, interval, cfg.failures, checks).await
+}
+
+/// The probe's loop: one check per interval (at least 100 ms), fed to the
+/// state machine, its decisions written to the catalog. Checks come from
+/// `checks`, so a test on a paused clock can script them.
+async fn observe_loop<F, Fut>(
+    catalog: &Catalog,
+    clock: &Clock,
+    policy: &PolicyName,
+    url: &str,
+    interval: Duration,
+    threshold: u32,
+    mut checks: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), String>>,
+{
     let mut state = Probe::default();
-    if let Ok(open) = catalog.list_incidents(Some(&policy), true, 100).await {
+    if let Ok(open) = catalog.list_incidents(Some(policy), true, 100).await {
         state.open = open
             .iter()
             .find(|i| i.source == IncidentSource::Probe)
             .map(|i| i.id);
     }
-    let url = cfg.url.0.to_string();
-    let interval = cfg.interval.0.as_duration().max(Duration::from_millis(100));
+    let interval = interval.max(Duration::from_millis(100));
     loop {
-        let result = check(&client, &url).await;
+        let result = checks().await;
         let now = clock.now();
         if let Err(e) = &result {
             tracing::warn!(%policy, %url, error = %e, failures = state.failures + 1, "probe failed");
         }
-        match state.observe(result.is_ok(), now, cfg.failures) {
+        match state.observe(result.is_ok(), now, threshold) {
             Action::None => {}
             Action::Open { at } => {
                 let title = format!(
@@ -123,7 +143,7 @@ pub async fn run(catalog: Catalog, clock: Clock, policy: PolicyName, cfg: ProbeC
                     result.err().unwrap_or_default()
                 );
                 match catalog
-                    .open_incident(Some(&policy), &title, IncidentSource::Probe, at)
+                    .open_incident(Some(policy), &title, IncidentSource::Probe, at)
                     .await
                 {
                     Ok(i) => {
@@ -192,5 +212,63 @@ mod tests {
             Some(t(3)),
             "a new run of failures starts over"
         );
+    }
+
+    /// The loop on a paused clock, over a real SQLite catalog: one check per
+    /// interval, an incident opened after the threshold's failures (dated
+    /// from the first) and resolved by the next success.
+    #[tokio::test]
+    async fn the_loop_opens_at_the_threshold_and_resolves_on_success() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let url: crate::config::CatalogUrl = format!("sqlite://{}/c.db", dir.path().display())
+            .parse()
+            .expect("a catalog URL");
+        let catalog = Catalog::open(&url).await.expect("the catalog opens");
+        tokio::time::pause();
+        let clock = Clock::tokio_from(t(0));
+        let policy: PolicyName = "app".parse().expect("a policy name");
+        let script = [true, false, false, false, false, true];
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let mut done_tx = Some(done_tx);
+        let (seen2, c2) = (seen.clone(), catalog.clone());
+        let task = tokio::spawn(async move {
+            let checks = move || {
+                let mut seen = seen2.lock().expect("not poisoned");
+                let i = seen.len();
+                seen.push(clock.now());
+                if i == script.len() {
+                    if let Some(tx) = done_tx.take() {
+                        let _ = tx.send(());
+                    }
+                }
+                let ok = script.get(i).copied().unwrap_or(true);
+                std::future::ready(if ok { Ok(()) } else { Err("refused".to_string()) })
+            };
+            let interval = Duration::from_secs(30);
+            observe_loop(&c2, &clock, &policy, "http://app", interval, 3, checks).await
+        });
+        done_rx.await.expect("the script ran to its end");
+        task.abort();
+        let seen = seen.lock().expect("not poisoned").clone();
+        for w in seen.windows(2) {
+            assert!(w[1] - w[0] >= chrono::TimeDelta::seconds(30), "{seen:?}");
+        }
+        let incidents = catalog
+            .list_incidents(None, false, 10)
+            .await
+            .expect("incidents");
+        assert_eq!(incidents.len(), 1, "one outage, opened once: {incidents:?}");
+        let i = &incidents[0];
+        assert_eq!(i.source, IncidentSource::Probe);
+        // The catalog keeps milliseconds.
+        let ms = |t: DateTime<Utc>| t.timestamp_millis();
+        assert_eq!(ms(i.opened_at), ms(seen[1]), "dated from the first failure");
+        assert_eq!(
+            i.resolved_at.map(ms),
+            Some(ms(seen[5])),
+            "resolved by the first success"
+        );
+        assert!(i.title.contains("failed 3 checks"), "{}", i.title);
     }
 }

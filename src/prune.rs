@@ -4,6 +4,7 @@
 //! finished by the next one.
 
 use crate::catalog::{BackupState, BackupUpdate, Catalog, CatalogError, PointState};
+use crate::clock::Clock;
 use crate::config::PolicyConfig;
 use crate::longhorn::{LonghornClient, LonghornError};
 use crate::retention::{self, Candidate, Verdict};
@@ -51,6 +52,7 @@ pub async fn execute(
     longhorn: &LonghornClient,
     verdicts: &[Verdict],
     wait: Duration,
+    clock: &Clock,
 ) -> Result<PruneReport, PruneError> {
     let mut report = PruneReport::default();
     for v in verdicts.iter().filter(|v| v.prune()) {
@@ -93,7 +95,7 @@ pub async fn execute(
         }
         if all_gone {
             catalog
-                .finish_point(v.id, PointState::Pruned, None, None, Utc::now())
+                .finish_point(v.id, PointState::Pruned, None, None, clock.now())
                 .await?;
             report.points_pruned += 1;
         }

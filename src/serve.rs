@@ -2,6 +2,7 @@
 //! catalog answers) and `/metrics` (Prometheus), until SIGTERM or Ctrl-C.
 
 use crate::catalog::Catalog;
+use crate::clock::Clock;
 use crate::config::{PolicyConfig, Schedule};
 use crate::metrics::Metrics;
 use axum::Router;
@@ -34,6 +35,8 @@ pub struct AppState {
     pub catalog: Catalog,
     pub metrics: Arc<Metrics>,
     pub policies: Arc<Vec<PolicyConfig>>,
+    /// Where the scrape's "now" comes from.
+    pub clock: Clock,
 }
 
 async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
@@ -46,7 +49,7 @@ async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
 async fn metrics(
     State(app): State<AppState>,
 ) -> (StatusCode, [(&'static str, &'static str); 1], String) {
-    let now = chrono::Utc::now();
+    let now = app.clock.now();
     let mut statuses = Vec::new();
     for p in app.policies.iter() {
         let newest = match app.catalog.newest_verified_point(&p.name).await {

@@ -8,6 +8,7 @@ use crate::backup::{LABEL_POLICY, LABEL_PVC, LABEL_TICK};
 use crate::catalog::{
     BackupState, BackupUpdate, Catalog, CatalogError, NewBackup, PointState, Verification,
 };
+use crate::clock::Clock;
 use crate::config::PolicyConfig;
 use crate::longhorn::{Backup, LhBackupState, LonghornClient, LonghornError};
 use crate::store::{self, BackupTargetUrl, Check, Store, StoreError};
@@ -80,6 +81,7 @@ pub async fn sync_policy(
     verifier: &aws_sdk_s3::Client,
     policy: &PolicyConfig,
     apply: bool,
+    clock: &Clock,
 ) -> Result<SyncReport, SyncError> {
     let name = policy.name.as_str();
     let mut report = SyncReport::default();
@@ -110,6 +112,7 @@ pub async fn sync_policy(
                         *tick,
                         backups,
                         has_bundle.then_some(&bundle_key),
+                        clock.now(),
                     )
                     .await?;
                 }
@@ -180,8 +183,8 @@ async fn recover(
     tick: DateTime<Utc>,
     backups: &[Backup],
     bundle: Option<&String>,
+    now: DateTime<Utc>,
 ) -> Result<(), SyncError> {
-    let now = Utc::now();
     let point = catalog.begin_point(&policy.name, tick, now).await?;
     let mut states = Vec::new();
     for b in backups {

@@ -1,13 +1,13 @@
 //! The `policies` table: the configured policies dr has registered, by name.
 
 use super::{Catalog, CatalogError, PolicyRecord, Result, get, ms, parse_col, q};
-use crate::config::PolicyConfig;
 use crate::span::Span;
 use chrono::{DateTime, Utc};
 
 impl Catalog {
-    /// Registers or updates a configured policy.
-    pub async fn upsert_policy(&self, p: &PolicyConfig, now: DateTime<Utc>) -> Result<()> {
+    /// Registers or updates a policy (the caller turns its configuration
+    /// into the record: the catalog knows nothing of the YAML's shape).
+    pub async fn upsert_policy(&self, p: &PolicyRecord, now: DateTime<Utc>) -> Result<()> {
         sqlx::query(
             "INSERT INTO policies (name, namespace, selector, schedule, rpo_ms, rto_ms, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -19,8 +19,8 @@ impl Catalog {
         .bind(p.namespace.as_str())
         .bind(p.selector.as_str())
         .bind(p.schedule.as_str())
-        .bind(p.rpo.0.as_millis_i64())
-        .bind(p.rto.0.as_millis_i64())
+        .bind(p.rpo.as_millis_i64())
+        .bind(p.rto.as_millis_i64())
         .bind(ms(now))
         .execute(&self.pool)
         .await

@@ -60,8 +60,16 @@ pub async fn run(ctx: &Context, c: CatalogCommand) -> Result<(), Failure> {
             } = ctx.app.clients().await?;
             let mut reports = Vec::new();
             for p in policies {
-                let r = crate::sync::sync_policy(&catalog, longhorn, store, verifier, p, !dry_run)
-                    .await?;
+                let r = crate::sync::sync_policy(
+                    &catalog,
+                    longhorn,
+                    store,
+                    verifier,
+                    p,
+                    !dry_run,
+                    &ctx.app.clock,
+                )
+                .await?;
                 if ctx.output == Format::Table {
                     for (policy, tick, n) in &r.recovered {
                         println!(

@@ -42,8 +42,14 @@ pub async fn run(ctx: &Context, a: PruneArgs) -> Result<(), Failure> {
         } else {
             let longhorn = &ctx.app.clients().await?.longhorn;
             Some(
-                crate::prune::execute(&catalog, longhorn, &verdicts, Duration::from_secs(600))
-                    .await?,
+                crate::prune::execute(
+                    &catalog,
+                    longhorn,
+                    &verdicts,
+                    Duration::from_secs(600),
+                    &ctx.app.clock,
+                )
+                .await?,
             )
         };
         match ctx.output {

@@ -60,6 +60,7 @@ pub async fn run(ctx: &Context, a: ServeArgs) -> Result<(), Failure> {
         catalog,
         metrics,
         policies: Arc::new(policies),
+        clock: ctx.app.clock,
     };
     crate::serve::run(listener, local, app, crate::serve::shutdown_signal()).await?;
     if let Some(r) = running {

@@ -63,7 +63,7 @@ async fn bed(retain: &str) -> Bed {
     )
     .await
     .unwrap();
-    catalog.upsert_policy(&policy, Utc::now()).await.unwrap();
+    catalog.upsert_policy(&(&policy).into(), Utc::now()).await.unwrap();
     let mut lh = ClientConfig::new(emu.url());
     lh.poll = Duration::from_millis(25);
     lh.follow_interval = Duration::from_millis(100);
@@ -350,6 +350,7 @@ async fn retention_leaves_exactly_the_expected_set() {
         &b.protect.longhorn,
         &verdicts,
         Duration::from_secs(30),
+        &dr::clock::Clock::System,
     )
     .await
     .unwrap();
@@ -399,7 +400,7 @@ async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
     )
     .await
     .unwrap();
-    fresh.upsert_policy(&b.policy, Utc::now()).await.unwrap();
+    fresh.upsert_policy(&(&b.policy).into(), Utc::now()).await.unwrap();
     let dry = dr::sync::sync_policy(
         &fresh,
         &b.protect.longhorn,
@@ -407,6 +408,7 @@ async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
         &b.protect.verifier,
         &b.policy,
         false,
+        &dr::clock::Clock::System,
     )
     .await
     .unwrap();
@@ -422,6 +424,7 @@ async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
         &b.protect.verifier,
         &b.policy,
         true,
+        &dr::clock::Clock::System,
     )
     .await
     .unwrap();
@@ -455,6 +458,7 @@ async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
         &b.protect.verifier,
         &b.policy,
         true,
+        &dr::clock::Clock::System,
     )
     .await
     .unwrap();
@@ -490,6 +494,7 @@ async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
         &b.protect.verifier,
         &b.policy,
         true,
+        &dr::clock::Clock::System,
     )
     .await
     .unwrap();
