@@ -38,7 +38,9 @@ async fn ensure_seeded(url: &str) -> anyhow::Result<()> {
         "policies:\n  - name: bench\n    namespace: bench\n",
         "bench",
     )?;
-    catalog.upsert_policy(&(&cfg.policies[0]).into(), Utc::now()).await?;
+    catalog
+        .upsert_policy(&(&cfg.policies[0]).into(), Utc::now())
+        .await?;
     let have = catalog.list_points(Some(&cfg.policies[0].name), 1).await?;
     let complete = match have.first() {
         Some(p) => {

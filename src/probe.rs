@@ -102,7 +102,16 @@ pub async fn run(catalog: Catalog, clock: Clock, policy: PolicyName, cfg: ProbeC
     let url = cfg.url.0.to_string();
     let interval = cfg.interval.0.as_duration();
     let checks = || check(&client, &url);
-    observe_loop(&catalog, &clock, &policy, &url, interval, cfg.failures, checks).await
+    observe_loop(
+        &catalog,
+        &clock,
+        &policy,
+        &url,
+        interval,
+        cfg.failures,
+        checks,
+    )
+    .await
 }
 
 /// The probe's loop: one check per interval (at least 100 ms), fed to the
@@ -243,7 +252,11 @@ mod tests {
                     }
                 }
                 let ok = script.get(i).copied().unwrap_or(true);
-                std::future::ready(if ok { Ok(()) } else { Err("refused".to_string()) })
+                std::future::ready(if ok {
+                    Ok(())
+                } else {
+                    Err("refused".to_string())
+                })
             };
             let interval = Duration::from_secs(30);
             observe_loop(&c2, &clock, &policy, "http://app", interval, 3, checks).await

@@ -1,7 +1,7 @@
 //! Protection status: the RPO measured, not configured. Pure: from catalog
 //! rows and `now` to what `dr status` and `/metrics` say.
 
-use crate::catalog::{PointRecord, TickOutcome, TickRecord};
+use crate::catalog::{Consistency, PointRecord, TickOutcome, TickRecord};
 use crate::span::Span;
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -15,6 +15,8 @@ pub struct PolicyStatus {
     /// The newest complete point whose backups were all verified.
     pub newest_verified: Option<DateTime<Utc>>,
     pub newest_verified_id: Option<i64>,
+    /// What that point's data is consistent with (`None`: not recorded).
+    pub consistency: Option<Consistency>,
     /// now − newest verified point; `None` when there is none (unprotected).
     #[serde(serialize_with = "ser_opt_secs")]
     pub exposure: Option<TimeDelta>,
@@ -50,6 +52,7 @@ pub fn policy_status(
         rpo,
         newest_verified: at,
         newest_verified_id: newest_verified.map(|p| p.id.0),
+        consistency: newest_verified.and_then(|p| p.consistency),
         within_rpo: exposure.is_some_and(|e| e <= rpo.as_chrono()),
         exposure,
         missed_or_skipped: last_ticks
@@ -83,6 +86,7 @@ mod tests {
             created_at: at,
             finished_at: None,
             pruned_at: None,
+            consistency: None,
         }
     }
 

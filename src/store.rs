@@ -307,12 +307,7 @@ pub fn check_cfg(cfg: &BackupCfg, present: &BTreeSet<String>, expect_backup: &st
         );
     }
     let blocks = cfg.blocks.clone().unwrap_or_default();
-    let block_size: u64 = cfg
-        .parameters
-        .as_ref()
-        .and_then(|p| p.get("backup-block-size"))
-        .and_then(|s| parse_block_size(s))
-        .unwrap_or(2 * 1024 * 1024);
+    let block_size = block_size_of(cfg);
     let missing: Vec<&str> = blocks
         .iter()
         .map(|b| b.block_checksum.as_str())
@@ -341,6 +336,23 @@ pub fn check_cfg(cfg: &BackupCfg, present: &BTreeSet<String>, expect_backup: &st
         blocks: blocks.len(),
         size,
     }
+}
+
+/// Longhorn's default block size, 2 MiB (backupstore types.go
+/// `DEFAULT_BLOCK_SIZE`).
+const DEFAULT_BLOCK_SIZE: u64 = 2 * 1024 * 1024;
+
+/// A backup's block size, from its `Parameters["backup-block-size"]` as the
+/// backupstore reads it (util.go `getBlockSizeFromParameters`): no
+/// parameters, no key, an empty value or a zero quantity all mean the 2 MiB
+/// default.
+fn block_size_of(cfg: &BackupCfg) -> u64 {
+    cfg.parameters
+        .as_ref()
+        .and_then(|p| p.get("backup-block-size"))
+        .and_then(|s| parse_block_size(s))
+        .filter(|&b| b > 0)
+        .unwrap_or(DEFAULT_BLOCK_SIZE)
 }
 
 fn parse_block_size(s: &str) -> Option<u64> {
@@ -477,5 +489,26 @@ mod tests {
             check_cfg(&ok, &present, "backup-2"),
             Check::Broken(_)
         ));
+    }
+
+    #[test]
+    fn a_zero_or_missing_block_size_is_the_2_mib_default() {
+        let present: BTreeSet<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
+        let with = |size: Option<&str>| {
+            let mut c = cfg("2026-11-24T09:46:00Z", "4194304", &["a", "b"]);
+            c.parameters = size.map(|s| [("backup-block-size".to_string(), s.to_string())].into());
+            check_cfg(&c, &present, "backup-1")
+        };
+        let intact = Check::Intact {
+            blocks: 2,
+            size: 4194304,
+        };
+        for size in [None, Some("0"), Some(""), Some("2097152"), Some("2Mi")] {
+            assert_eq!(with(size), intact, "{size:?}");
+        }
+        assert!(
+            matches!(with(Some("16Mi")), Check::Broken(m) if m.contains("16777216")),
+            "16 MiB blocks make another size"
+        );
     }
 }

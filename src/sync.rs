@@ -4,7 +4,7 @@
 //! and the catalog lacks are recorded again; every other disagreement is
 //! reported, never silently repaired.
 
-use crate::backup::{LABEL_POLICY, LABEL_PVC, LABEL_TICK};
+use crate::backup::{LABEL_FS_TYPE, LABEL_POLICY, LABEL_PVC, LABEL_TICK};
 use crate::catalog::{
     BackupState, BackupUpdate, Catalog, CatalogError, NewBackup, PointState, Verification,
 };
@@ -212,6 +212,7 @@ async fn recover(
                     state: Some(BackupState::BackingUp),
                     backup_name: Some(b.name.clone()),
                     snapshot_at: parse_time(&b.snapshot_created),
+                    fs_type: b.labels.get(LABEL_FS_TYPE).cloned(),
                     ..Default::default()
                 },
             )

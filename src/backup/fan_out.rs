@@ -1,16 +1,15 @@
 //! The fan-out of a tick's volumes, between `tick` (mod.rs) and each volume's
 //! phases (volume.rs): the rows written ahead, the gates the volumes share
-//! (snapshots ahead, backup requests at once, the volume listing, the backup
-//! target), and one task per volume.
+//! (snapshots ahead, backup requests at once, the volume listing, the
+//! volumes' backup targets), and one task per volume.
 
+use super::targets::SharedTargets;
 use super::{Events, Protect, TickError, VolumeOutcome, snapshot_name};
 use crate::catalog::{BackupRecord, NewBackup, PointId};
 use crate::cluster::ProtectedVolume;
 use crate::config::PolicyConfig;
 use crate::longhorn::VolumeWatch;
-use crate::store::BackupTargetUrl;
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
@@ -20,15 +19,14 @@ use tokio::sync::Semaphore;
 pub(super) const DISCOVER_IN_LISTING: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// What the volumes of one tick share: limits, the volume listing, the
-/// backup target, where progress goes.
+/// volumes' backup targets, where progress goes.
 #[derive(Clone)]
 pub(super) struct Gates {
     pub(super) snapshots: Arc<Semaphore>,
     pub(super) requests: Arc<Semaphore>,
     pub(super) watch: Arc<VolumeWatch>,
-    /// Longhorn's backup target, read once on the side.
-    pub(super) target:
-        futures::future::Shared<futures::future::BoxFuture<'static, Option<BackupTargetUrl>>>,
+    /// The volumes' backup targets, read once on the side.
+    pub(super) targets: SharedTargets,
     pub(super) events: Events,
     /// For the policy's content probe, if any.
     pub(super) http: reqwest::Client,
@@ -57,6 +55,7 @@ impl Protect {
         point_id: PointId,
         volumes: &[ProtectedVolume],
         events: &Events,
+        targets: SharedTargets,
     ) -> Result<Vec<VolumeOutcome>, TickError> {
         // Every volume's row is written before Longhorn is asked anything
         // about it. The rows of the volumes snapshotted first go in a
@@ -94,23 +93,12 @@ impl Protect {
             tail_tx.send_replace(Some(Arc::new(rows)));
             written
         };
-        // The backup target is needed only to verify: read on the side.
-        let target = {
-            let longhorn = self.longhorn.clone();
-            async move {
-                match longhorn.backup_target().await {
-                    Ok(t) if t.available => BackupTargetUrl::parse(&t.backup_target_url).ok(),
-                    _ => None,
-                }
-            }
-            .boxed()
-            .shared()
-        };
+
         let gates = Gates {
             snapshots: Arc::new(Semaphore::new(snapshots_at_once)),
             requests: Arc::new(Semaphore::new(conc)),
             watch: Arc::new(VolumeWatch::new(self.longhorn.clone())),
-            target,
+            targets,
             events: events.clone(),
             http: reqwest::Client::builder()
                 .timeout(std::time::Duration::from_secs(30))

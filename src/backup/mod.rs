@@ -9,13 +9,15 @@
 //! deterministic name, the backup by its snapshot.
 
 mod fan_out;
+mod snapshots;
+mod targets;
 mod volume;
 
 use crate::catalog::{BackupState, Catalog, CatalogError, PointId, PointState, Verification};
 use crate::clock::Clock;
 use crate::cluster::{self, ClusterError, Unprotectable};
 use crate::config::PolicyConfig;
-use crate::longhorn::LonghornClient;
+use crate::longhorn::{LonghornClient, LonghornError};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -28,6 +30,8 @@ use std::time::Duration;
 pub const LABEL_POLICY: &str = "dr.longhorn.io/policy";
 pub const LABEL_TICK: &str = "dr.longhorn.io/tick";
 pub const LABEL_PVC: &str = "dr.longhorn.io/pvc";
+/// The PV's filesystem, when it names one.
+pub const LABEL_FS_TYPE: &str = "dr.longhorn.io/fs-type";
 
 /// The snapshot name of (policy, tick, volume): deterministic, so a retry
 /// finds the snapshot (and through it the backup) instead of making another.
@@ -158,15 +162,27 @@ impl Protect {
             // Already finished (a resumed tick): report what is recorded.
             return self.report(policy, point.id, Vec::new(), None).await;
         }
-        let (volumes, unprotectable) =
-            match cluster::resolve_volumes(&self.kube, &policy.namespace, &policy.selector).await {
-                Ok(v) => v,
-                Err(e) => {
-                    return self
-                        .fail_point(policy, point.id, format!("cannot resolve volumes: {e}"))
-                        .await;
-                }
-            };
+        // Longhorn's version is read beside the volumes, not before them.
+        let (resolved, version) = tokio::join!(
+            cluster::resolve_volumes(&self.kube, &policy.namespace, &policy.selector),
+            self.longhorn.check_supported()
+        );
+        match version {
+            Err(e @ LonghornError::Unsupported { .. }) => {
+                return self.fail_point(policy, point.id, e.to_string()).await;
+            }
+            // Unreachable and the like: each volume's calls say so.
+            Err(e) => tracing::debug!(error = %e, "cannot read Longhorn's version"),
+            Ok(_) => {}
+        }
+        let (volumes, unprotectable) = match resolved {
+            Ok(v) => v,
+            Err(e) => {
+                return self
+                    .fail_point(policy, point.id, format!("cannot resolve volumes: {e}"))
+                    .await;
+            }
+        };
         events(Event::Resolved {
             volumes: volumes.len(),
             unprotectable: unprotectable.clone(),
@@ -181,11 +197,24 @@ impl Protect {
             });
             stored.err()
         };
-        let (bundle_error, outcomes) = tokio::join!(
-            bundle,
-            self.fan_out(policy, tick_at, point.id, &volumes, &events)
+        // What Longhorn says of the volumes (targets, filesystem freeze),
+        // read on the side: the volumes wait for it only before asking for
+        // their backups.
+        let targets = targets::read_on_the_side(&self.longhorn);
+        let fan_out = self.fan_out(
+            policy,
+            tick_at,
+            point.id,
+            &volumes,
+            &events,
+            targets.clone(),
         );
+        let (bundle_error, outcomes) = tokio::join!(bundle, fan_out);
         let outcomes = outcomes?;
+        if let Some(t) = targets.await {
+            let c = t.consistency(volumes.iter().map(|v| v.volume.as_str()));
+            self.catalog.set_consistency(point.id, c).await?;
+        }
         let states: Vec<BackupState> = outcomes.iter().map(|o| o.state).collect();
         let mut state = PointState::from_backups(&states);
         let mut reasons = Vec::new();

@@ -4,7 +4,10 @@
 //! [`next_phase`], so resuming after a crash is running the next phase.
 
 use super::fan_out::{DISCOVER_IN_LISTING, Gates, Unrequested};
-use super::{Event, LABEL_POLICY, LABEL_PVC, LABEL_TICK, Protect, VolumeOutcome, snapshot_name};
+use super::{
+    Event, LABEL_FS_TYPE, LABEL_POLICY, LABEL_PVC, LABEL_TICK, Protect, VolumeOutcome,
+    snapshot_name,
+};
 use crate::catalog::{
     BackupId, BackupRecord, BackupState, BackupUpdate, CatalogError, Verification,
 };
@@ -41,6 +44,9 @@ pub(super) enum Phase {
         url: String,
         state: BackupState,
     },
+    /// Delete dr's older snapshots of the volume (snapshots.rs), keeping
+    /// the one just backed up.
+    Tidy(Finished),
     /// Nothing left to do.
     Done(Finished),
 }
@@ -89,6 +95,19 @@ pub(super) enum VolumeError {
         volume: String,
         snapshot: String,
         source: LonghornError,
+    },
+    /// The volume's backup target is a store dr cannot read.
+    #[error("volume {volume} cannot be protected by dr: {reason}")]
+    Unprotectable { volume: String, reason: String },
+    /// The volume is at its snapshot limit: no snapshot can be made until
+    /// some are deleted.
+    #[error(
+        "snapshot: volume {volume} is at its snapshot limit (snapshotMaxCount), so Longhorn refuses new snapshots ({message}); dr keeps one snapshot of its own per policy, so delete snapshots made by others or raise the volume's snapshotMaxCount"
+    )]
+    SnapshotLimit {
+        volume: String,
+        snapshot: String,
+        message: String,
     },
     /// The row's move to backing_up, before the first request.
     #[error("{source}")]
@@ -155,6 +174,8 @@ impl VolumeError {
         matches!(
             self,
             VolumeError::Snapshot { .. }
+                | VolumeError::SnapshotLimit { .. }
+                | VolumeError::Unprotectable { .. }
                 | VolumeError::BackupRequest { .. }
                 | VolumeError::BackupFailed { .. }
                 | VolumeError::Follow { .. }
@@ -235,7 +256,7 @@ impl<'a> Work<'a> {
         row: BackupId,
         gates: &'a Gates,
     ) -> Self {
-        let labels = [
+        let mut labels: BTreeMap<String, String> = [
             (LABEL_POLICY.to_owned(), policy.name.to_string()),
             (
                 LABEL_TICK.to_owned(),
@@ -244,6 +265,11 @@ impl<'a> Work<'a> {
             (LABEL_PVC.to_owned(), v.pvc.clone()),
         ]
         .into();
+        // In the backup's labels too, so a catalog rebuilt from the store
+        // restores the volume with its filesystem.
+        if let Some(fs) = &v.fs_type {
+            labels.insert(LABEL_FS_TYPE.to_owned(), fs.clone());
+        }
         Work {
             snapshot: snapshot_name(policy.name.as_str(), tick_at, v.volume.as_str()),
             protect,
@@ -281,6 +307,7 @@ impl<'a> Work<'a> {
                     self.follow(backup).await
                 }
                 Phase::Verify { backup, url, state } => self.verify(backup, &url, state).await,
+                Phase::Tidy(finished) => Ok(self.tidy(finished).await),
                 Phase::Done(finished) => break Ok(finished),
             };
             match next {
@@ -334,15 +361,46 @@ impl<'a> Work<'a> {
                 .await
         };
         drop(permit);
-        let snap = snapped.map_err(|source| VolumeError::Snapshot {
-            volume: volume.to_owned(),
-            snapshot: self.snapshot.clone(),
-            source,
-        })?;
+        let snap = match snapped {
+            Ok(snap) => snap,
+            Err(source) => return Err(self.snapshot_failed(source).await),
+        };
         Ok(Phase::Request {
             asked,
             snapshot_at: parse_time(&snap.creation_time),
         })
+    }
+
+    /// A snapshot that cannot become ready: its CR is deleted (Longhorn
+    /// would retry it forever and keep a detached volume attached for it:
+    /// controller/snapshot_controller.go `reconcile` keeps the attachment
+    /// ticket until the snapshot is created), and the limit is told apart.
+    async fn snapshot_failed(&self, source: LonghornError) -> VolumeError {
+        let (volume, snapshot) = (self.volume().to_owned(), self.snapshot.clone());
+        let LonghornError::SnapshotFailed { message, .. } = &source else {
+            return VolumeError::Snapshot {
+                volume,
+                snapshot,
+                source,
+            };
+        };
+        let longhorn = &self.protect.longhorn;
+        if let Err(e) = longhorn.delete_snapshot(&volume, &snapshot).await {
+            tracing::warn!(%volume, %snapshot, error = %e, "cannot delete the failed snapshot");
+        }
+        if crate::longhorn::snapshot_error_is_limit(message) {
+            let message = message.clone();
+            return VolumeError::SnapshotLimit {
+                volume,
+                snapshot,
+                message,
+            };
+        }
+        VolumeError::Snapshot {
+            volume,
+            snapshot,
+            source,
+        }
     }
 
     /// What the data looks like right before the snapshot, for drills.
@@ -368,6 +426,7 @@ impl<'a> Work<'a> {
         asked: bool,
         snapshot_at: Option<DateTime<Utc>>,
     ) -> Result<Phase, VolumeError> {
+        self.check_target().await?;
         let backup = if asked {
             let longhorn = &self.protect.longhorn;
             longhorn
@@ -382,6 +441,23 @@ impl<'a> Work<'a> {
         Ok(Phase::Follow { backup })
     }
 
+    /// Refuses a volume whose backup target dr cannot read (targets.rs),
+    /// deleting the snapshot made for it.
+    async fn check_target(&self) -> Result<(), VolumeError> {
+        let targets = self.gates.targets.clone().await;
+        let Some(reason) = targets.and_then(|t| t.refusal(self.volume())) else {
+            return Ok(());
+        };
+        let (longhorn, volume) = (&self.protect.longhorn, self.volume());
+        if let Err(e) = longhorn.delete_snapshot(volume, &self.snapshot).await {
+            tracing::warn!(%volume, error = %e, "cannot delete the snapshot of a refused volume");
+        }
+        Err(VolumeError::Unprotectable {
+            volume: volume.to_owned(),
+            reason,
+        })
+    }
+
     /// Recorded before waiting for a request slot, so the slot is held only
     /// for the call itself.
     async fn record_backing_up(
@@ -391,6 +467,7 @@ impl<'a> Work<'a> {
         let backing_up = BackupUpdate {
             state: Some(BackupState::BackingUp),
             snapshot_at,
+            fs_type: self.v.fs_type.clone(),
             ..Default::default()
         };
         let (catalog, row) = (&self.protect.catalog, self.row);
@@ -555,10 +632,15 @@ impl<'a> Work<'a> {
             Ok(permit) => permit,
             Err(source) => return Err(VolumeError::VerifySlot { backup, source }),
         };
-        let target = self.gates.target.clone();
-        let verification = match target.await.or_else(|| BackupTargetUrl::parse(url).ok()) {
-            Some(t) => self.check_store(&t, &backup).await,
-            None => Verification::Unverified,
+        // The backup's URL names its own target's store (Longhorn encodes
+        // it from the target URL: backupstore `EncodeBackupURL`), whichever
+        // target the volume backs up to.
+        let verification = match BackupTargetUrl::parse(url) {
+            Ok(t) => self.check_store(&t, &backup).await,
+            Err(e) => {
+                tracing::warn!(%backup, %url, error = %e, "cannot tell the backup's store from its URL");
+                Verification::Unverified
+            }
         };
         drop(permit);
         if verification != Verification::Unverified {
@@ -567,11 +649,37 @@ impl<'a> Work<'a> {
                 .set_verification(self.row, verification, self.protect.options.clock.now())
                 .await;
         }
-        Ok(Phase::Done(Finished {
+        let finished = Finished {
             backup: Some(backup),
             state,
             verification,
-        }))
+        };
+        Ok(match state {
+            BackupState::Completed => Phase::Tidy(finished),
+            _ => Phase::Done(finished),
+        })
+    }
+
+    /// dr's older snapshots of this volume deleted (snapshots.rs). A failure
+    /// here is no failure of the backup: the next completed backup deletes
+    /// what is left.
+    async fn tidy(&self, finished: Finished) -> Phase {
+        let (longhorn, volume) = (&self.protect.longhorn, self.volume());
+        let tick = self.labels.get(LABEL_TICK).map_or("", String::as_str);
+        let snapshots = match longhorn.list_snapshots(volume).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(%volume, error = %e, "cannot list snapshots; older ones stay for the next backup");
+                return Phase::Done(finished);
+            }
+        };
+        let policy = self.policy.name.as_str();
+        for name in super::snapshots::stale(&snapshots, policy, &self.snapshot, tick) {
+            if let Err(e) = longhorn.delete_snapshot(volume, name).await {
+                tracing::warn!(%volume, snapshot = %name, error = %e, "cannot delete an older snapshot of dr's; the next backup tries again");
+            }
+        }
+        Phase::Done(finished)
     }
 
     async fn check_store(&self, target: &BackupTargetUrl, backup: &str) -> Verification {
@@ -618,6 +726,7 @@ mod tests {
             verified_at: None,
             pruned_at: None,
             content_checksum: None,
+            fs_type: None,
         }
     }
 
@@ -674,7 +783,7 @@ mod tests {
                 );
                 assert!(!matches!(
                     phase,
-                    Phase::Request { .. } | Phase::Verify { .. }
+                    Phase::Request { .. } | Phase::Verify { .. } | Phase::Tidy(_)
                 ));
             }
         }

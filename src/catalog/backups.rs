@@ -9,7 +9,7 @@ use crate::names::VolumeName;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
-const BACKUP_COLS: &str = "id, point_id, volume, pvc, snapshot_name, backup_name, backup_url, state, progress, size_bytes, snapshot_at, requested_at, completed_at, error, verification, verified_at, pruned_at, content_checksum";
+const BACKUP_COLS: &str = "id, point_id, volume, pvc, snapshot_name, backup_name, backup_url, state, progress, size_bytes, snapshot_at, requested_at, completed_at, error, verification, verified_at, pruned_at, content_checksum, fs_type";
 
 fn backup_row(r: &AnyRow) -> Result<BackupRecord> {
     Ok(BackupRecord {
@@ -31,6 +31,7 @@ fn backup_row(r: &AnyRow) -> Result<BackupRecord> {
         verified_at: opt_ms("backups.verified_at", get(r, "verified_at")?)?,
         pruned_at: opt_ms("backups.pruned_at", get(r, "pruned_at")?)?,
         content_checksum: get(r, "content_checksum")?,
+        fs_type: get(r, "fs_type")?,
     })
 }
 
@@ -148,7 +149,7 @@ impl Catalog {
                backup_name = COALESCE($2, backup_name), backup_url = COALESCE($3, backup_url),
                progress = COALESCE($4, progress), size_bytes = COALESCE($5, size_bytes),
                snapshot_at = COALESCE($6, snapshot_at), completed_at = COALESCE($7, completed_at),
-               error = COALESCE($8, error)
+               error = COALESCE($8, error), fs_type = COALESCE($10, fs_type)
              WHERE id = $9 {allowed} RETURNING {BACKUP_COLS}"
         ))
         .bind(u.state.map(|s| s.as_str()))
@@ -160,6 +161,7 @@ impl Catalog {
         .bind(u.completed_at.map(ms))
         .bind(u.error.as_deref())
         .bind(id.0)
+        .bind(u.fs_type.as_deref())
         .fetch_optional(&self.pool)
         .await
         .map_err(q("update backup"))?;

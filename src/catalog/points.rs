@@ -4,15 +4,14 @@
 //! point the RPO is measured from, and the points still pending or live.
 
 use super::{
-    Backend, Catalog, CatalogError, PointId, PointRecord, PointState, PointSummary, Result, Window,
-    composed, from_ms, get, ms, opt_ms, parse_col, q,
+    Backend, Catalog, CatalogError, Consistency, PointId, PointRecord, PointState, PointSummary,
+    Result, Window, composed, from_ms, get, ms, opt_ms, parse_col, q,
 };
 use crate::names::PolicyName;
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
-pub(super) const POINT_COLS: &str =
-    "id, policy, tick_at, point_at, state, bundle_key, reason, created_at, finished_at, pruned_at";
+pub(super) const POINT_COLS: &str = "id, policy, tick_at, point_at, state, bundle_key, reason, created_at, finished_at, pruned_at, consistency";
 
 fn point_row(r: &AnyRow) -> Result<PointRecord> {
     Ok(PointRecord {
@@ -26,6 +25,9 @@ fn point_row(r: &AnyRow) -> Result<PointRecord> {
         created_at: from_ms("recovery_points.created_at", get(r, "created_at")?)?,
         finished_at: opt_ms("recovery_points.finished_at", get(r, "finished_at")?)?,
         pruned_at: opt_ms("recovery_points.pruned_at", get(r, "pruned_at")?)?,
+        consistency: get::<Option<String>>(r, "consistency")?
+            .map(|c| parse_col("recovery_points.consistency", c))
+            .transpose()?,
     })
 }
 
@@ -57,6 +59,17 @@ impl Catalog {
         .await
         .map_err(q("read recovery point"))?;
         point_row(&row)
+    }
+
+    /// Records what a point's data is consistent with.
+    pub async fn set_consistency(&self, id: PointId, c: Consistency) -> Result<()> {
+        sqlx::query("UPDATE recovery_points SET consistency = $1 WHERE id = $2")
+            .bind(c.as_str())
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(q("set consistency"))?;
+        Ok(())
     }
 
     /// Records that a point's manifest bundle is stored under `key`.

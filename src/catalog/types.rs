@@ -97,6 +97,57 @@ text_enum!(
     }
 );
 
+/// What a recovery point's data is consistent with. `crash-consistent`: each
+/// volume as if the power had been cut at its snapshot (a database replays
+/// its log on start); `filesystem-frozen`: Longhorn froze every volume's
+/// filesystem for its snapshot, so the files are consistent on disk, though
+/// an application's own buffers still were not flushed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Consistency {
+    CrashConsistent,
+    FilesystemFrozen,
+}
+
+impl Consistency {
+    /// The text stored in the catalog (and shown).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Consistency::CrashConsistent => "crash-consistent",
+            Consistency::FilesystemFrozen => "filesystem-frozen",
+        }
+    }
+
+    /// A point's consistency from whether each of its volumes was frozen:
+    /// frozen only if every one was. Pure.
+    pub fn of_volumes(frozen: &[bool]) -> Consistency {
+        if !frozen.is_empty() && frozen.iter().all(|f| *f) {
+            Consistency::FilesystemFrozen
+        } else {
+            Consistency::CrashConsistent
+        }
+    }
+}
+
+impl FromStr for Consistency {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "crash-consistent" => Ok(Consistency::CrashConsistent),
+            "filesystem-frozen" => Ok(Consistency::FilesystemFrozen),
+            _ => Err(format!(
+                "{s:?} is not one of: crash-consistent, filesystem-frozen"
+            )),
+        }
+    }
+}
+
+impl fmt::Display for Consistency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl PointState {
     /// Whether the lifecycle allows moving from `self` to `to` (staying put is allowed).
     pub fn can_move_to(self, to: PointState) -> bool {
@@ -278,6 +329,8 @@ pub struct PointRecord {
     pub created_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub pruned_at: Option<DateTime<Utc>>,
+    /// Unknown for points made before dr recorded it.
+    pub consistency: Option<Consistency>,
 }
 
 /// A recovery point with counts of its backups, for listings.
@@ -312,6 +365,8 @@ pub struct BackupRecord {
     pub pruned_at: Option<DateTime<Utc>>,
     /// The policy's content probe's answer for the volume before the snapshot.
     pub content_checksum: Option<String>,
+    /// The PV's filesystem (`spec.csi.fsType`) when it was backed up.
+    pub fs_type: Option<String>,
 }
 
 /// A backup about to be requested: the row is written before Longhorn is asked.
@@ -336,6 +391,7 @@ pub struct BackupUpdate {
     pub snapshot_at: Option<DateTime<Utc>>,
     pub completed_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
+    pub fs_type: Option<String>,
 }
 
 /// The oldest and newest complete recovery points of a policy.

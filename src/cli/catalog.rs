@@ -151,6 +151,12 @@ pub async fn run(ctx: &Context, c: CatalogCommand) -> Result<(), Failure> {
                     println!("  tick        {}", fmt_time(point.tick_at));
                     println!("  point time  {}", output::time_or_dash(point.point_at));
                     println!(
+                        "  consistency {}",
+                        point
+                            .consistency
+                            .map_or("unknown (not recorded)", |c| c.as_str())
+                    );
+                    println!(
                         "  bundle      {}",
                         point.bundle_key.as_deref().unwrap_or("-")
                     );

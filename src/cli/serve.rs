@@ -34,6 +34,15 @@ pub async fn run(ctx: &Context, a: ServeArgs) -> Result<(), Failure> {
         None
     } else {
         let protect = ctx.app.protect().await?;
+        // An unsupported Longhorn stops the start with what is supported; an
+        // unreachable one does not (each tick says so until it answers).
+        match protect.longhorn.check_supported().await {
+            Ok(v) => eprintln!("dr serve: Longhorn {v}"),
+            Err(e @ crate::longhorn::LonghornError::Unsupported { .. }) => {
+                return Err(Failure::failed(e));
+            }
+            Err(e) => eprintln!("dr serve: cannot read Longhorn's version yet: {e}"),
+        }
         let env = ctx.app.env().await?;
         // Drill runbooks are read and checked now: a broken one stops the
         // start with its error instead of failing at 3 a.m. on Sunday.

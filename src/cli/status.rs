@@ -61,6 +61,7 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
                 "RPO",
                 "VERDICT",
                 "NEWEST VERIFIED",
+                "CONSISTENCY",
                 "NEXT TICK",
             ]);
             for s in &out {
@@ -75,6 +76,8 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
                         (Some(_), false) => "OVER RPO".into(),
                     },
                     output::time_or_dash(s.newest_verified),
+                    s.consistency
+                        .map_or_else(|| "-".into(), |c| c.as_str().to_owned()),
                     output::time_or_dash(s.next_tick),
                 ]);
             }

@@ -93,6 +93,9 @@ pub struct ProtectedVolume {
     pub volume: VolumeName,
     pub storage_class: Option<String>,
     pub capacity: Option<String>,
+    /// The PV's `spec.csi.fsType` (the filesystem Longhorn's CSI driver
+    /// formats and mounts), if it names one.
+    pub fs_type: Option<String>,
 }
 
 /// A claim that matched the selector but cannot be backed up, and why.
@@ -163,6 +166,7 @@ pub async fn resolve_volumes(
                     volume,
                     storage_class: spec.storage_class_name.clone(),
                     capacity: spec.capacity.get("storage").cloned(),
+                    fs_type: c.fs_type.clone().filter(|f| !f.is_empty()),
                 }),
                 Err(e) => skipped.push(Unprotectable {
                     pvc: name,
@@ -245,6 +249,8 @@ mod lean {
     pub struct Csi {
         pub driver: String,
         pub volume_handle: String,
+        #[serde(default)]
+        pub fs_type: Option<String>,
     }
 }
 

@@ -283,6 +283,21 @@ pub async fn copy_secret(client: &Client, from: &str, to: &str, name: &str) -> R
     }
 }
 
+/// The Longhorn volume behind a PV (its CSI driver and volume handle), if
+/// the PV exists: `Some(None)` for a PV of another driver.
+pub async fn pv_longhorn_volume(client: &Client, name: &str) -> Result<Option<Option<String>>> {
+    let pv = Api::<PersistentVolume>::all(client.clone())
+        .get_opt(name)
+        .await
+        .map_err(api_err("read PV", name))?;
+    Ok(pv.map(|pv| {
+        pv.spec
+            .and_then(|s| s.csi)
+            .filter(|c| c.driver == "driver.longhorn.io")
+            .map(|c| c.volume_handle)
+    }))
+}
+
 /// The bound volume of a claim, if it exists.
 pub async fn claim_volume(client: &Client, ns: &str, name: &str) -> Result<Option<Option<String>>> {
     let c = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)

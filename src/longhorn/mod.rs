@@ -9,9 +9,13 @@
 //! preceded by a look for what a previous attempt may already have made, so a
 //! retry after a timeout or a restart adopts it rather than doubling it.
 
+mod snapshots;
 mod types;
+mod version;
 
+pub use snapshots::{freezes_filesystem, snapshot_error_is_limit, snapshot_error_is_transient};
 pub use types::*;
+pub use version::{MINIMUM_VERSION, ManagerVersion};
 
 use rand::Rng;
 use reqwest::{Method, StatusCode};
@@ -98,6 +102,27 @@ pub enum LonghornError {
     /// The shared volume listing that follows backups failed for good.
     #[error("cannot list volumes to follow backup {backup}: {message}")]
     ListingFailed { backup: String, message: String },
+    /// The manager has no such route or action: it is older (or other) than
+    /// dr supports. Not "absent": a missing route says nothing of the data.
+    #[error(
+        "Longhorn's manager has no {op} (it answered \"404 page not found\"): dr needs Longhorn {MINIMUM_VERSION} or later"
+    )]
+    NoSuchRoute { op: &'static str },
+    /// The manager's version is older than dr supports.
+    #[error(
+        "Longhorn {version} is not supported: dr needs Longhorn {MINIMUM_VERSION} or later (it lists a volume's backups with backupListByVolume, which v1.8.1 added)"
+    )]
+    Unsupported { version: String },
+    /// Longhorn made the object under another name than the one asked for
+    /// (its mutator shortens names over 40 characters).
+    #[error(
+        "Longhorn created {what} {got:?} when asked for {asked:?}; names must be at most 40 characters"
+    )]
+    Renamed {
+        what: &'static str,
+        asked: String,
+        got: String,
+    },
 }
 
 impl LonghornError {
@@ -127,6 +152,9 @@ impl LonghornError {
             Self::NameTaken { .. } => "name_taken",
             Self::SnapshotFailed { .. } => "snapshot_failed",
             Self::ListingFailed { .. } => "listing_failed",
+            Self::NoSuchRoute { .. } => "no_such_route",
+            Self::Unsupported { .. } => "unsupported",
+            Self::Renamed { .. } => "renamed",
         }
     }
 }
@@ -271,8 +299,17 @@ impl LonghornClient {
     }
 
     /// `Some(())` for a 200, `None` for a 404, the refusal otherwise.
+    ///
+    /// Longhorn answers a missing object with 404 and an empty body
+    /// (api/volume.go `responseWithVolume`) or a JSON error (api/router.go
+    /// `HandleError`, when `datastore.ErrorIsNotFound`); a route or action
+    /// it does not have falls through gorilla/mux to `http.NotFoundHandler`,
+    /// whose plain-text "404 page not found" is no answer about the data.
     fn answered(op: &'static str, status: StatusCode, bytes: &[u8]) -> Result<Option<()>> {
         if status == StatusCode::NOT_FOUND {
+            if String::from_utf8_lossy(bytes).trim() == "404 page not found" {
+                return Err(LonghornError::NoSuchRoute { op });
+            }
             return Ok(None);
         }
         if status != StatusCode::OK {
@@ -487,12 +524,18 @@ impl LonghornClient {
             }
         }
         let mut created_again = false;
+        let mut last = String::from("not ready");
         // A snapshot is often ready at the first look (or soon after); the
         // pause doubles from 100 ms up to the poll interval.
         let mut pause = Duration::from_millis(100).min(self.cfg.poll);
         loop {
             match self.snapshot(volume, name).await? {
                 Some(s) if s.ready_to_use => return Ok(s),
+                // A detached volume being attached for the snapshot, or an
+                // engine upgrade: Longhorn clears it (snapshots.rs).
+                Some(s) if snapshots::snapshot_error_is_transient(&s.error) => {
+                    last = s.error;
+                }
                 Some(s) if !s.error.is_empty() => {
                     return Err(LonghornError::SnapshotFailed {
                         volume: volume.into(),
@@ -525,7 +568,7 @@ impl LonghornClient {
                 return Err(LonghornError::Deadline {
                     what: format!("snapshot {name} of volume {volume} to be ready"),
                     waited: start.elapsed(),
-                    last: "not ready".into(),
+                    last,
                 });
             }
             tokio::time::sleep(pause).await;
@@ -535,8 +578,12 @@ impl LonghornClient {
 
     // ---- backups -----------------------------------------------------------
 
-    /// Every backup of a volume on dr's backup target, by volume name
-    /// (`backupListByVolume`; no backup volume name needed).
+    /// Every backup of a volume, by volume name (`backupListByVolume`; no
+    /// backup volume name needed). Longhorn lists those on the volume's own
+    /// backup target when the volume exists, and on every target when it
+    /// does not (manager/engine.go `ListBackupsForVolumeName`): since 1.8 a
+    /// backup goes to its volume's `backupTargetName`, which need not be
+    /// `default`.
     pub async fn backups_of(&self, volume: &str) -> Result<Vec<Backup>> {
         self.read(|| async {
             let c: Option<Collection<Backup>> = self
@@ -550,14 +597,7 @@ impl LonghornClient {
                     Some(&json!({ "name": volume })),
                 )
                 .await?;
-            Ok(c.map(|c| c.data)
-                .unwrap_or_default()
-                .into_iter()
-                .filter(|b| {
-                    b.backup_target_name.is_empty()
-                        || b.backup_target_name == self.cfg.backup_target
-                })
-                .collect())
+            Ok(c.map(|c| c.data).unwrap_or_default())
         })
         .await
     }
@@ -698,22 +738,21 @@ impl LonghornClient {
     }
 
     /// Deletes a backup and waits until it is gone; a missing backup is fine.
+    ///
+    /// Longhorn deletes by the backup's name alone (api/backup.go
+    /// `BackupDelete` → `m.DeleteBackup(input.Name)`); the backup volume in
+    /// the path only shapes the answer, and an unknown one still answers
+    /// (manager/engine.go `GetBackupVolume` returns a stub), so no lookup of
+    /// the backup volume is needed, whatever target the backup is on. The
+    /// request is always sent; success is the backup gone from the listing.
     #[tracing::instrument(skip(self))]
     pub async fn delete_backup(&self, volume: &str, backup: &str, wait: Duration) -> Result<()> {
-        if self.backup(volume, backup).await?.is_none() {
-            return Ok(());
-        }
-        let Some(bv) = self.backup_volume_of(volume).await? else {
-            return Ok(());
-        };
+        // 404 (empty body): the backup does not exist, which is the goal.
         let _: Option<Value> = self
             .json(
                 "backupDelete",
                 Method::POST,
-                self.url(
-                    &format!("/v1/backupvolumes/{}", bv.name),
-                    Some("backupDelete"),
-                ),
+                self.url(&format!("/v1/backupvolumes/{volume}"), Some("backupDelete")),
                 Some(&json!({ "name": backup })),
             )
             .await?;
@@ -731,6 +770,11 @@ impl LonghornClient {
             }
             tokio::time::sleep(self.cfg.poll).await;
         }
+    }
+
+    /// Every backup target (Longhorn 1.8+).
+    pub async fn list_backup_targets(&self) -> Result<Vec<BackupTarget>> {
+        self.list("listBackupTargets", "/v1/backuptargets").await
     }
 
     /// dr's backup target (Longhorn 1.8+).
@@ -788,7 +832,22 @@ impl LonghornClient {
             )
             .await;
         match made {
-            Ok(Some(v)) => Ok(v),
+            Ok(Some(v)) if v.name == name => Ok(v),
+            // Longhorn's mutator renamed it (webhook/resources/volume/
+            // mutator.go `Create`, util.AutoCorrectName: lower case, and over
+            // 40 characters the first 31, "-" and 8 hex of a SHA-512). The
+            // volume is dr's, under a name nothing of dr's would find again:
+            // deleted, and the name refused.
+            Ok(Some(v)) => {
+                if let Err(e) = self.delete_volume(&v.name).await {
+                    tracing::warn!(volume = %v.name, error = %e, "cannot delete the renamed volume");
+                }
+                Err(LonghornError::Renamed {
+                    what: "volume",
+                    asked: name.into(),
+                    got: v.name,
+                })
+            }
             Ok(None) => Err(LonghornError::NotFound {
                 what: "backup",
                 name: backup_url.into(),

@@ -193,13 +193,50 @@ pub struct Volume {
     pub conditions: BTreeMap<String, Condition>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub kubernetes_status: KubernetesStatus,
+    /// `ignored` (follow the setting), `enabled` or `disabled` (1.7+).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub freeze_filesystem_for_snapshot: String,
+    /// `v1` or `v2`.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub data_engine: String,
 }
 
 impl Volume {
-    /// Section 5 of the reference: a restore is done when it was initiated, is
-    /// no longer required, the volume is detached again and ready.
+    /// A restore is done when it was initiated, is no longer required, and
+    /// the volume is detached again and ready, or restored with fewer
+    /// replicas than asked for ([`Self::unschedulable`]).
     pub fn restore_done(&self) -> bool {
-        self.restore_initiated && !self.restore_required && self.state == "detached" && self.ready
+        self.restore_initiated
+            && !self.restore_required
+            && self.state == "detached"
+            && (self.ready || self.unschedulable().is_some())
+    }
+
+    /// Why a detached volume is not `ready` although nothing failed: some of
+    /// its replicas cannot be scheduled. types/volumes.go `IsVolumeReady`
+    /// says "volume is currently in detached state with some un-schedulable
+    /// replicas" whenever the `Scheduled` condition is not True; with
+    /// `allow-volume-creation-with-degraded-availability` (on by default) the
+    /// restore still runs on the replicas that were scheduled
+    /// (controller/volume_controller.go `reconcileVolumeCondition`), so the
+    /// data is back, with less redundancy than asked for.
+    pub fn unschedulable(&self) -> Option<String> {
+        if self.ready || self.state != "detached" {
+            return None;
+        }
+        let c = self.conditions.get("Scheduled")?;
+        (c.status == "False").then(|| {
+            let why = [c.reason.as_str(), c.message.as_str()]
+                .into_iter()
+                .filter(|s| !s.is_empty())
+                .collect::<Vec<_>>()
+                .join(": ");
+            if why.is_empty() {
+                "some replicas cannot be scheduled".to_owned()
+            } else {
+                format!("some replicas cannot be scheduled ({why})")
+            }
+        })
     }
 
     /// Why a restore failed, if it did: the volume faulted or a replica reported an error.
@@ -251,6 +288,11 @@ pub struct SnapshotCr {
     pub error: String,
     #[serde(default)]
     pub mark_removed: bool,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub labels: BTreeMap<String, String>,
+    /// Made by a user or a client (dr included), not by Longhorn itself.
+    #[serde(default)]
+    pub user_created: bool,
 }
 
 /// A backup in a backup volume (`backup`).
@@ -353,6 +395,35 @@ mod tests {
         assert!(v.restore_done());
         v.state = "detaching".into();
         assert!(!v.restore_done());
+    }
+
+    #[test]
+    fn a_restore_with_unschedulable_replicas_is_done_but_degraded() {
+        let v: Volume = serde_json::from_str(
+            r#"{"name":"r","state":"detached","restoreInitiated":true,"restoreRequired":false,"ready":false,
+                "conditions":{"Scheduled":{"status":"False","reason":"ReplicaSchedulingFailure","message":"insufficient storage"}}}"#,
+        )
+        .expect("volume");
+        assert!(v.restore_done());
+        let why = v.unschedulable().expect("degraded");
+        assert!(
+            why.contains("ReplicaSchedulingFailure: insufficient storage"),
+            "{why}"
+        );
+        // Still restoring: not done, whatever the condition says.
+        let v: Volume = serde_json::from_str(
+            r#"{"name":"r","state":"detached","restoreInitiated":true,"restoreRequired":true,"ready":false,
+                "conditions":{"Scheduled":{"status":"False","reason":"ReplicaSchedulingFailure"}}}"#,
+        )
+        .expect("volume");
+        assert!(!v.restore_done());
+        // Not ready for no reason dr knows: not done.
+        let v: Volume = serde_json::from_str(
+            r#"{"name":"r","state":"detached","restoreInitiated":true,"restoreRequired":false,"ready":false,
+                "conditions":{"Scheduled":{"status":"True"}}}"#,
+        )
+        .expect("volume");
+        assert!(!v.restore_done() && v.unschedulable().is_none());
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub async fn policy_report(
     rpo.skipped_ticks = ticks.get("skipped").copied().unwrap_or(0);
     rpo.failed_points = states.get("failed").copied().unwrap_or(0);
     rpo.partial_points = states.get("partial").copied().unwrap_or(0);
+    let newest = catalog.newest_verified_point(&p.name).await?;
+    rpo.consistency = newest.and_then(|p| p.consistency);
     let runs: Vec<RunSummary> = catalog
         .list_runs(None, Some(&p.name), 200)
         .await?

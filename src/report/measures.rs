@@ -9,7 +9,7 @@
 //! MTBF = U / n; MTTR = D / n; availability = U / (U + D). With n = 0 there
 //! is not enough data, and no figure is made up.
 
-use crate::catalog::{RunKind, RunState};
+use crate::catalog::{Consistency, RunKind, RunState};
 use crate::runbook::summary::{RunSummary, Verdict};
 use chrono::{DateTime, TimeDelta, Utc};
 use serde::Serialize;
@@ -94,6 +94,9 @@ pub struct RpoStats {
     pub skipped_ticks: i64,
     pub failed_points: i64,
     pub partial_points: i64,
+    /// What the newest verified point's data is consistent with (None: no
+    /// point, or not recorded).
+    pub consistency: Option<Consistency>,
     /// Exposure over time (seconds), for the chart: (time, exposure).
     pub series: Vec<(DateTime<Utc>, f64)>,
 }
@@ -181,6 +184,7 @@ pub fn rpo_stats(
         skipped_ticks: 0,
         failed_points: 0,
         partial_points: 0,
+        consistency: None,
         series,
     }
 }

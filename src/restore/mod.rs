@@ -364,6 +364,7 @@ mod tests {
             created_at: at,
             finished_at: Some(at),
             pruned_at: None,
+            consistency: None,
         }
     }
     fn around(before: Option<PointRecord>, after: Option<PointRecord>) -> Around {

@@ -32,10 +32,14 @@ pub enum StepError {
     Check(String),
 }
 
+/// The longest volume name Longhorn keeps as it is.
+pub const MAX_VOLUME_NAME: usize = 40;
+
 /// A restored volume's name: deterministic per (run, claim), so a resumed run
 /// finds what it created, and unique across catalogs (run ids restart at 1
 /// in a rebuilt catalog, and Longhorn volume and PV names are cluster-wide):
-/// the run id and a digest of its start time and target; at most 63 characters.
+/// the run id and a digest of its start time and target; at most
+/// [`MAX_VOLUME_NAME`] characters.
 pub fn restored_volume_name(prefix: &str, run: &RunRecord, claim: &str) -> String {
     use sha2::Digest as _;
     let seed = format!(
@@ -47,9 +51,13 @@ pub fn restored_volume_name(prefix: &str, run: &RunRecord, claim: &str) -> Strin
     let tag = hex::encode(sha2::Sha256::digest(seed.as_bytes()));
     let head = format!("{prefix}{}-{}-", run.id.0, &tag[..6]);
     let mut name = format!("{head}{claim}");
-    if name.len() > 63 {
+    // Longhorn's volume mutator renames anything longer than 40 characters
+    // (longhorn-manager webhook/resources/volume/mutator.go `Create` →
+    // util.AutoCorrectName with datastore.NameMaximumLength = 40), so a
+    // longer name would be lost under the name dr asked for.
+    if name.len() > MAX_VOLUME_NAME {
         let h = hex::encode(sha2::Sha256::digest(claim.as_bytes()));
-        let keep = 63 - head.len() - 9;
+        let keep = MAX_VOLUME_NAME.saturating_sub(head.len() + 9);
         name = format!("{head}{}-{}", &claim[..keep.min(claim.len())], &h[..8]);
     }
     name.trim_end_matches(['-', '.']).to_owned()
@@ -70,6 +78,9 @@ struct VolumeDone {
     volume: String,
     backup: String,
     seconds: f64,
+    /// Restored with fewer replicas than asked for, and why.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded: Option<String>,
 }
 
 pub(super) struct StepCtx<'a> {
@@ -169,8 +180,9 @@ impl StepCtx<'_> {
     }
 
     async fn check_longhorn(&self) -> Result<String, StepError> {
+        let version = self.env.longhorn.check_supported().await?;
         let n = self.env.longhorn.list_volumes().await?.len();
-        Ok(format!("Longhorn manager answers ({n} volumes)"))
+        Ok(format!("Longhorn manager {version} answers ({n} volumes)"))
     }
 
     async fn check_backup_target(&self) -> Result<String, StepError> {
@@ -404,15 +416,23 @@ impl StepCtx<'_> {
                 });
             }
         };
-        self.env
+        let restored = self
+            .env
             .longhorn
             .wait_restored(&vol, timeout, &mut report)
             .await?;
+        let degraded = restored.unschedulable();
+        if let Some(why) = &degraded {
+            self.obs.event(&RunEvent::Notice(format!(
+                "volume {vol} ({claim}) is restored with less redundancy than asked for: {why}"
+            )));
+        }
         Ok(VolumeDone {
             pvc: claim,
             volume: vol,
             backup,
             seconds: start.elapsed().as_secs_f64(),
+            degraded,
         })
     }
 
@@ -440,7 +460,7 @@ impl StepCtx<'_> {
                 k8s::delete_claims(&self.env.kube, self.ns(), &replaced, timeout).await?;
             }
         }
-        for (claim, vol, _) in &vols {
+        for (claim, vol, b) in &vols {
             let captured = claims
                 .iter()
                 .find(|c| c["metadata"]["name"] == claim.as_str());
@@ -448,12 +468,10 @@ impl StepCtx<'_> {
                 .and_then(|c| c["spec"]["storageClassName"].as_str())
                 .unwrap_or("longhorn")
                 .to_owned();
-            let v = self.env.longhorn.volume(vol).await?.ok_or_else(|| {
-                StepError::Check(format!("restored volume {vol} is gone from Longhorn"))
-            })?;
-            if v.kubernetes_status.pv_name.is_empty() {
-                self.env.longhorn.pv_create(vol, vol, "ext4", &sc).await?;
-            }
+            // Rows from before the filesystem was recorded: ext4, Longhorn's
+            // own default (manager/kubernetes.go `PVCreate`).
+            let fs_type = b.fs_type.as_deref().unwrap_or("ext4");
+            self.ensure_pv(vol, fs_type, &sc).await?;
             match captured {
                 Some(c) => {
                     let mut obj = bundle::claim_for(c, self.ns(), vol);
@@ -485,6 +503,56 @@ impl StepCtx<'_> {
             names.len(),
             names.join(", ")
         )))
+    }
+}
+
+impl StepCtx<'_> {
+    /// The restored volume's PV, named as the volume: made with `pvCreate`,
+    /// or adopted when it exists already and is backed by that volume.
+    /// Longhorn sets `kubernetesStatus.pvName` only later, from the PV's
+    /// events (controller/kubernetes_pv_controller.go
+    /// `syncKubernetesStatus`), and refuses a second `pvCreate` with "volume
+    /// already had PV …" or `persistentvolumes "…" already exists`
+    /// (manager/kubernetes.go `PVCreate`): after a crash, or a retry right
+    /// after the first, the PV is there and is dr's.
+    async fn ensure_pv(&self, vol: &str, fs_type: &str, sc: &str) -> Result<(), StepError> {
+        let v = self.env.longhorn.volume(vol).await?.ok_or_else(|| {
+            StepError::Check(format!("restored volume {vol} is gone from Longhorn"))
+        })?;
+        if !v.kubernetes_status.pv_name.is_empty() {
+            return Ok(());
+        }
+        if self.pv_is_ours(vol).await? {
+            return Ok(());
+        }
+        match self.env.longhorn.pv_create(vol, vol, fs_type, sc).await {
+            Ok(_) => Ok(()),
+            Err(LonghornError::Refused { message, .. })
+                if message.contains("already had PV") || message.contains("already exists") =>
+            {
+                if self.pv_is_ours(vol).await? {
+                    Ok(())
+                } else {
+                    Err(StepError::Check(format!(
+                        "PersistentVolume {vol} exists and is not backed by the restored volume {vol} (Longhorn: {message}); delete it or restore under another run"
+                    )))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether PV `vol` exists and is Longhorn's volume `vol`; a PV of that
+    /// name backed by something else is refused.
+    async fn pv_is_ours(&self, vol: &str) -> Result<bool, StepError> {
+        match k8s::pv_longhorn_volume(&self.env.kube, vol).await? {
+            None => Ok(false),
+            Some(Some(handle)) if handle == vol => Ok(true),
+            Some(other) => Err(StepError::Check(format!(
+                "PersistentVolume {vol} exists and is backed by {} instead of the restored volume {vol}; delete it or restore under another run",
+                other.as_deref().unwrap_or("another driver")
+            ))),
+        }
     }
 }
 
@@ -568,7 +636,11 @@ mod tests {
         let long = "a".repeat(80);
         let r = run(123456, 1);
         let n = restored_volume_name("dr-d", &r, &long);
-        assert!(n.len() <= 63, "{n}");
+        assert!(n.len() <= MAX_VOLUME_NAME, "{n}");
+        let n = restored_volume_name("dr-r", &run(i64::MAX, 1), &long);
+        assert!(n.len() <= MAX_VOLUME_NAME, "{n}");
+        let short = restored_volume_name("dr-r", &run(12, 1), "data-postgres-0");
+        assert!(short.len() <= MAX_VOLUME_NAME, "{short}");
         assert_eq!(n, restored_volume_name("dr-d", &r, &long));
         assert_ne!(n, restored_volume_name("dr-d", &r, &"a".repeat(81)));
     }

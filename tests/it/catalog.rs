@@ -82,7 +82,9 @@ async fn with_policy(c: &Catalog, name: &str) -> PolicyName {
         "test",
     )
     .unwrap();
-    c.upsert_policy(&(&cfg.policies[0]).into(), t(0, 0)).await.unwrap();
+    c.upsert_policy(&(&cfg.policies[0]).into(), t(0, 0))
+        .await
+        .unwrap();
     cfg.policies[0].name.clone()
 }
 

@@ -29,7 +29,10 @@ async fn seed(catalog: &Catalog, points: i64) -> Vec<DateTime<Utc>> {
     .unwrap();
     // The catalog keeps milliseconds; whole seconds keep comparisons exact.
     let now = Utc::now().duration_trunc(TimeDelta::seconds(1)).unwrap();
-    catalog.upsert_policy(&(&cfg.policies[0]).into(), now).await.unwrap();
+    catalog
+        .upsert_policy(&(&cfg.policies[0]).into(), now)
+        .await
+        .unwrap();
     let mut times = Vec::new();
     for i in (0..points).rev() {
         let tick = now - TimeDelta::minutes(10 + 15 * i);

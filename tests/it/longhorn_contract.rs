@@ -16,13 +16,13 @@ use longhorn_emulator::{Emulator, EmulatorConfig, Fault, Timings};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-const MIB: u64 = 1024 * 1024;
+pub(crate) const MIB: u64 = 1024 * 1024;
 
-fn prefix() -> String {
+pub(crate) fn prefix() -> String {
     format!("contract-{:016x}", rand::random::<u64>())
 }
 
-async fn emulator_with(timings: Timings) -> Emulator {
+pub(crate) async fn emulator_with(timings: Timings) -> Emulator {
     let store = testbed::get().emulator_store(&prefix()).await;
     let mut cfg = EmulatorConfig::new("127.0.0.1:0".parse().unwrap());
     cfg.store = Some(store);
@@ -30,11 +30,11 @@ async fn emulator_with(timings: Timings) -> Emulator {
     Emulator::start(cfg).await.expect("emulator starts")
 }
 
-async fn emulator() -> Emulator {
+pub(crate) async fn emulator() -> Emulator {
     emulator_with(Timings::fast()).await
 }
 
-fn client(emu: &Emulator, timeout: Duration) -> LonghornClient {
+pub(crate) fn client(emu: &Emulator, timeout: Duration) -> LonghornClient {
     let mut cfg = ClientConfig::new(emu.url());
     cfg.timeout = timeout;
     cfg.poll = Duration::from_millis(25);
@@ -46,7 +46,7 @@ fn client(emu: &Emulator, timeout: Duration) -> LonghornClient {
 }
 
 /// Follows a backup to its end through a watch of its own, as a tick does.
-async fn follow(
+pub(crate) async fn follow(
     lh: &LonghornClient,
     vol: &str,
     backup: &str,
@@ -58,12 +58,12 @@ async fn follow(
         .await
 }
 
-fn no_labels() -> BTreeMap<String, String> {
+pub(crate) fn no_labels() -> BTreeMap<String, String> {
     BTreeMap::new()
 }
 
 /// Data that differs per block and per `seed`, with a sparse hole in the middle.
-fn pattern(seed: u8, len: usize) -> Vec<u8> {
+pub(crate) fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
         .map(|i| {
             if (3 * MIB as usize..4 * MIB as usize).contains(&i) {
@@ -95,7 +95,12 @@ async fn snapshotted(
         .unwrap();
 }
 
-async fn backed_up(lh: &LonghornClient, emu: &Emulator, vol: &str, seed: u8) -> (String, String) {
+pub(crate) async fn backed_up(
+    lh: &LonghornClient,
+    emu: &Emulator,
+    vol: &str,
+    seed: u8,
+) -> (String, String) {
     let ctl = emu.control();
     if lh.volume(vol).await.unwrap().is_none() {
         ctl.create_volume(vol, 8 * MIB).await.unwrap();

@@ -10,6 +10,7 @@ mod catalog_open;
 mod cli;
 mod drill;
 mod longhorn_contract;
+mod longhorn_field;
 mod longhorn_k8s;
 mod manifests;
 mod probe;

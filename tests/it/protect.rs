@@ -25,6 +25,11 @@ struct Bed {
 }
 
 async fn bed(retain: &str) -> Bed {
+    bed_with(retain, &[]).await
+}
+
+/// A bed whose Longhorn has `settings` before any volume exists.
+async fn bed_with(retain: &str, settings: &[(&str, &str)]) -> Bed {
     let tb = testbed::get();
     let kube = tb.kube_client().await;
     let prefix = format!("protect-{}", testbed::suffix());
@@ -35,6 +40,9 @@ async fn bed(retain: &str) -> Bed {
     ecfg.timings = Timings::fast();
     ecfg.provision_namespaces = Some(vec![ns.name.clone()]);
     let emu = Emulator::start(ecfg).await.unwrap();
+    for (name, value) in settings {
+        emu.control().set_setting(name, value).await.unwrap();
+    }
     for (name, part_of) in [
         ("web-uploads", "shop"),
         ("db-data", "shop"),
@@ -63,7 +71,10 @@ async fn bed(retain: &str) -> Bed {
     )
     .await
     .unwrap();
-    catalog.upsert_policy(&(&policy).into(), Utc::now()).await.unwrap();
+    catalog
+        .upsert_policy(&(&policy).into(), Utc::now())
+        .await
+        .unwrap();
     let mut lh = ClientConfig::new(emu.url());
     lh.poll = Duration::from_millis(25);
     lh.follow_interval = Duration::from_millis(100);
@@ -400,7 +411,10 @@ async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
     )
     .await
     .unwrap();
-    fresh.upsert_policy(&(&b.policy).into(), Utc::now()).await.unwrap();
+    fresh
+        .upsert_policy(&(&b.policy).into(), Utc::now())
+        .await
+        .unwrap();
     let dry = dr::sync::sync_policy(
         &fresh,
         &b.protect.longhorn,
@@ -503,6 +517,77 @@ async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
         r.differences[0].what.contains(victim.as_str())
             && r.differences[0].what.contains("missing from the store")
     );
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}
+
+/// dr's snapshots of a volume, newest last (by name: they carry the tick).
+async fn dr_snapshots(b: &Bed, volume: &str) -> Vec<String> {
+    let mut names: Vec<String> = b
+        .protect
+        .longhorn
+        .list_snapshots(volume)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|s| s.name.starts_with("dr-") && !s.mark_removed)
+        .map(|s| s.name)
+        .collect();
+    names.sort();
+    names
+}
+
+/// Longhorn keeps every snapshot of an on-demand backup (the cleanup setting
+/// is off by default): dr deletes its older ones after each completed
+/// backup, keeping the newest, and never touches a snapshot it did not make.
+#[tokio::test]
+async fn dr_keeps_one_snapshot_of_its_own_per_volume_and_no_one_elses_goes() {
+    let b = bed("{}").await;
+    let (volumes, _) =
+        dr::cluster::resolve_volumes(&b.protect.kube, &b.policy.namespace, &b.policy.selector)
+            .await
+            .unwrap();
+    let lh = &b.protect.longhorn;
+    let first = volumes[0].volume.to_string();
+    let labels = std::collections::BTreeMap::new();
+    lh.ensure_snapshot(&first, "before-upgrade", &labels, Duration::from_secs(20))
+        .await
+        .unwrap();
+    for n in (0..4).rev() {
+        let r = b.protect.tick(&b.policy, tick(n), quiet()).await.unwrap();
+        assert_eq!(r.state, PointState::Complete, "{r:?}");
+    }
+    for v in &volumes {
+        let vol = v.volume.as_str();
+        let newest = dr::backup::snapshot_name(b.policy.name.as_str(), tick(0), vol);
+        assert_eq!(dr_snapshots(&b, vol).await, vec![newest], "{vol}");
+    }
+    let kept = lh.snapshot(&first, "before-upgrade").await.unwrap();
+    assert!(
+        kept.is_some_and(|s| !s.mark_removed),
+        "the user's snapshot stays"
+    );
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}
+
+/// With a snapshot limit of 2 (Longhorn refuses a third snapshot), every
+/// tick still completes: dr never holds more than the newest of its own and
+/// the one being made.
+#[tokio::test]
+async fn ticks_go_on_under_a_snapshot_limit_of_two() {
+    let b = bed_with("{}", &[("snapshot-max-count", "2")]).await;
+    for n in (0..6).rev() {
+        let r = b.protect.tick(&b.policy, tick(n), quiet()).await.unwrap();
+        assert_eq!(r.state, PointState::Complete, "tick {n}: {r:?}");
+    }
+    let (volumes, _) =
+        dr::cluster::resolve_volumes(&b.protect.kube, &b.policy.namespace, &b.policy.selector)
+            .await
+            .unwrap();
+    for v in &volumes {
+        assert_eq!(dr_snapshots(&b, v.volume.as_str()).await.len(), 1);
+    }
     b.ns.delete().await;
     b.emu.shutdown().await;
 }

@@ -68,7 +68,9 @@ async fn seeded(dir: &std::path::Path) -> String {
         "t",
     )
     .unwrap();
-    c.upsert_policy(&(&cfg.policies[0]).into(), t(1, 0, 0)).await.unwrap();
+    c.upsert_policy(&(&cfg.policies[0]).into(), t(1, 0, 0))
+        .await
+        .unwrap();
     let shop = cfg.policies[0].name.clone();
     for (open, close) in [
         (t(2, 10, 0), Some(t(2, 12, 0))),                              // 2 h

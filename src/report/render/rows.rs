@@ -88,6 +88,11 @@ fn rpo_table(p: &RpoStats) -> Table {
                 "failed / partial points",
                 format!("{} / {}", p.failed_points, p.partial_points),
             ),
+            row(
+                "newest point's consistency",
+                p.consistency
+                    .map_or_else(|| "not recorded".into(), |c| c.as_str().to_owned()),
+            ),
         ],
     }
 }

@@ -162,7 +162,10 @@ pub async fn bed(ticks: usize) -> Bed {
     )
     .await
     .unwrap();
-    catalog.upsert_policy(&(&policy).into(), Utc::now()).await.unwrap();
+    catalog
+        .upsert_policy(&(&policy).into(), Utc::now())
+        .await
+        .unwrap();
     let mut lh = ClientConfig::new(emu.url());
     lh.poll = Duration::from_millis(25);
     lh.follow_interval = Duration::from_millis(100);
