@@ -287,12 +287,20 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
-    (
+    let mut resp = (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         text,
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::NOT_FOUND {
+        // Go's http.NotFound (http.Error) sets it.
+        resp.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+    }
+    resp
 }
 
 fn json_response(status: StatusCode, base: &str, value: &Value) -> Response {
@@ -350,6 +358,14 @@ pub async fn handle(AxumState(sh): AxumState<Arc<Shared>>, req: Request) -> Resp
             return r;
         }
     };
+    // `backupListByVolume` came with longhorn-manager v1.8.1 (commit "fix(api):
+    // add a new API `backupListByVolume`", api/router.go); before it the
+    // action matches no route and gorilla/mux answers with its NotFoundHandler.
+    if matches!(&route, Route::BackupVolumeAction(_, a) if a == "backupListByVolume")
+        && !sh.lock().version_at_least((1, 8, 1))
+    {
+        return plain(StatusCode::NOT_FOUND, "404 page not found\n");
+    }
     let op = route.op();
     *sh.lock().requests.entry(op.clone()).or_default() += 1;
     // Without after_effect the fault strikes before the handler runs; with it,
@@ -407,7 +423,12 @@ fn list_volumes(sh: &Shared, base: &str, url: &str) -> Value {
         data.extend(chunk.iter().filter_map(|name| {
             let v = st.volumes.get(name)?;
             let backups = by_volume.get(name.as_str()).map(Vec::as_slice);
-            Some(render::volume_with(base, v, backups.unwrap_or_default()))
+            Some(render::volume_with(
+                base,
+                v,
+                backups.unwrap_or_default(),
+                render::allow_degraded(&st),
+            ))
         }));
         drop(st);
         std::thread::yield_now();
@@ -563,30 +584,101 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
         Route::DeleteBackupTarget(id) => Err(internal(format!(
             "cannot delete backup target {id}: deleting backup targets is not supported"
         ))),
-        Route::ListSettings => Ok(Reply::Json(render::collection(
-            "setting",
-            &ctx.url,
-            render::SETTINGS
-                .iter()
-                .map(|(n, v)| render::setting(base, n, v))
-                .collect(),
-        ))),
-        Route::GetSetting(name) | Route::UpdateSetting(name) => {
-            if matches!(
-                name.as_str(),
-                "backup-target" | "backup-target-credential-secret" | "backupstore-poll-interval"
-            ) {
-                return Err(internal(format!("setting {name} is not supported")));
+        Route::ListSettings => {
+            let st = ctx.sh.lock();
+            Ok(Reply::Json(render::collection(
+                "setting",
+                &ctx.url,
+                render::SETTINGS
+                    .iter()
+                    .map(|d| render::setting(base, d, st.setting(d.name)))
+                    .collect(),
+            )))
+        }
+        Route::GetSetting(name) => {
+            let d = find_setting(&name)?;
+            let st = ctx.sh.lock();
+            Ok(Reply::Json(render::setting(base, d, st.setting(d.name))))
+        }
+        Route::UpdateSetting(name) => {
+            #[derive(Deserialize, Default)]
+            #[serde(default)]
+            struct SettingInput {
+                value: String,
             }
-            render::SETTINGS
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(n, v)| Reply::Json(render::setting(base, n, v)))
-                .ok_or_else(|| {
-                    ApiError::NotFound(format!("settings.longhorn.io \"{name}\" not found"))
-                })
+            let input: SettingInput = ctx.input()?;
+            let d = find_setting(&name)?;
+            let value = set_setting(&ctx.sh, &name, &input.value)?;
+            Ok(Reply::Json(render::setting(base, d, &value)))
         }
     }
+}
+
+fn find_setting(name: &str) -> Result<&'static render::SettingDef> {
+    if matches!(
+        name,
+        "backup-target" | "backup-target-credential-secret" | "backupstore-poll-interval"
+    ) {
+        // Since v1.8 these are fields of the BackupTarget CR, no longer settings.
+        return Err(internal(format!("setting {name} is not supported")));
+    }
+    render::setting_def(name)
+        .ok_or_else(|| ApiError::NotFound(format!("settings.longhorn.io \"{name}\" not found")))
+}
+
+/// `PUT /v1/settings/{name}` (longhorn-manager api/setting.go
+/// (*Server).SettingSet -> manager/setting.go CreateOrUpdateSetting):
+/// the value is trimmed, validated by datastore/longhorn.go
+/// (*DataStore).ValidateSetting (types.ValidateSetting's type check, then
+/// the per-setting checks), and stored. Read-only settings are written too:
+/// `ds.UpdateSetting` marks the update as Longhorn's own, which the
+/// setting webhook's read-only check lets through. Returns the stored value.
+pub fn set_setting(sh: &Shared, name: &str, value: &str) -> Result<String> {
+    let d = find_setting(name)?;
+    let value = value.trim().to_owned();
+    let invalid = |why: String| {
+        internal(format!(
+            "failed to validate setting {name} with invalid value {value}: {why}"
+        ))
+    };
+    let type_error = |why: String| {
+        invalid(format!(
+            "value {value} of settings {name} is invalid: failed to parse value {value} for setting {}: {why}",
+            d.display_name
+        ))
+    };
+    if value.is_empty() && d.name != "current-longhorn-version" {
+        return Err(invalid(format!(
+            "value  of settings {name} is invalid: required setting {name} shouldn't be empty"
+        )));
+    }
+    let engine_specific = d.default.starts_with('{') && value.starts_with('{');
+    let bool_ok = matches!(
+        value.as_str(),
+        "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false" | "False"
+    );
+    match d.kind {
+        "int" if !engine_specific && value.parse::<i64>().is_err() => {
+            return Err(type_error(format!(
+                "failed to parse single int value {value}: strconv.ParseInt: parsing {value:?}: invalid syntax"
+            )));
+        }
+        "bool" if !engine_specific && !bool_ok => {
+            return Err(type_error(format!(
+                "failed to parse single bool value {value}: strconv.ParseBool: parsing {value:?}: invalid syntax"
+            )));
+        }
+        _ => {}
+    }
+    if name == "snapshot-max-count" {
+        // datastore/longhorn.go ValidateSetting, case SettingNameSnapshotMaxCount.
+        let n: i64 = value.parse().unwrap_or(0);
+        if !(2..=250).contains(&n) {
+            return Err(invalid(format!("{name} should be between 2 and 250")));
+        }
+    }
+    sh.lock().settings.insert(name.to_owned(), value.clone());
+    Ok(value)
 }
 
 /// The volume, or the 404 error (lookups after an existence check use it too,
@@ -655,6 +747,7 @@ struct VolumeInput {
     from_backup: String,
     access_mode: String,
     standby: bool,
+    snapshot_max_count: i64,
 }
 
 fn new_volume(st: &mut State, name: &str, size: u64, replicas: usize) -> Volume {
@@ -683,7 +776,19 @@ fn new_volume(st: &mut State, name: &str, size: u64, replicas: usize) -> Volume 
         snapshots: BTreeMap::new(),
         labels: BTreeMap::new(),
         last_attached_by: String::new(),
+        // webhook/resources/volume/mutator.go (*volumeMutator).Create:
+        // getSnapshotMaxCount() fills spec.snapshotMaxCount from the setting
+        // when it is 0; backupTargetName "" becomes "default".
+        snapshot_max_count: st.setting("snapshot-max-count").parse().unwrap_or(250),
+        engine_upgrading: None,
+        backup_target: crate::state::TARGET.to_owned(),
+        scheduled: schedulable(st, replicas.max(1)),
     }
+}
+
+/// How many of `n` replicas the scheduler places ([`State::schedulable_replicas`]).
+fn schedulable(st: &State, n: usize) -> usize {
+    st.schedulable_replicas.map_or(n, |m| m.min(n))
 }
 
 /// Creates a plain volume of `size` bytes and starts its lifecycle (control
@@ -713,9 +818,30 @@ pub fn create_plain_volume(sh: &Arc<Shared>, name: &str, size: u64) -> Result<()
     Ok(())
 }
 
+/// longhorn-manager util/util.go AutoCorrectName, as the volume mutator
+/// (webhook/resources/volume/mutator.go (*volumeMutator).Create) applies it
+/// with datastore.NameMaximumLength = 40: always lowercased; a longer name
+/// becomes its first 31 lowercased characters (trailing '-' trimmed), '-',
+/// and the first 8 hex digits of SHA-512 of the original name.
+pub fn auto_correct_name(name: &str, max_len: usize) -> String {
+    let lower = name.to_lowercase();
+    if name.len() <= max_len {
+        return lower;
+    }
+    let checksum = crate::store::sha512_hex(name.as_bytes());
+    let mut cut = max_len - 9;
+    while !lower.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = lower[..cut].trim_end_matches('-');
+    format!("{prefix}-{}", &checksum[..8])
+}
+
 fn create_volume(ctx: &Ctx) -> Result<Reply> {
     let input: VolumeInput = ctx.input()?;
-    let name = input.name.clone();
+    // The mutating webhook corrects the name before anything else sees it,
+    // for restores (fromBackup) too; the answer carries the corrected name.
+    let name = auto_correct_name(&input.name, 40);
     if !valid_volume_name(&name) {
         return Err(internal(format!("invalid name {name}")));
     }
@@ -723,6 +849,14 @@ fn create_volume(ctx: &Ctx) -> Result<Reply> {
         return Err(internal(
             "standby (DR) volumes are not supported by the emulator",
         ));
+    }
+    // webhook/resources/volume/validator.go validateSnapshotMaxCount (0: the
+    // mutator fills it from the setting).
+    if input.snapshot_max_count != 0 && !(2..=250).contains(&input.snapshot_max_count) {
+        return Err(internal(format!(
+            "unable to create volume {name}: {}",
+            webhook_denied("snapshot max count should be between 2 to 250")
+        )));
     }
     let replicas = if input.number_of_replicas > 0 {
         input.number_of_replicas as usize
@@ -747,6 +881,16 @@ fn create_volume(ctx: &Ctx) -> Result<Reply> {
             v.replicas = (0..replicas)
                 .map(|_| format!("{name}-r-{}", hex8()))
                 .collect();
+        }
+        let n = v.replicas.len();
+        let placed = st.schedulable_replicas.map_or(n, |m| m.min(n));
+        let v = st
+            .volumes
+            .get_mut(&name)
+            .ok_or_else(|| not_found_volume(&name))?;
+        v.scheduled = placed;
+        if input.snapshot_max_count != 0 {
+            v.snapshot_max_count = input.snapshot_max_count as u32;
         }
         if !input.frontend.is_empty() {
             v.frontend = input.frontend.clone();
@@ -794,6 +938,9 @@ fn create_volume(ctx: &Ctx) -> Result<Reply> {
     }
     let mut v = new_volume(&mut st, &name, backup.volume_size, replicas);
     v.from_backup = input.from_backup.clone();
+    if input.snapshot_max_count != 0 {
+        v.snapshot_max_count = input.snapshot_max_count as u32;
+    }
     v.restore_required = true;
     v.restore = Some(Restore {
         backup: backup.name.clone(),
@@ -888,6 +1035,18 @@ pub struct PvcInput {
     pub pvc_name: String,
 }
 
+/// An error of `snapshotBackup` (api/snapshot.go (*Server).SnapshotBackup:
+/// `errors.Wrap(err, "failed to backup snapshot")`).
+fn backup_failed(msg: &str) -> ApiError {
+    internal(format!("failed to backup snapshot: {msg}"))
+}
+
+/// A rejection by Longhorn's validating webhook, as the apiserver words it
+/// (webhook/server/server.go registers it as `validator.longhorn.io`).
+pub fn webhook_denied(msg: &str) -> String {
+    format!("admission webhook \"validator.longhorn.io\" denied the request: {msg}")
+}
+
 fn engine_not_running(name: &str) -> ApiError {
     internal(format!(
         "cannot get {name} volume engine: engine is not running"
@@ -959,6 +1118,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                         input.host_id
                     },
                     disable_frontend: input.disable_frontend,
+                    any_frontend: false,
                 },
             );
             worker::kick(sh, st, name);
@@ -976,7 +1136,12 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
             } else if !input.attachment_id.is_empty() {
                 v.tickets.remove(&input.attachment_id);
             } else {
-                v.tickets.retain(|id, _| *id == restore);
+                // The controllers' own tickets stay (they remove them when done).
+                v.tickets.retain(|id, _| {
+                    *id == restore
+                        || id.starts_with("snapshot-controller-")
+                        || id.starts_with("backup-controller-")
+                });
             }
             worker::kick(sh, st, name);
             Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
@@ -1006,25 +1171,35 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                     "snapshots.longhorn.io \"{snap}\" already exists"
                 )));
             }
-            let parent = v.head_parent().map(|p| p.name.clone()).unwrap_or_default();
+            // api/snapshot.go SnapshotCRCreate -> manager/snapshot.go
+            // CreateSnapshotCR: the CR is created and returned; the snapshot
+            // controller takes it later (worker::run_snapshot_controller),
+            // so nothing about the engine (detached, too many snapshots) fails here.
             let s = Snapshot {
                 name: snap.clone(),
                 seq,
                 cr_creation_time: Utc::now(),
                 creation_time: None,
                 labels,
-                data: v.data.clone(),
+                data: Default::default(),
                 ready: false,
+                taken: false,
+                error: String::new(),
                 mark_removed: false,
                 user_created: true,
-                parent,
+                parent: String::new(),
             };
             let uid = v.uid;
+            // The answer is the CR as created, before the controller saw it.
             let out = render::snapshot_cr(base, v, &s);
             v.snapshots.insert(snap.clone(), s);
+            // Attached: the engine takes it at once (its data is the volume's now).
+            worker::reconcile_snapshot(sh, st, name, &snap);
             let sh2 = sh.clone();
             let vol = name.to_owned();
-            sh.spawn(async move { worker::run_snapshot_ready(sh2, vol, uid, snap, seq).await });
+            sh.spawn(
+                async move { worker::run_snapshot_controller(sh2, vol, uid, snap, seq).await },
+            );
             Ok(Reply::Json(out))
         }
         "snapshotCRGet" => {
@@ -1086,6 +1261,9 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                     "snapshot volume-snap-{snap}.img is already existing"
                 )));
             }
+            if let Some(e) = worker::snapshot_limit_error(v) {
+                return Err(internal(format!("failed to create snapshot: {e}")));
+            }
             let now = Utc::now();
             let parent = v.head_parent().map(|p| p.name.clone()).unwrap_or_default();
             let s = Snapshot {
@@ -1096,6 +1274,8 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 labels,
                 data: v.data.clone(),
                 ready: true,
+                taken: true,
+                error: String::new(),
                 mark_removed: false,
                 user_created: true,
                 parent,
@@ -1209,19 +1389,49 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
         }
         "snapshotBackup" => {
             let input: SnapshotInput = ctx.input()?;
-            if sh.store.is_none() {
-                return Err(internal("backup target default is not available"));
+            // longhorn-manager api/snapshot.go (*Server).SnapshotBackup wraps
+            // every error "failed to backup snapshot"; manager/engine.go
+            // (*VolumeManager).BackupSnapshot checks only the empty name.
+            if input.name.is_empty() {
+                return Err(backup_failed("volume and snapshot name required"));
             }
+            // The Backup CR then meets the validating webhook
+            // (webhook/resources/backup/validator.go (*backupValidator).Create),
+            // in this order: mode, target available, Snapshot CR.
             let mode = match input.backup_mode.as_str() {
                 "" | "incremental" => "incremental",
                 "full" => "full",
-                m => return Err(internal(format!("invalid backup mode {m}"))),
+                m => {
+                    return Err(backup_failed(&webhook_denied(&format!(
+                        "BackupMode {m} is not a valid option"
+                    ))));
+                }
             };
-            if input.name.is_empty() || input.name == "volume-head" {
-                return Err(internal(format!(
-                    "snapshot {:?} is invalid for a backup",
-                    input.name
+            if sh.store.is_none() {
+                return Err(backup_failed(&webhook_denied(
+                    "backup target default is not available",
                 )));
+            }
+            // `ds.GetSnapshotRO` fails, the nil pointer is printed: the
+            // requested name is not in the message.
+            let owner = if vol_ref(st, name)?.snapshots.contains_key(&input.name) {
+                Some(name.to_owned())
+            } else {
+                st.volumes
+                    .values()
+                    .find(|v| v.snapshots.contains_key(&input.name))
+                    .map(|v| v.name.clone())
+            };
+            match owner {
+                None => {
+                    return Err(backup_failed(&webhook_denied("snapshot <nil> is invalid")));
+                }
+                Some(o) if o != name => {
+                    return Err(backup_failed(&webhook_denied(&format!(
+                        "snapshot volume name {o} and label volume name {name} does not match"
+                    ))));
+                }
+                Some(_) => {}
             }
             let mut labels = input.labels.unwrap_or_default();
             for (k, v) in &labels {
@@ -1503,6 +1713,26 @@ mod tests {
         assert_eq!(parse_quantity("1G"), Some(1_000_000_000));
         assert_eq!(parse_quantity("x"), None);
         assert_eq!(parse_quantity("1.5Gi"), None);
+    }
+
+    #[test]
+    fn auto_corrected_names() {
+        // The example computed from Longhorn's algorithm (facts §3).
+        assert_eq!(
+            auto_correct_name("restore-of-a-very-long-backup-volume-name-0001", 40),
+            "restore-of-a-very-long-backup-v-c227dc26"
+        );
+        assert_eq!(auto_correct_name("MyVol", 40), "myvol");
+        let forty = "a".repeat(40);
+        assert_eq!(auto_correct_name(&forty, 40), forty);
+        // Trailing '-' of the cut prefix is trimmed.
+        let n = format!("{}-{}", "b".repeat(30), "c".repeat(20));
+        let c = auto_correct_name(&n, 40);
+        assert!(
+            c.starts_with(&format!("{}-", "b".repeat(30))) && !c.contains("--"),
+            "{c}"
+        );
+        assert_eq!(c.len(), 39);
     }
 
     #[test]

@@ -499,6 +499,7 @@ fn refresh(
                         kind: "csi-attacher".into(),
                         node,
                         disable_frontend: false,
+                        any_frontend: false,
                     });
                     changed.push(v.name.clone());
                 }

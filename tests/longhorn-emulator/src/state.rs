@@ -109,6 +109,22 @@ pub struct Ticket {
     pub kind: String,
     pub node: String,
     pub disable_frontend: bool,
+    /// `disableFrontend: any` (`longhorn.AnyValue`), as the snapshot and
+    /// backup controllers ask: satisfied by either frontend state.
+    pub any_frontend: bool,
+}
+
+impl Ticket {
+    /// A ticket of the snapshot or backup controller (`<kind>-<object>`,
+    /// node = the volume's owner, frontend `any`).
+    pub fn controller(kind: &str, node: &str) -> Ticket {
+        Ticket {
+            kind: kind.to_owned(),
+            node: node.to_owned(),
+            disable_frontend: false,
+            any_frontend: true,
+        }
+    }
 }
 
 /// One replica's `restoreStatus` entry.
@@ -159,6 +175,14 @@ pub struct Volume {
     pub snapshots: BTreeMap<String, Snapshot>,
     pub labels: BTreeMap<String, String>,
     pub last_attached_by: String,
+    /// `spec.snapshotMaxCount` (the setting's value at creation).
+    pub snapshot_max_count: u32,
+    /// `Some((current image, new image))` while the engine is upgrading.
+    pub engine_upgrading: Option<(String, String)>,
+    /// `spec.backupTargetName`.
+    pub backup_target: String,
+    /// Replicas the scheduler placed (the first ones of `replicas`).
+    pub scheduled: usize,
 }
 
 impl Volume {
@@ -168,19 +192,57 @@ impl Volume {
         }
         match self.state {
             VolState::New => "",
+            VolState::Attached if self.scheduled < self.replicas.len() => "degraded",
             VolState::Attached => "healthy",
             _ => "unknown",
         }
     }
 
-    pub fn ready(&self) -> bool {
-        !self.faulted
-            && !self.restore_required
+    /// The engine's name as rendered in `controllers`.
+    pub fn engine_name(&self) -> String {
+        format!("{}-e-0", self.name)
+    }
+
+    /// The `Scheduled` condition (longhorn-manager controller/volume_controller.go
+    /// (*VolumeController).reconcileVolumeCondition): True when every replica
+    /// is placed; otherwise, while the volume is detached (no current node)
+    /// and `allow-volume-creation-with-degraded-availability` holds, True
+    /// again as soon as one replica is placed ("Reset schedulable ...");
+    /// else False / ReplicaSchedulingFailure.
+    pub fn scheduled_condition(
+        &self,
+        allow_degraded: bool,
+    ) -> (&'static str, &'static str, &'static str) {
+        if self.scheduled >= self.replicas.len() {
+            return ("True", "", "");
+        }
+        let detached = !matches!(
+            self.state,
+            VolState::Attaching | VolState::Attached | VolState::Detaching
+        );
+        if detached && allow_degraded && self.scheduled > 0 {
+            return (
+                "True",
+                "",
+                "Reset schedulable due to allow volume creation with degraded availability",
+            );
+        }
+        ("False", "ReplicaSchedulingFailure", "insufficient storage")
+    }
+
+    /// types/volumes.go IsVolumeReady (generic operation).
+    pub fn ready(&self, allow_degraded: bool) -> bool {
+        self.not_ready_message(allow_degraded).is_empty()
             && matches!(self.state, VolState::Detached | VolState::Attached)
     }
 
-    pub fn not_ready_message(&self) -> String {
-        if self.faulted {
+    pub fn not_ready_message(&self, allow_degraded: bool) -> String {
+        if self.state == VolState::Detached
+            && self.scheduled_condition(allow_degraded).0 != "True"
+            && self.scheduled < self.replicas.len()
+        {
+            "volume is currently in detached state with some un-schedulable replicas".to_owned()
+        } else if self.faulted {
             "volume is faulted".to_owned()
         } else if matches!(self.state, VolState::New | VolState::Creating) {
             format!(
@@ -207,7 +269,7 @@ impl Volume {
     pub fn head_parent(&self) -> Option<&Snapshot> {
         self.snapshots
             .values()
-            .filter(|s| !s.mark_removed)
+            .filter(|s| s.taken && !s.mark_removed)
             .max_by_key(|s| (s.cr_creation_time, s.seq))
     }
 }
@@ -222,6 +284,10 @@ pub struct Snapshot {
     pub labels: BTreeMap<String, String>,
     pub data: Blocks,
     pub ready: bool,
+    /// The engine has taken it (counts against `snapshotMaxCount`; `data` is final).
+    pub taken: bool,
+    /// `status.error` of the Snapshot CR.
+    pub error: String,
     pub mark_removed: bool,
     pub user_created: bool,
     pub parent: String,
@@ -296,6 +362,10 @@ pub struct State {
     pub last_target_sync: Option<std::time::Instant>,
     /// Counts backups becoming Completed (a sync only drops those it saw before it scanned).
     pub completions: u64,
+    /// Setting values by name (every name of [`crate::render::SETTINGS`]).
+    pub settings: BTreeMap<String, String>,
+    /// How many replicas of a new volume the scheduler can place (`None`: all).
+    pub schedulable_replicas: Option<usize>,
 }
 
 impl State {
@@ -307,6 +377,19 @@ impl State {
     /// The completed backup of `volume` with the newest snapshot time.
     pub fn last_backup(&self, volume: &str) -> Option<&Backup> {
         newest_completed(self.backups.values().filter(|b| b.volume_name == volume))
+    }
+
+    /// A setting's value ("" for a name the emulator does not know).
+    pub fn setting(&self, name: &str) -> &str {
+        self.settings
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// `current-longhorn-version` is at least `major.minor.patch`.
+    pub fn version_at_least(&self, want: (u64, u64, u64)) -> bool {
+        parse_version(self.setting("current-longhorn-version")).is_none_or(|v| v >= want)
     }
 
     pub fn stats(&self) -> Stats {
@@ -322,6 +405,17 @@ impl State {
                 .collect(),
         }
     }
+}
+
+/// `v1.8.1`, `1.8.1-rc3` -> (1, 8, 1); `None` when it is not a version.
+pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.trim().trim_start_matches('v');
+    let core = core.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    let patch = parts.next().flatten().unwrap_or(0);
+    Some((major, minor, patch))
 }
 
 /// The completed backup with the newest snapshot time among `backups`.
@@ -442,6 +536,10 @@ impl Shared {
         Shared {
             state: Mutex::new(State {
                 timings,
+                settings: crate::render::SETTINGS
+                    .iter()
+                    .map(|d| (d.name.to_owned(), d.default.to_owned()))
+                    .collect(),
                 ..State::default()
             }),
             store,
