@@ -783,6 +783,7 @@ fn new_volume(st: &mut State, name: &str, size: u64, replicas: usize) -> Volume 
         engine_upgrading: None,
         backup_target: crate::state::TARGET.to_owned(),
         scheduled: schedulable(st, replicas.max(1)),
+        pv_pending: None,
     }
 }
 

@@ -183,6 +183,9 @@ pub struct Volume {
     pub backup_target: String,
     /// Replicas the scheduler placed (the first ones of `replicas`).
     pub scheduled: usize,
+    /// After `pvCreate`: the PV and when Longhorn's PV controller shows it
+    /// in `kubernetesStatus` (until then the status refresh leaves it alone).
+    pub pv_pending: Option<(String, Instant)>,
 }
 
 impl Volume {
