@@ -440,8 +440,10 @@ fn list_volumes(sh: &Shared, base: &str, url: &str) -> Value {
 
 async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
     let base = ctx.base.as_str();
-    if matches!(route, Route::SyncBackupVolumes | Route::SyncBackupTargets) {
-        spawn_sync(&ctx.sh, None);
+    if matches!(route, Route::SyncBackupVolumes) {
+        for (name, _) in ctx.sh.targets() {
+            spawn_sync(&ctx.sh, &name, None);
+        }
     }
     match route {
         Route::Root => Ok(Reply::Json(render::collection(
@@ -482,84 +484,99 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
         Route::VolumeAction(name, action) => volume_action(ctx, &name, &action).await,
         Route::ListBackupVolumes | Route::SyncBackupVolumes => {
             let st = ctx.sh.lock();
-            let mut data: Vec<(String, Value)> = st
+            // Keyed by CR name: sorted as ListBackupVolumesSorted sorts them.
+            let data = st
                 .backup_volumes
-                .iter()
-                .map(|(vol, bv)| (bv_name(vol), render::backup_volume(base, &st, vol, bv)))
+                .values()
+                .map(|bv| render::backup_volume(base, &st, bv))
                 .collect();
-            data.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(Reply::Json(render::collection(
                 "backupVolume",
                 &ctx.url,
-                data.into_iter().map(|(_, v)| v).collect(),
+                data,
             )))
         }
         Route::GetBackupVolume(id) => {
             let st = ctx.sh.lock();
-            Ok(Reply::Json(match find_bv(&st, &id) {
-                Some(vol) => match st.backup_volumes.get(&vol) {
-                    Some(bv) => render::backup_volume(base, &st, &vol, bv),
-                    None => render::backup_volume_placeholder(base, &id),
-                },
+            Ok(Reply::Json(match st.backup_volumes.get(&id) {
+                Some(bv) => render::backup_volume(base, &st, bv),
                 None => render::backup_volume_placeholder(base, &id),
             }))
         }
         Route::DeleteBackupVolume(id) => {
             let mut st = ctx.sh.lock();
-            if let Some(vol) = find_bv(&st, &id) {
-                for b in st.backups.values_mut().filter(|b| b.volume_name == vol) {
+            if let Some(bv) = st.backup_volumes.get(&id).cloned() {
+                for b in st
+                    .backups
+                    .values_mut()
+                    .filter(|b| b.volume_name == bv.volume && b.target == bv.target)
+                {
                     b.state = "Deleting".into();
                 }
                 drop(st);
                 let sh = ctx.sh.clone();
                 ctx.sh
-                    .spawn(async move { worker::run_delete_backup_volume(sh, vol).await });
+                    .spawn(async move { worker::run_delete_backup_volume(sh, id).await });
             }
             Ok(Reply::Empty)
         }
         Route::BackupVolumeAction(id, action) => backup_volume_action(ctx, &id, &action),
-        Route::ListBackupTargets | Route::SyncBackupTargets => Ok(Reply::Json(render::collection(
-            "backupTarget",
-            &ctx.url,
-            vec![render::backup_target(base, ctx.sh.store.as_ref())],
-        ))),
-        Route::GetBackupTarget(id) => {
-            if id == crate::state::TARGET {
-                Ok(Reply::Json(render::backup_target(
-                    base,
-                    ctx.sh.store.as_ref(),
-                )))
-            } else {
-                Err(ApiError::NotFound(format!(
-                    "backuptargets.longhorn.io \"{id}\" not found"
-                )))
+        Route::ListBackupTargets | Route::SyncBackupTargets => {
+            // PUT: api/backup.go BackupTargetSyncAll, each target's
+            // SyncBackupTarget (a refusal is only logged).
+            if matches!(route, Route::SyncBackupTargets) {
+                #[derive(Deserialize, Default)]
+                #[serde(default, rename_all = "camelCase")]
+                struct SyncAll {
+                    sync_all_backup_targets: bool,
+                }
+                let input: SyncAll = ctx.input()?;
+                if input.sync_all_backup_targets {
+                    for (name, _) in ctx.sh.targets() {
+                        if request_target_sync(&ctx.sh, &name).is_ok() {
+                            spawn_sync(&ctx.sh, &name, None);
+                        }
+                    }
+                }
             }
+            Ok(Reply::Json(render::collection(
+                "backupTarget",
+                &ctx.url,
+                ctx.sh
+                    .targets()
+                    .iter()
+                    .map(|(n, s)| render::backup_target(base, n, s.as_deref()))
+                    .collect(),
+            )))
+        }
+        Route::GetBackupTarget(id) => {
+            let store = target_store(&ctx.sh, &id)?;
+            Ok(Reply::Json(render::backup_target(
+                base,
+                &id,
+                store.as_deref(),
+            )))
         }
         Route::BackupTargetAction(id, action) => {
-            if id != crate::state::TARGET {
-                return Err(ApiError::NotFound(format!(
-                    "backuptargets.longhorn.io \"{id}\" not found"
-                )));
-            }
+            let store = target_store(&ctx.sh, &id)?;
             if action == "backupTargetSync" {
-                let _: Value = ctx.input()?;
-                let now = std::time::Instant::now();
-                {
-                    let mut st = ctx.sh.lock();
-                    if st
-                        .last_target_sync
-                        .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(10))
-                    {
-                        return Err(internal(format!(
-                            "failed to sync backup target {id}: a sync was requested less than 10s ago"
-                        )));
-                    }
-                    st.last_target_sync = Some(now);
+                // api/backup.go BackupTargetSync -> manager/engine.go SyncBackupTarget.
+                #[derive(Deserialize, Default)]
+                #[serde(default, rename_all = "camelCase")]
+                struct SyncOne {
+                    sync_backup_target: bool,
                 }
-                spawn_sync(&ctx.sh, None);
+                let input: SyncOne = ctx.input()?;
+                if input.sync_backup_target {
+                    request_target_sync(&ctx.sh, &id).map_err(|e| {
+                        internal(format!("failed to synchronize backup target {id}: {e}"))
+                    })?;
+                    spawn_sync(&ctx.sh, &id, None);
+                }
                 Ok(Reply::Json(render::backup_target(
                     base,
-                    ctx.sh.store.as_ref(),
+                    &id,
+                    store.as_deref(),
                 )))
             } else {
                 Err(internal(
@@ -569,16 +586,16 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
         }
         Route::CreateBackupTarget => {
             let input: NameInput = ctx.input()?;
-            if input.name == crate::state::TARGET {
+            match target_store(&ctx.sh, &input.name) {
                 // An existing name returns the existing target unchanged.
-                Ok(Reply::Json(render::backup_target(
+                Ok(store) => Ok(Reply::Json(render::backup_target(
                     base,
-                    ctx.sh.store.as_ref(),
-                )))
-            } else {
-                Err(internal(
-                    "creating backup targets other than default is not supported by the emulator",
-                ))
+                    &input.name,
+                    store.as_deref(),
+                ))),
+                Err(_) => Err(internal(
+                    "creating backup targets through the API is not supported by the emulator (use its control endpoint)",
+                )),
             }
         }
         Route::DeleteBackupTarget(id) => Err(internal(format!(
@@ -691,8 +708,34 @@ fn not_found_volume(name: &str) -> ApiError {
     ApiError::NotFound(format!("volumes.longhorn.io \"{name}\" not found"))
 }
 
-fn find_bv(st: &State, id: &str) -> Option<String> {
-    st.backup_volumes.keys().find(|v| bv_name(v) == id).cloned()
+/// A backup target's store: `Ok(None)` for `default` without a URL, the
+/// 404 for a target that does not exist.
+fn target_store(sh: &Shared, id: &str) -> Result<Option<Arc<crate::store::Store>>> {
+    if id == crate::state::TARGET {
+        return Ok(sh.store.clone());
+    }
+    sh.store_for(id)
+        .map(Some)
+        .ok_or_else(|| ApiError::NotFound(format!("backuptargets.longhorn.io \"{id}\" not found")))
+}
+
+/// manager/engine.go (*VolumeManager).SyncBackupTarget: refused within
+/// minSyncBackupTargetIntervalSec (10 s) of the last request (a manual one
+/// or the poll timer's), else `spec.syncRequestedAt = now`.
+pub fn request_target_sync(sh: &Shared, target: &str) -> std::result::Result<(), String> {
+    let now = std::time::Instant::now();
+    let mut st = sh.lock();
+    if st
+        .target_syncs
+        .get(target)
+        .is_some_and(|t| now.duration_since(*t) < std::time::Duration::from_secs(10))
+    {
+        return Err(format!(
+            "cannot synchronize backup target '{target}' in 10 seconds"
+        ));
+    }
+    st.target_syncs.insert(target.to_owned(), now);
+    Ok(())
 }
 
 /// `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 40 characters.
@@ -943,8 +986,11 @@ fn create_volume(ctx: &Ctx) -> Result<Reply> {
         v.snapshot_max_count = input.snapshot_max_count as u32;
     }
     v.restore_required = true;
+    // The mutator sets spec.backupTargetName from the source Backup's target.
+    v.backup_target = backup.target.clone();
     v.restore = Some(Restore {
         backup: backup.name.clone(),
+        target: backup.target.clone(),
         source_volume: backup.volume_name.clone(),
         url: input.from_backup.clone(),
         started: false,
@@ -1408,10 +1454,13 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                     ))));
                 }
             };
-            if sh.store.is_none() {
-                return Err(backup_failed(&webhook_denied(
-                    "backup target default is not available",
-                )));
+            // api/snapshot.go SnapshotBackup: the target is always the
+            // volume's spec.backupTargetName (label longhorn.io/backup-target).
+            let target = vol_ref(st, name)?.backup_target.clone();
+            if sh.store_for(&target).is_none() {
+                return Err(backup_failed(&webhook_denied(&format!(
+                    "backup target {target} is not available"
+                ))));
             }
             // `ds.GetSnapshotRO` fails, the nil pointer is printed: the
             // requested name is not in the message.
@@ -1465,6 +1514,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 uid,
                 name: backup_name.clone(),
                 volume_name: name.to_owned(),
+                target: target.clone(),
                 snapshot_name: input.name,
                 status_snapshot: String::new(),
                 state: String::new(),
@@ -1488,7 +1538,13 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 completed_at: None,
             };
             st.backups.insert(backup_name.clone(), b);
-            st.backup_volumes.entry(name.to_owned()).or_default();
+            st.backup_volumes
+                .entry(bv_name(name, &target))
+                .or_insert_with(|| crate::state::BackupVolumeState {
+                    volume: name.to_owned(),
+                    target: target.clone(),
+                    ..Default::default()
+                });
             st.backups_created += 1;
             let sh2 = sh.clone();
             sh.spawn_data(async move { worker::run_backup(sh2, backup_name, uid).await });
@@ -1504,8 +1560,30 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 vec![],
             )))
         }
+        // api/volume.go UpdateBackupTargetName: spec.backupTargetName (input
+        // `backupTargetName`); later backups of the volume go there.
         "updateBackupTargetName" => {
-            let _: Value = ctx.input()?;
+            #[derive(Deserialize, Default)]
+            #[serde(default, rename_all = "camelCase")]
+            struct TargetInput {
+                backup_target_name: String,
+            }
+            let input: TargetInput = ctx.input()?;
+            let target = if input.backup_target_name.is_empty() {
+                crate::state::TARGET.to_owned()
+            } else {
+                input.backup_target_name
+            };
+            if target != crate::state::TARGET && sh.store_for(&target).is_none() {
+                return Err(internal(format!(
+                    "failed to update backup target name of volume {name}: backuptargets.longhorn.io \"{target}\" not found"
+                )));
+            }
+            let v = st
+                .volumes
+                .get_mut(name)
+                .ok_or_else(|| not_found_volume(name))?;
+            v.backup_target = target;
             Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         other => Err(internal(format!(
@@ -1532,28 +1610,37 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
     let base = ctx.base.as_str();
     let mut guard = ctx.sh.lock();
     let st = &mut *guard;
-    let vol = find_bv(st, id);
-    let list = |st: &State, volume: Option<&str>| {
+    let bv = st.backup_volumes.get(id).cloned();
+    let list = |st: &State, keep: &dyn Fn(&Backup) -> bool| {
         let data = st
             .backups
             .values()
-            .filter(|b| Some(b.volume_name.as_str()) == volume)
+            .filter(|b| keep(b))
             .map(|b| render::backup(base, b))
             .collect();
         render::collection("backup", &ctx.url, data)
     };
-    let bv_reply = |st: &State, vol: &Option<String>| match vol
-        .as_ref()
-        .and_then(|v| st.backup_volumes.get(v).map(|bv| (v, bv)))
-    {
-        Some((v, bv)) => render::backup_volume(base, st, v, bv),
+    // manager/engine.go GetBackupVolume: a stub for a name that does not exist.
+    let bv_reply = |st: &State, bv: &Option<crate::state::BackupVolumeState>| match bv {
+        Some(bv) => render::backup_volume(base, st, bv),
         None => render::backup_volume_placeholder(base, id),
     };
     match action {
-        "backupList" => Ok(Reply::Json(list(st, vol.as_deref()))),
+        // manager/engine.go ListBackupsForBackupVolumeSorted: the BV's target
+        // and volume; empty when the BV does not exist.
+        "backupList" => Ok(Reply::Json(list(st, &|b: &Backup| {
+            bv.as_ref()
+                .is_some_and(|bv| b.volume_name == bv.volume && b.target == bv.target)
+        }))),
+        // manager/engine.go ListBackupsForVolumeName: the path is ignored;
+        // label backup-volume=<name>, and backup-target=<the volume's
+        // target> when the volume exists in the cluster.
         "backupListByVolume" => {
             let input: NameInput = ctx.input()?;
-            Ok(Reply::Json(list(st, Some(&input.name))))
+            let target = st.volumes.get(&input.name).map(|v| v.backup_target.clone());
+            Ok(Reply::Json(list(st, &|b: &Backup| {
+                b.volume_name == input.name && target.as_ref().is_none_or(|t| *t == b.target)
+            })))
         }
         "backupGet" => {
             let input: NameInput = ctx.input()?;
@@ -1565,6 +1652,8 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
             })?;
             Ok(Reply::Json(render::backup(base, b)))
         }
+        // api/backup.go BackupDelete: deletes the Backup CR by name only;
+        // the path's backup volume is used for the answer alone.
         "backupDelete" => {
             let input: NameInput = ctx.input()?;
             if input.name.is_empty() {
@@ -1583,30 +1672,29 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
                 ctx.sh
                     .spawn_data(async move { worker::run_delete_backup(sh2, name, uid).await });
             }
-            Ok(Reply::Json(bv_reply(st, &vol)))
+            Ok(Reply::Json(bv_reply(st, &bv)))
         }
         "backupVolumeSync" => {
             let _: Value = ctx.input()?;
-            let Some(v) = vol else {
+            let Some(found) = bv.clone() else {
                 return Err(ApiError::NotFound(format!(
                     "backupvolumes.longhorn.io \"{id}\" not found"
                 )));
             };
-            let bv = st.backup_volumes.get_mut(&v).ok_or_else(|| {
-                ApiError::NotFound(format!("backupvolumes.longhorn.io \"{id}\" not found"))
-            })?;
             let now = std::time::Instant::now();
-            if bv
-                .last_sync
-                .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(10))
-            {
-                return Err(internal(format!(
-                    "failed to sync backup volume {id}: a sync was requested less than 10s ago"
-                )));
+            if let Some(state) = st.backup_volumes.get_mut(id) {
+                if state
+                    .last_sync
+                    .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(10))
+                {
+                    return Err(internal(format!(
+                        "failed to synchronize backup volume '{id}' in 10 seconds"
+                    )));
+                }
+                state.last_sync = Some(now);
             }
-            bv.last_sync = Some(now);
-            spawn_sync(&ctx.sh, Some(v.clone()));
-            Ok(Reply::Json(bv_reply(st, &Some(v))))
+            spawn_sync(&ctx.sh, &found.target, Some(found.volume.clone()));
+            Ok(Reply::Json(bv_reply(st, &bv)))
         }
         other => Err(internal(format!(
             "action {other} is not supported by the Longhorn emulator"
@@ -1614,11 +1702,17 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
     }
 }
 
-/// Brings the cluster's view in line with the store, as a target or backup
-/// volume sync does: completed backups found in the store appear, completed
-/// backups whose `.cfg` is gone disappear. `volume`: only that one.
-pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::Result<()> {
-    let Some(store) = sh.store.as_ref() else {
+/// Brings the cluster's view of one backup target in line with its store, as
+/// a target or backup volume sync does (backup_target_controller.go
+/// syncBackupVolume, backup_volume_controller.go): completed backups found in
+/// the store appear, completed backups whose `.cfg` is gone disappear.
+/// `volume`: only that one.
+pub async fn sync_from_store(
+    sh: &Arc<Shared>,
+    target: &str,
+    volume: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(store) = sh.store_for(target) else {
         return Ok(());
     };
     let started = sh.lock().completions;
@@ -1629,7 +1723,12 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
     let mut st = sh.lock();
     let scanned: Vec<String> = match volume {
         Some(v) => vec![v.to_owned()],
-        None => st.backup_volumes.keys().cloned().collect(),
+        None => st
+            .backup_volumes
+            .values()
+            .filter(|bv| bv.target == target)
+            .map(|bv| bv.volume.clone())
+            .collect(),
     };
     let in_store: std::collections::HashSet<String> = found
         .iter()
@@ -1637,14 +1736,22 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
         .collect();
     // Completed before the scan started and absent from the store: deleted remotely.
     st.backups.retain(|name, b| {
-        !(scanned.contains(&b.volume_name)
+        !(b.target == target
+            && scanned.contains(&b.volume_name)
             && b.state == "Completed"
             && b.completed_seq <= started
             && !in_store.contains(name))
     });
     for (vcfg, backups) in found {
         let volume = vcfg.name.clone();
-        let bv = st.backup_volumes.entry(volume.clone()).or_default();
+        let bv = st
+            .backup_volumes
+            .entry(bv_name(&volume, target))
+            .or_insert_with(|| crate::state::BackupVolumeState {
+                volume: volume.clone(),
+                target: target.to_owned(),
+                ..Default::default()
+            });
         if bv.created.is_empty() {
             bv.created = vcfg.created_time.clone();
         }
@@ -1659,6 +1766,7 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
                 uid,
                 name: cfg.name.clone(),
                 volume_name: volume.clone(),
+                target: target.to_owned(),
                 snapshot_name: cfg.snapshot_name.clone(),
                 status_snapshot: cfg.snapshot_name.clone(),
                 state: "Completed".into(),
@@ -1693,12 +1801,32 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
     Ok(())
 }
 
-/// Starts a store sync in the background (the API answers before it is done).
-fn spawn_sync(sh: &Arc<Shared>, volume: Option<String>) {
+/// Starts a store sync of `target` in the background (the API answers before it is done).
+fn spawn_sync(sh: &Arc<Shared>, target: &str, volume: Option<String>) {
     let sh2 = sh.clone();
+    let target = target.to_owned();
     sh.spawn(async move {
-        if let Err(e) = sync_from_store(&sh2, volume.as_deref()).await {
-            tracing::warn!(error = %e, "backup store sync failed");
+        if let Err(e) = sync_from_store(&sh2, &target, volume.as_deref()).await {
+            tracing::warn!(error = %e, %target, "backup store sync failed");
+        }
+    });
+}
+
+/// The poll timer of a backup target (backup_target_controller.go
+/// BackupStoreTimer: `spec.syncRequestedAt = now` every pollInterval, 5 min,
+/// the first tick one interval after the start).
+pub fn start_target_poll(sh: &Arc<Shared>, target: &str) {
+    let sh2 = sh.clone();
+    let target = target.to_owned();
+    sh.spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(300)).await;
+            sh2.lock()
+                .target_syncs
+                .insert(target.clone(), std::time::Instant::now());
+            if let Err(e) = sync_from_store(&sh2, &target, None).await {
+                tracing::warn!(error = %e, %target, "backup store poll failed");
+            }
         }
     });
 }

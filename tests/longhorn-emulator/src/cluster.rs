@@ -600,7 +600,8 @@ pub async fn pv_create(sh: &Arc<Shared>, volume: &str, input: PvInput) -> Result
     let sc = if input.storage_class_name.is_empty() {
         let st = sh.lock();
         st.backup_volumes
-            .get(volume)
+            .values()
+            .find(|bv| bv.volume == volume)
             .map(|bv| bv.storage_class_name.clone())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| STATIC_STORAGE_CLASS.to_owned())

@@ -44,7 +44,8 @@ impl EmulatorConfig {
 }
 
 /// An S3 bucket used as the backup target `s3://<bucket>@<region>/<prefix>/`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StoreConfig {
     pub endpoint: String,
     pub region: String,

@@ -16,6 +16,7 @@
 //! | POST | `/emulator/volumes/{name}/attach`, `.../detach` | ticket `longhorn-ui` added (waits `attached`) / removed (waits `detached` if no other ticket) |
 //! | PUT | `/emulator/volumes/{name}/engine-upgrading` | `{"upgrading":bool}` |
 //! | PUT | `/emulator/schedulable-replicas` | `{"replicas": null \| n}`: replicas of new volumes the scheduler places |
+//! | POST | `/emulator/backuptargets` | `{"name","store":StoreConfig}` (camelCase): a target of its own store, synced before the answer |
 //! | PUT | `/emulator/version` | `{"version":"v1.8.0"}`: `current-longhorn-version` |
 
 use std::sync::Arc;
@@ -78,6 +79,7 @@ pub fn routes() -> Router<Arc<Shared>> {
             put(set_engine_upgrading),
         )
         .route("/schedulable-replicas", put(set_schedulable_replicas))
+        .route("/backuptargets", post(add_backup_target))
         .route("/version", put(set_version))
         .layer(DefaultBodyLimit::max(1 << 30))
 }
@@ -374,6 +376,36 @@ async fn set_schedulable_replicas(
 }
 
 #[derive(Serialize, Deserialize)]
+struct NewTarget {
+    name: String,
+    store: crate::config::StoreConfig,
+}
+
+/// Adds a backup target with a store of its own; it is synced at once (a
+/// fresh target's LastSyncedAt is zero) before the answer, then polled.
+async fn add_backup_target(
+    State(sh): State<Arc<Shared>>,
+    Json(t): Json<NewTarget>,
+) -> Result<StatusCode, ControlError> {
+    if t.name.is_empty() || t.name == crate::state::TARGET || sh.store_for(&t.name).is_some() {
+        return Err(ControlError::BadRequest(format!(
+            "backup target {:?} exists already (or is not a name)",
+            t.name
+        )));
+    }
+    let store = Arc::new(crate::store::Store::new(t.store));
+    sh.extra_stores
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(t.name.clone(), store);
+    crate::api::sync_from_store(&sh, &t.name, None)
+        .await
+        .map_err(|e| ControlError::BadRequest(format!("reading the store of {}: {e:#}", t.name)))?;
+    crate::api::start_target_poll(&sh, &t.name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize)]
 struct SettingValue {
     value: String,
 }
@@ -567,6 +599,26 @@ impl Control {
                 .put(self.url(&format!("settings/{name}"))?)
                 .json(&body),
             "set setting",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Adds backup target `name` backed by `store` (listed by `GET
+    /// /v1/backuptargets`, usable with `updateBackupTargetName`); backups
+    /// already in its store are synced before this returns.
+    pub async fn add_backup_target(
+        &self,
+        name: &str,
+        store: crate::config::StoreConfig,
+    ) -> anyhow::Result<()> {
+        let body = NewTarget {
+            name: name.to_owned(),
+            store,
+        };
+        self.send(
+            self.http.post(self.url("backuptargets")?).json(&body),
+            "add backup target",
         )
         .await?;
         Ok(())

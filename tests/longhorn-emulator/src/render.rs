@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::state::{BLOCK, Backup, BackupVolumeState, State, TARGET, VolState, Volume};
+use crate::state::{BLOCK, Backup, BackupVolumeState, State, VolState, Volume};
 use crate::store::Store;
 
 /// RFC3339 UTC with seconds, as Longhorn prints it.
@@ -459,7 +459,7 @@ pub fn backup(base: &str, b: &Backup) -> Value {
         "compressionMethod": "lz4",
         "newlyUploadDataSize": b.newly_uploaded.to_string(),
         "reUploadedDataSize": b.reuploaded.to_string(),
-        "backupTargetName": TARGET,
+        "backupTargetName": b.target,
         "blockSize": BLOCK.to_string(),
     });
     resource(
@@ -471,10 +471,14 @@ pub fn backup(base: &str, b: &Backup) -> Value {
     )
 }
 
-/// The BackupVolume CR name of `volume` on the default target (v1.10+).
-pub fn bv_name(volume: &str) -> String {
+/// The BackupVolume CR name of `volume` on `target`: longhorn-manager
+/// types/types.go GetBackupVolumeNameFromVolumeName (since v1.9.1/v1.10),
+/// `<vol>-<first 8 hex of sha256("<vol>-<target>")>`.
+pub fn bv_name(volume: &str, target: &str) -> String {
     use sha2::{Digest, Sha256};
-    let h = hex::encode(Sha256::digest(format!("{volume}-{TARGET}").as_bytes()));
+    let h = hex::encode(Sha256::digest(
+        format!("{volume}-{target}").trim().as_bytes(),
+    ));
     format!("{volume}-{}", &h[..8])
 }
 
@@ -486,13 +490,13 @@ pub const BV_ACTIONS: &[&str] = &[
     "backupVolumeSync",
 ];
 
-pub fn backup_volume(base: &str, st: &State, volume: &str, bv: &BackupVolumeState) -> Value {
-    let name = bv_name(volume);
-    let last = st.last_backup(volume);
+pub fn backup_volume(base: &str, st: &State, bv: &BackupVolumeState) -> Value {
+    let name = bv_name(&bv.volume, &bv.target);
+    let last = st.last_backup(&bv.volume, &bv.target);
     let fields = json!({
         "name": name,
-        "volumeName": volume,
-        "backupTargetName": TARGET,
+        "volumeName": bv.volume,
+        "backupTargetName": bv.target,
         "size": last.map(|b| b.volume_size.to_string()).unwrap_or_else(|| "0".into()),
         "labels": last.and_then(|b| b.labels.clone()),
         "created": bv.created,
@@ -543,9 +547,10 @@ pub fn backup_volume_placeholder(base: &str, name: &str) -> Value {
     )
 }
 
-pub fn backup_target(base: &str, store: Option<&Store>) -> Value {
+/// api/model.go toBackupTargetResource.
+pub fn backup_target(base: &str, name: &str, store: Option<&Store>) -> Value {
     let fields = json!({
-        "name": TARGET,
+        "name": name,
         "backupTargetURL": store.map(Store::target_url).unwrap_or_default(),
         "credentialSecret": if store.is_some() { "longhorn-emulator-s3" } else { "" },
         "pollInterval": "5m0s",
@@ -555,12 +560,12 @@ pub fn backup_target(base: &str, store: Option<&Store>) -> Value {
     resource(
         fields,
         "backupTarget",
-        TARGET,
-        format!("{base}/v1/backuptargets/{TARGET}"),
+        name,
+        format!("{base}/v1/backuptargets/{name}"),
         actions(
             base,
             "backuptargets",
-            TARGET,
+            name,
             &["backupTargetSync", "backupTargetUpdate"],
         ),
     )

@@ -143,6 +143,8 @@ pub struct RestoreStatus {
 #[derive(Clone, Debug)]
 pub struct Restore {
     pub backup: String,
+    /// The backup target the backup is on.
+    pub target: String,
     pub source_volume: String,
     pub url: String,
     pub started: bool,
@@ -308,6 +310,8 @@ pub struct Backup {
     pub uid: u64,
     pub name: String,
     pub volume_name: String,
+    /// The backup target (label `longhorn.io/backup-target`).
+    pub target: String,
     /// `spec.snapshotName`.
     pub snapshot_name: String,
     /// `status.snapshotName`: empty until the upload picked the backup up.
@@ -339,9 +343,14 @@ pub struct Backup {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// What the emulator remembers of a backup volume beyond its backups.
+/// What the emulator remembers of a backup volume beyond its backups
+/// (keyed by its CR name, [`crate::render::bv_name`]).
 #[derive(Clone, Debug, Default)]
 pub struct BackupVolumeState {
+    /// `spec.volumeName`.
+    pub volume: String,
+    /// `spec.backupTargetName`.
+    pub target: String,
     pub created: String,
     pub block_count: u64,
     pub last_sync: Option<std::time::Instant>,
@@ -361,8 +370,9 @@ pub struct State {
     pub next_uid: u64,
     /// Namespaces whose PVCs the provisioner serves (`None`: all).
     pub provision_namespaces: Option<std::collections::BTreeSet<String>>,
-    /// Last `backupTargetSync` (rate limited to one per 10 s).
-    pub last_target_sync: Option<std::time::Instant>,
+    /// Each target's last sync request (`spec.syncRequestedAt`; a manual
+    /// one is refused within 10 s of it).
+    pub target_syncs: BTreeMap<String, std::time::Instant>,
     /// Counts backups becoming Completed (a sync only drops those it saw before it scanned).
     pub completions: u64,
     /// Setting values by name (every name of [`crate::render::SETTINGS`]).
@@ -377,9 +387,13 @@ impl State {
         self.next_uid
     }
 
-    /// The completed backup of `volume` with the newest snapshot time.
-    pub fn last_backup(&self, volume: &str) -> Option<&Backup> {
-        newest_completed(self.backups.values().filter(|b| b.volume_name == volume))
+    /// The completed backup of `volume` on `target` with the newest snapshot time.
+    pub fn last_backup(&self, volume: &str, target: &str) -> Option<&Backup> {
+        newest_completed(
+            self.backups
+                .values()
+                .filter(|b| b.volume_name == volume && b.target == target),
+        )
     }
 
     /// A setting's value ("" for a name the emulator does not know).
@@ -431,7 +445,10 @@ pub fn newest_completed<'a>(backups: impl Iterator<Item = &'a Backup>) -> Option
 /// The handle shared by the API handlers, the control endpoint and the tasks.
 pub struct Shared {
     state: Mutex<State>,
-    pub store: Option<Store>,
+    /// The `default` target's store.
+    pub store: Option<Arc<Store>>,
+    /// Targets added by the control endpoint, by name.
+    pub extra_stores: Mutex<BTreeMap<String, Arc<Store>>>,
     pub kube: Option<kube::Client>,
     pub down: AtomicBool,
     /// Bumped whenever faults change, to wake hung requests.
@@ -545,7 +562,8 @@ impl Shared {
                     .collect(),
                 ..State::default()
             }),
-            store,
+            store: store.map(Arc::new),
+            extra_stores: Mutex::new(BTreeMap::new()),
             kube,
             down: AtomicBool::new(false),
             faults_changed: watch::channel(0).0,
@@ -558,6 +576,28 @@ impl Shared {
     /// The state; a poisoned lock (a panicked task) is taken over as is.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The store of backup target `target` (`None`: no such target, or the
+    /// `default` one without a URL).
+    pub fn store_for(&self, target: &str) -> Option<Arc<Store>> {
+        if target == TARGET {
+            return self.store.clone();
+        }
+        self.extra_stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .cloned()
+    }
+
+    /// Every backup target: `default` first, then the added ones by name,
+    /// with their stores.
+    pub fn targets(&self) -> Vec<(String, Option<Arc<Store>>)> {
+        let mut out = vec![(TARGET.to_owned(), self.store.clone())];
+        let extra = self.extra_stores.lock().unwrap_or_else(|p| p.into_inner());
+        out.extend(extra.iter().map(|(n, s)| (n.clone(), Some(s.clone()))));
+        out
     }
 
     pub fn timings(&self) -> Timings {

@@ -399,8 +399,12 @@ enum SnapCheck {
 pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
     let t = sh.timings();
     sleep_ms(t.backup_start_ms / 2).await;
-    let Some((volume, snap)) = with_backup(&sh, &name, uid, |b, _| {
-        (b.volume_name.clone(), b.snapshot_name.clone())
+    let Some((volume, snap, target)) = with_backup(&sh, &name, uid, |b, _| {
+        (
+            b.volume_name.clone(),
+            b.snapshot_name.clone(),
+            b.target.clone(),
+        )
     }) else {
         return;
     };
@@ -499,12 +503,14 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
         sleep_ms(sh.timings().backup_start_ms.max(50)).await;
     };
 
-    let Some(store) = sh.store.as_ref() else {
+    // A backup goes to the store of its target (backup_controller.go
+    // getBackupTarget from the backup's label).
+    let Some(store) = sh.store_for(&target) else {
         return fail_backup(
             &sh,
             &name,
             uid,
-            "backup target default is not available".into(),
+            format!("backup target {target} is not available"),
         );
     };
     let _lock = store.locks.lock(&volume).await;
@@ -524,6 +530,7 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
 
     match upload(
         &sh,
+        &store,
         &name,
         uid,
         &volume,
@@ -556,7 +563,13 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
                 b.newly_uploaded = done.newly;
                 b.reuploaded = done.reuploaded;
                 b.replica.clear();
-                let bv = bvs.entry(b.volume_name.clone()).or_default();
+                let bv = bvs
+                    .entry(crate::render::bv_name(&b.volume_name, &b.target))
+                    .or_insert_with(|| BackupVolumeState {
+                        volume: b.volume_name.clone(),
+                        target: b.target.clone(),
+                        ..BackupVolumeState::default()
+                    });
                 if bv.created.is_empty() {
                     bv.created = done.volume_created;
                 }
@@ -581,6 +594,7 @@ struct UploadDone {
 #[allow(clippy::too_many_arguments)]
 async fn upload(
     sh: &Shared,
+    store: &crate::store::Store,
     name: &str,
     uid: u64,
     volume: &str,
@@ -591,10 +605,6 @@ async fn upload(
     volume_size: u64,
     data: &Blocks,
 ) -> Result<Option<UploadDone>, String> {
-    let store = sh
-        .store
-        .as_ref()
-        .ok_or_else(|| "backup target default is not available".to_owned())?;
     let now = rfc3339(Utc::now());
     let mut vcfg = match store
         .read_volume_cfg(volume)
@@ -738,15 +748,15 @@ async fn upload(
 pub async fn run_delete_backup(sh: Arc<Shared>, name: String, uid: u64) {
     let t = sh.timings();
     sleep_ms(t.delete_ms / 2).await;
-    let volume = {
+    let (volume, target) = {
         let st = sh.lock();
         match st.backups.get(&name).filter(|b| b.uid == uid) {
-            Some(b) => b.volume_name.clone(),
+            Some(b) => (b.volume_name.clone(), b.target.clone()),
             None => return,
         }
     };
     let mut block_count = None;
-    if let Some(store) = sh.store.as_ref() {
+    if let Some(store) = sh.store_for(&target) {
         let _lock = store.locks.lock(&volume).await;
         match store.delete_backup(&volume, &name).await {
             Ok(vcfg) => {
@@ -769,16 +779,22 @@ pub async fn run_delete_backup(sh: Arc<Shared>, name: String, uid: u64) {
     if st.backups.get(&name).is_some_and(|b| b.uid == uid) {
         st.backups.remove(&name);
     }
-    if let (Some(n), Some(bv)) = (block_count, st.backup_volumes.get_mut(&volume)) {
+    let bv_name = crate::render::bv_name(&volume, &target);
+    if let (Some(n), Some(bv)) = (block_count, st.backup_volumes.get_mut(&bv_name)) {
         bv.block_count = n;
     }
 }
 
-/// Deleting a backup volume: every backup of the volume, and its store directory.
-pub async fn run_delete_backup_volume(sh: Arc<Shared>, volume: String) {
+/// Deleting a backup volume (by CR name): every backup of the volume on its
+/// target, and its store directory there.
+pub async fn run_delete_backup_volume(sh: Arc<Shared>, bv_name: String) {
     let t = sh.timings();
     sleep_ms(t.delete_ms).await;
-    if let Some(store) = sh.store.as_ref() {
+    let Some(bv) = sh.lock().backup_volumes.get(&bv_name).cloned() else {
+        return;
+    };
+    let (volume, target) = (bv.volume, bv.target);
+    if let Some(store) = sh.store_for(&target) {
         let _lock = store.locks.lock(&volume).await;
         if let Err(e) = store.delete_volume(&volume).await {
             warn!(%volume, error = %e, "backup volume deletion failed");
@@ -786,8 +802,9 @@ pub async fn run_delete_backup_volume(sh: Arc<Shared>, volume: String) {
         }
     }
     let mut st = sh.lock();
-    st.backups.retain(|_, b| b.volume_name != volume);
-    st.backup_volumes.remove(&volume);
+    st.backups
+        .retain(|_, b| !(b.volume_name == volume && b.target == target));
+    st.backup_volumes.remove(&bv_name);
 }
 
 fn set_restore_progress(sh: &Shared, name: &str, uid: u64, progress: u32) -> bool {
@@ -826,7 +843,7 @@ fn fail_restore(sh: &Arc<Shared>, name: &str, uid: u64, message: String) {
 /// progress for `restore_start_ms + size / restore_bytes_per_sec`, then the
 /// volume detaches and becomes ready.
 pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
-    let (backup, source, url, size) = {
+    let (backup, source, url, size, target) = {
         let mut st = sh.lock();
         let Some(v) = st.volumes.get_mut(&name).filter(|v| v.uid == uid) else {
             return;
@@ -834,9 +851,11 @@ pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
         let Some(r) = v.restore.clone() else { return };
         v.restore_condition
             .set("True", "RestoreInProgress", "The volume is restoring");
+        // Only the replicas the scheduler placed restore.
         v.restore_status = v
             .replicas
             .iter()
+            .take(v.scheduled)
             .map(|rep| RestoreStatus {
                 replica: rep.clone(),
                 is_restoring: true,
@@ -846,19 +865,19 @@ pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
                 ..RestoreStatus::default()
             })
             .collect();
-        (r.backup, r.source_volume, r.url, v.size)
+        (r.backup, r.source_volume, r.url, v.size, r.target)
     };
     let t = sh.timings();
     sleep_ms(t.restore_start_ms).await;
     if sh.apply_fault("restore").await.is_some() {
         return fail_restore(&sh, &name, uid, "injected fault: restore failed".into());
     }
-    let Some(store) = sh.store.as_ref() else {
+    let Some(store) = sh.store_for(&target) else {
         return fail_restore(
             &sh,
             &name,
             uid,
-            "backup target default is not available".into(),
+            format!("backup target {target} is not available"),
         );
     };
     let read = {
