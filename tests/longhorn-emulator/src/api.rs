@@ -287,12 +287,20 @@ fn base_url(headers: &HeaderMap) -> String {
 }
 
 fn plain(status: StatusCode, text: &'static str) -> Response {
-    (
+    let mut resp = (
         status,
         [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
         text,
     )
-        .into_response()
+        .into_response();
+    if status == StatusCode::NOT_FOUND {
+        // Go's http.NotFound (http.Error) sets it.
+        resp.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+    }
+    resp
 }
 
 fn json_response(status: StatusCode, base: &str, value: &Value) -> Response {
@@ -350,6 +358,14 @@ pub async fn handle(AxumState(sh): AxumState<Arc<Shared>>, req: Request) -> Resp
             return r;
         }
     };
+    // `backupListByVolume` came with longhorn-manager v1.8.1 (commit "fix(api):
+    // add a new API `backupListByVolume`", api/router.go); before it the
+    // action matches no route and gorilla/mux answers with its NotFoundHandler.
+    if matches!(&route, Route::BackupVolumeAction(_, a) if a == "backupListByVolume")
+        && !sh.lock().version_at_least((1, 8, 1))
+    {
+        return plain(StatusCode::NOT_FOUND, "404 page not found\n");
+    }
     let op = route.op();
     *sh.lock().requests.entry(op.clone()).or_default() += 1;
     // Without after_effect the fault strikes before the handler runs; with it,
@@ -407,7 +423,12 @@ fn list_volumes(sh: &Shared, base: &str, url: &str) -> Value {
         data.extend(chunk.iter().filter_map(|name| {
             let v = st.volumes.get(name)?;
             let backups = by_volume.get(name.as_str()).map(Vec::as_slice);
-            Some(render::volume_with(base, v, backups.unwrap_or_default()))
+            Some(render::volume_with(
+                base,
+                v,
+                backups.unwrap_or_default(),
+                render::allow_degraded(&st),
+            ))
         }));
         drop(st);
         std::thread::yield_now();
@@ -419,8 +440,10 @@ fn list_volumes(sh: &Shared, base: &str, url: &str) -> Value {
 
 async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
     let base = ctx.base.as_str();
-    if matches!(route, Route::SyncBackupVolumes | Route::SyncBackupTargets) {
-        spawn_sync(&ctx.sh, None);
+    if matches!(route, Route::SyncBackupVolumes) {
+        for (name, _) in ctx.sh.targets() {
+            spawn_sync(&ctx.sh, &name, None);
+        }
     }
     match route {
         Route::Root => Ok(Reply::Json(render::collection(
@@ -461,84 +484,99 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
         Route::VolumeAction(name, action) => volume_action(ctx, &name, &action).await,
         Route::ListBackupVolumes | Route::SyncBackupVolumes => {
             let st = ctx.sh.lock();
-            let mut data: Vec<(String, Value)> = st
+            // Keyed by CR name: sorted as ListBackupVolumesSorted sorts them.
+            let data = st
                 .backup_volumes
-                .iter()
-                .map(|(vol, bv)| (bv_name(vol), render::backup_volume(base, &st, vol, bv)))
+                .values()
+                .map(|bv| render::backup_volume(base, &st, bv))
                 .collect();
-            data.sort_by(|a, b| a.0.cmp(&b.0));
             Ok(Reply::Json(render::collection(
                 "backupVolume",
                 &ctx.url,
-                data.into_iter().map(|(_, v)| v).collect(),
+                data,
             )))
         }
         Route::GetBackupVolume(id) => {
             let st = ctx.sh.lock();
-            Ok(Reply::Json(match find_bv(&st, &id) {
-                Some(vol) => match st.backup_volumes.get(&vol) {
-                    Some(bv) => render::backup_volume(base, &st, &vol, bv),
-                    None => render::backup_volume_placeholder(base, &id),
-                },
+            Ok(Reply::Json(match st.backup_volumes.get(&id) {
+                Some(bv) => render::backup_volume(base, &st, bv),
                 None => render::backup_volume_placeholder(base, &id),
             }))
         }
         Route::DeleteBackupVolume(id) => {
             let mut st = ctx.sh.lock();
-            if let Some(vol) = find_bv(&st, &id) {
-                for b in st.backups.values_mut().filter(|b| b.volume_name == vol) {
+            if let Some(bv) = st.backup_volumes.get(&id).cloned() {
+                for b in st
+                    .backups
+                    .values_mut()
+                    .filter(|b| b.volume_name == bv.volume && b.target == bv.target)
+                {
                     b.state = "Deleting".into();
                 }
                 drop(st);
                 let sh = ctx.sh.clone();
                 ctx.sh
-                    .spawn(async move { worker::run_delete_backup_volume(sh, vol).await });
+                    .spawn(async move { worker::run_delete_backup_volume(sh, id).await });
             }
             Ok(Reply::Empty)
         }
         Route::BackupVolumeAction(id, action) => backup_volume_action(ctx, &id, &action),
-        Route::ListBackupTargets | Route::SyncBackupTargets => Ok(Reply::Json(render::collection(
-            "backupTarget",
-            &ctx.url,
-            vec![render::backup_target(base, ctx.sh.store.as_ref())],
-        ))),
-        Route::GetBackupTarget(id) => {
-            if id == crate::state::TARGET {
-                Ok(Reply::Json(render::backup_target(
-                    base,
-                    ctx.sh.store.as_ref(),
-                )))
-            } else {
-                Err(ApiError::NotFound(format!(
-                    "backuptargets.longhorn.io \"{id}\" not found"
-                )))
+        Route::ListBackupTargets | Route::SyncBackupTargets => {
+            // PUT: api/backup.go BackupTargetSyncAll, each target's
+            // SyncBackupTarget (a refusal is only logged).
+            if matches!(route, Route::SyncBackupTargets) {
+                #[derive(Deserialize, Default)]
+                #[serde(default, rename_all = "camelCase")]
+                struct SyncAll {
+                    sync_all_backup_targets: bool,
+                }
+                let input: SyncAll = ctx.input()?;
+                if input.sync_all_backup_targets {
+                    for (name, _) in ctx.sh.targets() {
+                        if request_target_sync(&ctx.sh, &name).is_ok() {
+                            spawn_sync(&ctx.sh, &name, None);
+                        }
+                    }
+                }
             }
+            Ok(Reply::Json(render::collection(
+                "backupTarget",
+                &ctx.url,
+                ctx.sh
+                    .targets()
+                    .iter()
+                    .map(|(n, s)| render::backup_target(base, n, s.as_deref()))
+                    .collect(),
+            )))
+        }
+        Route::GetBackupTarget(id) => {
+            let store = target_store(&ctx.sh, &id)?;
+            Ok(Reply::Json(render::backup_target(
+                base,
+                &id,
+                store.as_deref(),
+            )))
         }
         Route::BackupTargetAction(id, action) => {
-            if id != crate::state::TARGET {
-                return Err(ApiError::NotFound(format!(
-                    "backuptargets.longhorn.io \"{id}\" not found"
-                )));
-            }
+            let store = target_store(&ctx.sh, &id)?;
             if action == "backupTargetSync" {
-                let _: Value = ctx.input()?;
-                let now = std::time::Instant::now();
-                {
-                    let mut st = ctx.sh.lock();
-                    if st
-                        .last_target_sync
-                        .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(10))
-                    {
-                        return Err(internal(format!(
-                            "failed to sync backup target {id}: a sync was requested less than 10s ago"
-                        )));
-                    }
-                    st.last_target_sync = Some(now);
+                // api/backup.go BackupTargetSync -> manager/engine.go SyncBackupTarget.
+                #[derive(Deserialize, Default)]
+                #[serde(default, rename_all = "camelCase")]
+                struct SyncOne {
+                    sync_backup_target: bool,
                 }
-                spawn_sync(&ctx.sh, None);
+                let input: SyncOne = ctx.input()?;
+                if input.sync_backup_target {
+                    request_target_sync(&ctx.sh, &id).map_err(|e| {
+                        internal(format!("failed to synchronize backup target {id}: {e}"))
+                    })?;
+                    spawn_sync(&ctx.sh, &id, None);
+                }
                 Ok(Reply::Json(render::backup_target(
                     base,
-                    ctx.sh.store.as_ref(),
+                    &id,
+                    store.as_deref(),
                 )))
             } else {
                 Err(internal(
@@ -548,45 +586,116 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
         }
         Route::CreateBackupTarget => {
             let input: NameInput = ctx.input()?;
-            if input.name == crate::state::TARGET {
+            match target_store(&ctx.sh, &input.name) {
                 // An existing name returns the existing target unchanged.
-                Ok(Reply::Json(render::backup_target(
+                Ok(store) => Ok(Reply::Json(render::backup_target(
                     base,
-                    ctx.sh.store.as_ref(),
-                )))
-            } else {
-                Err(internal(
-                    "creating backup targets other than default is not supported by the emulator",
-                ))
+                    &input.name,
+                    store.as_deref(),
+                ))),
+                Err(_) => Err(internal(
+                    "creating backup targets through the API is not supported by the emulator (use its control endpoint)",
+                )),
             }
         }
         Route::DeleteBackupTarget(id) => Err(internal(format!(
             "cannot delete backup target {id}: deleting backup targets is not supported"
         ))),
-        Route::ListSettings => Ok(Reply::Json(render::collection(
-            "setting",
-            &ctx.url,
-            render::SETTINGS
-                .iter()
-                .map(|(n, v)| render::setting(base, n, v))
-                .collect(),
-        ))),
-        Route::GetSetting(name) | Route::UpdateSetting(name) => {
-            if matches!(
-                name.as_str(),
-                "backup-target" | "backup-target-credential-secret" | "backupstore-poll-interval"
-            ) {
-                return Err(internal(format!("setting {name} is not supported")));
+        Route::ListSettings => {
+            let st = ctx.sh.lock();
+            Ok(Reply::Json(render::collection(
+                "setting",
+                &ctx.url,
+                render::SETTINGS
+                    .iter()
+                    .map(|d| render::setting(base, d, st.setting(d.name)))
+                    .collect(),
+            )))
+        }
+        Route::GetSetting(name) => {
+            let d = find_setting(&name)?;
+            let st = ctx.sh.lock();
+            Ok(Reply::Json(render::setting(base, d, st.setting(d.name))))
+        }
+        Route::UpdateSetting(name) => {
+            #[derive(Deserialize, Default)]
+            #[serde(default)]
+            struct SettingInput {
+                value: String,
             }
-            render::SETTINGS
-                .iter()
-                .find(|(n, _)| *n == name)
-                .map(|(n, v)| Reply::Json(render::setting(base, n, v)))
-                .ok_or_else(|| {
-                    ApiError::NotFound(format!("settings.longhorn.io \"{name}\" not found"))
-                })
+            let input: SettingInput = ctx.input()?;
+            let d = find_setting(&name)?;
+            let value = set_setting(&ctx.sh, &name, &input.value)?;
+            Ok(Reply::Json(render::setting(base, d, &value)))
         }
     }
+}
+
+fn find_setting(name: &str) -> Result<&'static render::SettingDef> {
+    if matches!(
+        name,
+        "backup-target" | "backup-target-credential-secret" | "backupstore-poll-interval"
+    ) {
+        // Since v1.8 these are fields of the BackupTarget CR, no longer settings.
+        return Err(internal(format!("setting {name} is not supported")));
+    }
+    render::setting_def(name)
+        .ok_or_else(|| ApiError::NotFound(format!("settings.longhorn.io \"{name}\" not found")))
+}
+
+/// `PUT /v1/settings/{name}` (longhorn-manager api/setting.go
+/// (*Server).SettingSet -> manager/setting.go CreateOrUpdateSetting):
+/// the value is trimmed, validated by datastore/longhorn.go
+/// (*DataStore).ValidateSetting (types.ValidateSetting's type check, then
+/// the per-setting checks), and stored. Read-only settings are written too:
+/// `ds.UpdateSetting` marks the update as Longhorn's own, which the
+/// setting webhook's read-only check lets through. Returns the stored value.
+pub fn set_setting(sh: &Shared, name: &str, value: &str) -> Result<String> {
+    let d = find_setting(name)?;
+    let value = value.trim().to_owned();
+    let invalid = |why: String| {
+        internal(format!(
+            "failed to validate setting {name} with invalid value {value}: {why}"
+        ))
+    };
+    let type_error = |why: String| {
+        invalid(format!(
+            "value {value} of settings {name} is invalid: failed to parse value {value} for setting {}: {why}",
+            d.display_name
+        ))
+    };
+    if value.is_empty() && d.name != "current-longhorn-version" {
+        return Err(invalid(format!(
+            "value  of settings {name} is invalid: required setting {name} shouldn't be empty"
+        )));
+    }
+    let engine_specific = d.default.starts_with('{') && value.starts_with('{');
+    let bool_ok = matches!(
+        value.as_str(),
+        "1" | "t" | "T" | "TRUE" | "true" | "True" | "0" | "f" | "F" | "FALSE" | "false" | "False"
+    );
+    match d.kind {
+        "int" if !engine_specific && value.parse::<i64>().is_err() => {
+            return Err(type_error(format!(
+                "failed to parse single int value {value}: strconv.ParseInt: parsing {value:?}: invalid syntax"
+            )));
+        }
+        "bool" if !engine_specific && !bool_ok => {
+            return Err(type_error(format!(
+                "failed to parse single bool value {value}: strconv.ParseBool: parsing {value:?}: invalid syntax"
+            )));
+        }
+        _ => {}
+    }
+    if name == "snapshot-max-count" {
+        // datastore/longhorn.go ValidateSetting, case SettingNameSnapshotMaxCount.
+        let n: i64 = value.parse().unwrap_or(0);
+        if !(2..=250).contains(&n) {
+            return Err(invalid(format!("{name} should be between 2 and 250")));
+        }
+    }
+    sh.lock().settings.insert(name.to_owned(), value.clone());
+    Ok(value)
 }
 
 /// The volume, or the 404 error (lookups after an existence check use it too,
@@ -599,8 +708,34 @@ fn not_found_volume(name: &str) -> ApiError {
     ApiError::NotFound(format!("volumes.longhorn.io \"{name}\" not found"))
 }
 
-fn find_bv(st: &State, id: &str) -> Option<String> {
-    st.backup_volumes.keys().find(|v| bv_name(v) == id).cloned()
+/// A backup target's store: `Ok(None)` for `default` without a URL, the
+/// 404 for a target that does not exist.
+fn target_store(sh: &Shared, id: &str) -> Result<Option<Arc<crate::store::Store>>> {
+    if id == crate::state::TARGET {
+        return Ok(sh.store.clone());
+    }
+    sh.store_for(id)
+        .map(Some)
+        .ok_or_else(|| ApiError::NotFound(format!("backuptargets.longhorn.io \"{id}\" not found")))
+}
+
+/// manager/engine.go (*VolumeManager).SyncBackupTarget: refused within
+/// minSyncBackupTargetIntervalSec (10 s) of the last request (a manual one
+/// or the poll timer's), else `spec.syncRequestedAt = now`.
+pub fn request_target_sync(sh: &Shared, target: &str) -> std::result::Result<(), String> {
+    let now = std::time::Instant::now();
+    let mut st = sh.lock();
+    if st
+        .target_syncs
+        .get(target)
+        .is_some_and(|t| now.duration_since(*t) < std::time::Duration::from_secs(10))
+    {
+        return Err(format!(
+            "cannot synchronize backup target '{target}' in 10 seconds"
+        ));
+    }
+    st.target_syncs.insert(target.to_owned(), now);
+    Ok(())
 }
 
 /// `^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`, at most 40 characters.
@@ -655,6 +790,7 @@ struct VolumeInput {
     from_backup: String,
     access_mode: String,
     standby: bool,
+    snapshot_max_count: i64,
 }
 
 fn new_volume(st: &mut State, name: &str, size: u64, replicas: usize) -> Volume {
@@ -683,7 +819,20 @@ fn new_volume(st: &mut State, name: &str, size: u64, replicas: usize) -> Volume 
         snapshots: BTreeMap::new(),
         labels: BTreeMap::new(),
         last_attached_by: String::new(),
+        // webhook/resources/volume/mutator.go (*volumeMutator).Create:
+        // getSnapshotMaxCount() fills spec.snapshotMaxCount from the setting
+        // when it is 0; backupTargetName "" becomes "default".
+        snapshot_max_count: st.setting("snapshot-max-count").parse().unwrap_or(250),
+        engine_upgrading: None,
+        backup_target: crate::state::TARGET.to_owned(),
+        scheduled: schedulable(st, replicas.max(1)),
+        pv_pending: None,
     }
+}
+
+/// How many of `n` replicas the scheduler places ([`State::schedulable_replicas`]).
+fn schedulable(st: &State, n: usize) -> usize {
+    st.schedulable_replicas.map_or(n, |m| m.min(n))
 }
 
 /// Creates a plain volume of `size` bytes and starts its lifecycle (control
@@ -713,9 +862,30 @@ pub fn create_plain_volume(sh: &Arc<Shared>, name: &str, size: u64) -> Result<()
     Ok(())
 }
 
+/// longhorn-manager util/util.go AutoCorrectName, as the volume mutator
+/// (webhook/resources/volume/mutator.go (*volumeMutator).Create) applies it
+/// with datastore.NameMaximumLength = 40: always lowercased; a longer name
+/// becomes its first 31 lowercased characters (trailing '-' trimmed), '-',
+/// and the first 8 hex digits of SHA-512 of the original name.
+pub fn auto_correct_name(name: &str, max_len: usize) -> String {
+    let lower = name.to_lowercase();
+    if name.len() <= max_len {
+        return lower;
+    }
+    let checksum = crate::store::sha512_hex(name.as_bytes());
+    let mut cut = max_len - 9;
+    while !lower.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let prefix = lower[..cut].trim_end_matches('-');
+    format!("{prefix}-{}", &checksum[..8])
+}
+
 fn create_volume(ctx: &Ctx) -> Result<Reply> {
     let input: VolumeInput = ctx.input()?;
-    let name = input.name.clone();
+    // The mutating webhook corrects the name before anything else sees it,
+    // for restores (fromBackup) too; the answer carries the corrected name.
+    let name = auto_correct_name(&input.name, 40);
     if !valid_volume_name(&name) {
         return Err(internal(format!("invalid name {name}")));
     }
@@ -723,6 +893,14 @@ fn create_volume(ctx: &Ctx) -> Result<Reply> {
         return Err(internal(
             "standby (DR) volumes are not supported by the emulator",
         ));
+    }
+    // webhook/resources/volume/validator.go validateSnapshotMaxCount (0: the
+    // mutator fills it from the setting).
+    if input.snapshot_max_count != 0 && !(2..=250).contains(&input.snapshot_max_count) {
+        return Err(internal(format!(
+            "unable to create volume {name}: {}",
+            webhook_denied("snapshot max count should be between 2 to 250")
+        )));
     }
     let replicas = if input.number_of_replicas > 0 {
         input.number_of_replicas as usize
@@ -747,6 +925,16 @@ fn create_volume(ctx: &Ctx) -> Result<Reply> {
             v.replicas = (0..replicas)
                 .map(|_| format!("{name}-r-{}", hex8()))
                 .collect();
+        }
+        let n = v.replicas.len();
+        let placed = st.schedulable_replicas.map_or(n, |m| m.min(n));
+        let v = st
+            .volumes
+            .get_mut(&name)
+            .ok_or_else(|| not_found_volume(&name))?;
+        v.scheduled = placed;
+        if input.snapshot_max_count != 0 {
+            v.snapshot_max_count = input.snapshot_max_count as u32;
         }
         if !input.frontend.is_empty() {
             v.frontend = input.frontend.clone();
@@ -794,9 +982,15 @@ fn create_volume(ctx: &Ctx) -> Result<Reply> {
     }
     let mut v = new_volume(&mut st, &name, backup.volume_size, replicas);
     v.from_backup = input.from_backup.clone();
+    if input.snapshot_max_count != 0 {
+        v.snapshot_max_count = input.snapshot_max_count as u32;
+    }
     v.restore_required = true;
+    // The mutator sets spec.backupTargetName from the source Backup's target.
+    v.backup_target = backup.target.clone();
     v.restore = Some(Restore {
         backup: backup.name.clone(),
+        target: backup.target.clone(),
         source_volume: backup.volume_name.clone(),
         url: input.from_backup.clone(),
         started: false,
@@ -888,6 +1082,18 @@ pub struct PvcInput {
     pub pvc_name: String,
 }
 
+/// An error of `snapshotBackup` (api/snapshot.go (*Server).SnapshotBackup:
+/// `errors.Wrap(err, "failed to backup snapshot")`).
+fn backup_failed(msg: &str) -> ApiError {
+    internal(format!("failed to backup snapshot: {msg}"))
+}
+
+/// A rejection by Longhorn's validating webhook, as the apiserver words it
+/// (webhook/server/server.go registers it as `validator.longhorn.io`).
+pub fn webhook_denied(msg: &str) -> String {
+    format!("admission webhook \"validator.longhorn.io\" denied the request: {msg}")
+}
+
 fn engine_not_running(name: &str) -> ApiError {
     internal(format!(
         "cannot get {name} volume engine: engine is not running"
@@ -959,6 +1165,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                         input.host_id
                     },
                     disable_frontend: input.disable_frontend,
+                    any_frontend: false,
                 },
             );
             worker::kick(sh, st, name);
@@ -976,7 +1183,12 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
             } else if !input.attachment_id.is_empty() {
                 v.tickets.remove(&input.attachment_id);
             } else {
-                v.tickets.retain(|id, _| *id == restore);
+                // The controllers' own tickets stay (they remove them when done).
+                v.tickets.retain(|id, _| {
+                    *id == restore
+                        || id.starts_with("snapshot-controller-")
+                        || id.starts_with("backup-controller-")
+                });
             }
             worker::kick(sh, st, name);
             Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
@@ -1006,25 +1218,35 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                     "snapshots.longhorn.io \"{snap}\" already exists"
                 )));
             }
-            let parent = v.head_parent().map(|p| p.name.clone()).unwrap_or_default();
+            // api/snapshot.go SnapshotCRCreate -> manager/snapshot.go
+            // CreateSnapshotCR: the CR is created and returned; the snapshot
+            // controller takes it later (worker::run_snapshot_controller),
+            // so nothing about the engine (detached, too many snapshots) fails here.
             let s = Snapshot {
                 name: snap.clone(),
                 seq,
                 cr_creation_time: Utc::now(),
                 creation_time: None,
                 labels,
-                data: v.data.clone(),
+                data: Default::default(),
                 ready: false,
+                taken: false,
+                error: String::new(),
                 mark_removed: false,
                 user_created: true,
-                parent,
+                parent: String::new(),
             };
             let uid = v.uid;
+            // The answer is the CR as created, before the controller saw it.
             let out = render::snapshot_cr(base, v, &s);
             v.snapshots.insert(snap.clone(), s);
+            // Attached: the engine takes it at once (its data is the volume's now).
+            worker::reconcile_snapshot(sh, st, name, &snap);
             let sh2 = sh.clone();
             let vol = name.to_owned();
-            sh.spawn(async move { worker::run_snapshot_ready(sh2, vol, uid, snap, seq).await });
+            sh.spawn(
+                async move { worker::run_snapshot_controller(sh2, vol, uid, snap, seq).await },
+            );
             Ok(Reply::Json(out))
         }
         "snapshotCRGet" => {
@@ -1086,6 +1308,9 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                     "snapshot volume-snap-{snap}.img is already existing"
                 )));
             }
+            if let Some(e) = worker::snapshot_limit_error(v) {
+                return Err(internal(format!("failed to create snapshot: {e}")));
+            }
             let now = Utc::now();
             let parent = v.head_parent().map(|p| p.name.clone()).unwrap_or_default();
             let s = Snapshot {
@@ -1096,6 +1321,8 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 labels,
                 data: v.data.clone(),
                 ready: true,
+                taken: true,
+                error: String::new(),
                 mark_removed: false,
                 user_created: true,
                 parent,
@@ -1209,19 +1436,52 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
         }
         "snapshotBackup" => {
             let input: SnapshotInput = ctx.input()?;
-            if sh.store.is_none() {
-                return Err(internal("backup target default is not available"));
+            // longhorn-manager api/snapshot.go (*Server).SnapshotBackup wraps
+            // every error "failed to backup snapshot"; manager/engine.go
+            // (*VolumeManager).BackupSnapshot checks only the empty name.
+            if input.name.is_empty() {
+                return Err(backup_failed("volume and snapshot name required"));
             }
+            // The Backup CR then meets the validating webhook
+            // (webhook/resources/backup/validator.go (*backupValidator).Create),
+            // in this order: mode, target available, Snapshot CR.
             let mode = match input.backup_mode.as_str() {
                 "" | "incremental" => "incremental",
                 "full" => "full",
-                m => return Err(internal(format!("invalid backup mode {m}"))),
+                m => {
+                    return Err(backup_failed(&webhook_denied(&format!(
+                        "BackupMode {m} is not a valid option"
+                    ))));
+                }
             };
-            if input.name.is_empty() || input.name == "volume-head" {
-                return Err(internal(format!(
-                    "snapshot {:?} is invalid for a backup",
-                    input.name
-                )));
+            // api/snapshot.go SnapshotBackup: the target is always the
+            // volume's spec.backupTargetName (label longhorn.io/backup-target).
+            let target = vol_ref(st, name)?.backup_target.clone();
+            if sh.store_for(&target).is_none() {
+                return Err(backup_failed(&webhook_denied(&format!(
+                    "backup target {target} is not available"
+                ))));
+            }
+            // `ds.GetSnapshotRO` fails, the nil pointer is printed: the
+            // requested name is not in the message.
+            let owner = if vol_ref(st, name)?.snapshots.contains_key(&input.name) {
+                Some(name.to_owned())
+            } else {
+                st.volumes
+                    .values()
+                    .find(|v| v.snapshots.contains_key(&input.name))
+                    .map(|v| v.name.clone())
+            };
+            match owner {
+                None => {
+                    return Err(backup_failed(&webhook_denied("snapshot <nil> is invalid")));
+                }
+                Some(o) if o != name => {
+                    return Err(backup_failed(&webhook_denied(&format!(
+                        "snapshot volume name {o} and label volume name {name} does not match"
+                    ))));
+                }
+                Some(_) => {}
             }
             let mut labels = input.labels.unwrap_or_default();
             for (k, v) in &labels {
@@ -1254,6 +1514,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 uid,
                 name: backup_name.clone(),
                 volume_name: name.to_owned(),
+                target: target.clone(),
                 snapshot_name: input.name,
                 status_snapshot: String::new(),
                 state: String::new(),
@@ -1277,7 +1538,13 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 completed_at: None,
             };
             st.backups.insert(backup_name.clone(), b);
-            st.backup_volumes.entry(name.to_owned()).or_default();
+            st.backup_volumes
+                .entry(bv_name(name, &target))
+                .or_insert_with(|| crate::state::BackupVolumeState {
+                    volume: name.to_owned(),
+                    target: target.clone(),
+                    ..Default::default()
+                });
             st.backups_created += 1;
             let sh2 = sh.clone();
             sh.spawn_data(async move { worker::run_backup(sh2, backup_name, uid).await });
@@ -1293,8 +1560,30 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 vec![],
             )))
         }
+        // api/volume.go UpdateBackupTargetName: spec.backupTargetName (input
+        // `backupTargetName`); later backups of the volume go there.
         "updateBackupTargetName" => {
-            let _: Value = ctx.input()?;
+            #[derive(Deserialize, Default)]
+            #[serde(default, rename_all = "camelCase")]
+            struct TargetInput {
+                backup_target_name: String,
+            }
+            let input: TargetInput = ctx.input()?;
+            let target = if input.backup_target_name.is_empty() {
+                crate::state::TARGET.to_owned()
+            } else {
+                input.backup_target_name
+            };
+            if target != crate::state::TARGET && sh.store_for(&target).is_none() {
+                return Err(internal(format!(
+                    "failed to update backup target name of volume {name}: backuptargets.longhorn.io \"{target}\" not found"
+                )));
+            }
+            let v = st
+                .volumes
+                .get_mut(name)
+                .ok_or_else(|| not_found_volume(name))?;
+            v.backup_target = target;
             Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         other => Err(internal(format!(
@@ -1321,28 +1610,37 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
     let base = ctx.base.as_str();
     let mut guard = ctx.sh.lock();
     let st = &mut *guard;
-    let vol = find_bv(st, id);
-    let list = |st: &State, volume: Option<&str>| {
+    let bv = st.backup_volumes.get(id).cloned();
+    let list = |st: &State, keep: &dyn Fn(&Backup) -> bool| {
         let data = st
             .backups
             .values()
-            .filter(|b| Some(b.volume_name.as_str()) == volume)
+            .filter(|b| keep(b))
             .map(|b| render::backup(base, b))
             .collect();
         render::collection("backup", &ctx.url, data)
     };
-    let bv_reply = |st: &State, vol: &Option<String>| match vol
-        .as_ref()
-        .and_then(|v| st.backup_volumes.get(v).map(|bv| (v, bv)))
-    {
-        Some((v, bv)) => render::backup_volume(base, st, v, bv),
+    // manager/engine.go GetBackupVolume: a stub for a name that does not exist.
+    let bv_reply = |st: &State, bv: &Option<crate::state::BackupVolumeState>| match bv {
+        Some(bv) => render::backup_volume(base, st, bv),
         None => render::backup_volume_placeholder(base, id),
     };
     match action {
-        "backupList" => Ok(Reply::Json(list(st, vol.as_deref()))),
+        // manager/engine.go ListBackupsForBackupVolumeSorted: the BV's target
+        // and volume; empty when the BV does not exist.
+        "backupList" => Ok(Reply::Json(list(st, &|b: &Backup| {
+            bv.as_ref()
+                .is_some_and(|bv| b.volume_name == bv.volume && b.target == bv.target)
+        }))),
+        // manager/engine.go ListBackupsForVolumeName: the path is ignored;
+        // label backup-volume=<name>, and backup-target=<the volume's
+        // target> when the volume exists in the cluster.
         "backupListByVolume" => {
             let input: NameInput = ctx.input()?;
-            Ok(Reply::Json(list(st, Some(&input.name))))
+            let target = st.volumes.get(&input.name).map(|v| v.backup_target.clone());
+            Ok(Reply::Json(list(st, &|b: &Backup| {
+                b.volume_name == input.name && target.as_ref().is_none_or(|t| *t == b.target)
+            })))
         }
         "backupGet" => {
             let input: NameInput = ctx.input()?;
@@ -1354,6 +1652,8 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
             })?;
             Ok(Reply::Json(render::backup(base, b)))
         }
+        // api/backup.go BackupDelete: deletes the Backup CR by name only;
+        // the path's backup volume is used for the answer alone.
         "backupDelete" => {
             let input: NameInput = ctx.input()?;
             if input.name.is_empty() {
@@ -1372,30 +1672,29 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
                 ctx.sh
                     .spawn_data(async move { worker::run_delete_backup(sh2, name, uid).await });
             }
-            Ok(Reply::Json(bv_reply(st, &vol)))
+            Ok(Reply::Json(bv_reply(st, &bv)))
         }
         "backupVolumeSync" => {
             let _: Value = ctx.input()?;
-            let Some(v) = vol else {
+            let Some(found) = bv.clone() else {
                 return Err(ApiError::NotFound(format!(
                     "backupvolumes.longhorn.io \"{id}\" not found"
                 )));
             };
-            let bv = st.backup_volumes.get_mut(&v).ok_or_else(|| {
-                ApiError::NotFound(format!("backupvolumes.longhorn.io \"{id}\" not found"))
-            })?;
             let now = std::time::Instant::now();
-            if bv
-                .last_sync
-                .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(10))
-            {
-                return Err(internal(format!(
-                    "failed to sync backup volume {id}: a sync was requested less than 10s ago"
-                )));
+            if let Some(state) = st.backup_volumes.get_mut(id) {
+                if state
+                    .last_sync
+                    .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(10))
+                {
+                    return Err(internal(format!(
+                        "failed to synchronize backup volume '{id}' in 10 seconds"
+                    )));
+                }
+                state.last_sync = Some(now);
             }
-            bv.last_sync = Some(now);
-            spawn_sync(&ctx.sh, Some(v.clone()));
-            Ok(Reply::Json(bv_reply(st, &Some(v))))
+            spawn_sync(&ctx.sh, &found.target, Some(found.volume.clone()));
+            Ok(Reply::Json(bv_reply(st, &bv)))
         }
         other => Err(internal(format!(
             "action {other} is not supported by the Longhorn emulator"
@@ -1403,11 +1702,17 @@ fn backup_volume_action(ctx: &Ctx, id: &str, action: &str) -> Result<Reply> {
     }
 }
 
-/// Brings the cluster's view in line with the store, as a target or backup
-/// volume sync does: completed backups found in the store appear, completed
-/// backups whose `.cfg` is gone disappear. `volume`: only that one.
-pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::Result<()> {
-    let Some(store) = sh.store.as_ref() else {
+/// Brings the cluster's view of one backup target in line with its store, as
+/// a target or backup volume sync does (backup_target_controller.go
+/// syncBackupVolume, backup_volume_controller.go): completed backups found in
+/// the store appear, completed backups whose `.cfg` is gone disappear.
+/// `volume`: only that one.
+pub async fn sync_from_store(
+    sh: &Arc<Shared>,
+    target: &str,
+    volume: Option<&str>,
+) -> anyhow::Result<()> {
+    let Some(store) = sh.store_for(target) else {
         return Ok(());
     };
     let started = sh.lock().completions;
@@ -1418,7 +1723,12 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
     let mut st = sh.lock();
     let scanned: Vec<String> = match volume {
         Some(v) => vec![v.to_owned()],
-        None => st.backup_volumes.keys().cloned().collect(),
+        None => st
+            .backup_volumes
+            .values()
+            .filter(|bv| bv.target == target)
+            .map(|bv| bv.volume.clone())
+            .collect(),
     };
     let in_store: std::collections::HashSet<String> = found
         .iter()
@@ -1426,14 +1736,22 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
         .collect();
     // Completed before the scan started and absent from the store: deleted remotely.
     st.backups.retain(|name, b| {
-        !(scanned.contains(&b.volume_name)
+        !(b.target == target
+            && scanned.contains(&b.volume_name)
             && b.state == "Completed"
             && b.completed_seq <= started
             && !in_store.contains(name))
     });
     for (vcfg, backups) in found {
         let volume = vcfg.name.clone();
-        let bv = st.backup_volumes.entry(volume.clone()).or_default();
+        let bv = st
+            .backup_volumes
+            .entry(bv_name(&volume, target))
+            .or_insert_with(|| crate::state::BackupVolumeState {
+                volume: volume.clone(),
+                target: target.to_owned(),
+                ..Default::default()
+            });
         if bv.created.is_empty() {
             bv.created = vcfg.created_time.clone();
         }
@@ -1448,6 +1766,7 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
                 uid,
                 name: cfg.name.clone(),
                 volume_name: volume.clone(),
+                target: target.to_owned(),
                 snapshot_name: cfg.snapshot_name.clone(),
                 status_snapshot: cfg.snapshot_name.clone(),
                 state: "Completed".into(),
@@ -1482,12 +1801,32 @@ pub async fn sync_from_store(sh: &Arc<Shared>, volume: Option<&str>) -> anyhow::
     Ok(())
 }
 
-/// Starts a store sync in the background (the API answers before it is done).
-fn spawn_sync(sh: &Arc<Shared>, volume: Option<String>) {
+/// Starts a store sync of `target` in the background (the API answers before it is done).
+fn spawn_sync(sh: &Arc<Shared>, target: &str, volume: Option<String>) {
     let sh2 = sh.clone();
+    let target = target.to_owned();
     sh.spawn(async move {
-        if let Err(e) = sync_from_store(&sh2, volume.as_deref()).await {
-            tracing::warn!(error = %e, "backup store sync failed");
+        if let Err(e) = sync_from_store(&sh2, &target, volume.as_deref()).await {
+            tracing::warn!(error = %e, %target, "backup store sync failed");
+        }
+    });
+}
+
+/// The poll timer of a backup target (backup_target_controller.go
+/// BackupStoreTimer: `spec.syncRequestedAt = now` every pollInterval, 5 min,
+/// the first tick one interval after the start).
+pub fn start_target_poll(sh: &Arc<Shared>, target: &str) {
+    let sh2 = sh.clone();
+    let target = target.to_owned();
+    sh.spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(300)).await;
+            sh2.lock()
+                .target_syncs
+                .insert(target.clone(), std::time::Instant::now());
+            if let Err(e) = sync_from_store(&sh2, &target, None).await {
+                tracing::warn!(error = %e, %target, "backup store poll failed");
+            }
         }
     });
 }
@@ -1503,6 +1842,26 @@ mod tests {
         assert_eq!(parse_quantity("1G"), Some(1_000_000_000));
         assert_eq!(parse_quantity("x"), None);
         assert_eq!(parse_quantity("1.5Gi"), None);
+    }
+
+    #[test]
+    fn auto_corrected_names() {
+        // The example computed from Longhorn's algorithm (facts §3).
+        assert_eq!(
+            auto_correct_name("restore-of-a-very-long-backup-volume-name-0001", 40),
+            "restore-of-a-very-long-backup-v-c227dc26"
+        );
+        assert_eq!(auto_correct_name("MyVol", 40), "myvol");
+        let forty = "a".repeat(40);
+        assert_eq!(auto_correct_name(&forty, 40), forty);
+        // Trailing '-' of the cut prefix is trimmed.
+        let n = format!("{}-{}", "b".repeat(30), "c".repeat(20));
+        let c = auto_correct_name(&n, 40);
+        assert!(
+            c.starts_with(&format!("{}-", "b".repeat(30))) && !c.contains("--"),
+            "{c}"
+        );
+        assert_eq!(c.len(), 39);
     }
 
     #[test]

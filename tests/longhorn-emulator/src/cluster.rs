@@ -434,10 +434,14 @@ fn refresh(
     for users in mounting.values_mut() {
         users.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
     }
+    let instant = std::time::Instant::now();
     for v in st.volumes.values_mut() {
         let old = v.kubernetes_status.clone();
         let mut ks = old.clone();
+        // A PV from pvCreate shows only once the PV controller got to it.
+        let pv_hidden = v.pv_pending.as_ref().is_some_and(|(_, at)| instant < *at);
         match by_handle.get(v.name.as_str()) {
+            _ if pv_hidden => {}
             None => {
                 // pvCreate may have just made it; keep the name until the PV shows up.
                 if ks.pv_status.is_empty() && !ks.pv_name.is_empty() {
@@ -499,6 +503,7 @@ fn refresh(
                         kind: "csi-attacher".into(),
                         node,
                         disable_frontend: false,
+                        any_frontend: false,
                     });
                     changed.push(v.name.clone());
                 }
@@ -558,8 +563,30 @@ fn kube_client(sh: &Shared) -> Result<kube::Client, ApiError> {
 }
 
 /// `pvCreate`: a PV (static class, reclaim Retain) for an existing volume.
+///
+/// longhorn-manager manager/kubernetes.go (*VolumeManager).PVCreate, errors
+/// wrapped "unable to create PV for volume <v>": refused when the volume's
+/// status already names a PV; the PV's creation fails (AlreadyExists) when
+/// the object exists but the status does not show it yet. The status is set
+/// later by controller/kubernetes_pv_controller.go syncKubernetesStatus:
+/// here `Timings::pv_status_ms` after the PV is created.
 pub async fn pv_create(sh: &Arc<Shared>, volume: &str, input: PvInput) -> Result<(), ApiError> {
     let client = kube_client(sh)?;
+    let failed =
+        |m: String| ApiError::Internal(format!("unable to create PV for volume {volume}: {m}"));
+    let (size, mode) = {
+        let st = sh.lock();
+        let v = st.volumes.get(volume).ok_or_else(|| {
+            ApiError::NotFound(format!("volumes.longhorn.io \"{volume}\" not found"))
+        })?;
+        if !v.kubernetes_status.pv_name.is_empty() {
+            return Err(failed(format!(
+                "volume already had PV {}",
+                v.kubernetes_status.pv_name
+            )));
+        }
+        (v.size, v.access_mode.clone())
+    };
     let pv_name = if input.pv_name.is_empty() {
         volume.to_owned()
     } else {
@@ -570,28 +597,11 @@ pub async fn pv_create(sh: &Arc<Shared>, volume: &str, input: PvInput) -> Result
     } else {
         input.fs_type
     };
-    let (size, mode) = {
-        let st = sh.lock();
-        let v = st.volumes.get(volume).ok_or_else(|| {
-            ApiError::NotFound(format!("volumes.longhorn.io \"{volume}\" not found"))
-        })?;
-        if !v.kubernetes_status.pv_name.is_empty() {
-            return Err(ApiError::Internal(format!(
-                "volume {volume} already had PV {}",
-                v.kubernetes_status.pv_name
-            )));
-        }
-        if v.state == VolState::Deleting {
-            return Err(ApiError::Internal(format!(
-                "volume {volume} is being deleted"
-            )));
-        }
-        (v.size, v.access_mode.clone())
-    };
     let sc = if input.storage_class_name.is_empty() {
         let st = sh.lock();
         st.backup_volumes
-            .get(volume)
+            .values()
+            .find(|bv| bv.volume == volume)
             .map(|bv| bv.storage_class_name.clone())
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| STATIC_STORAGE_CLASS.to_owned())
@@ -612,31 +622,59 @@ pub async fn pv_create(sh: &Arc<Shared>, volume: &str, input: PvInput) -> Result
     Api::<PersistentVolume>::all(client)
         .create(&PostParams::default(), &pv)
         .await
-        .map_err(|e| ApiError::Internal(format!("failed to create PV {pv_name}: {e}")))?;
-    if let Some(v) = sh.lock().volumes.get_mut(volume) {
-        v.kubernetes_status.pv_name = pv_name;
-    }
+        .map_err(|e| match e {
+            // The apiserver's AlreadyExists passes through unwrapped
+            // (datastore CreatePersistentVolume).
+            kube::Error::Api(s) if s.code == 409 => failed(s.message.clone()),
+            e => failed(e.to_string()),
+        })?;
+    let delay = sh.timings().pv_status_ms;
+    let at = std::time::Instant::now() + Duration::from_millis(delay);
+    let uid = {
+        let mut st = sh.lock();
+        let Some(v) = st.volumes.get_mut(volume) else {
+            return Ok(());
+        };
+        v.pv_pending = Some((pv_name.clone(), at));
+        v.uid
+    };
+    let sh2 = sh.clone();
+    let volume = volume.to_owned();
+    sh.spawn(async move {
+        tokio::time::sleep(Duration::from_millis(delay)).await;
+        let mut st = sh2.lock();
+        if let Some(v) = st.volumes.get_mut(&volume).filter(|v| v.uid == uid) {
+            v.pv_pending = None;
+            if v.kubernetes_status.pv_name.is_empty() {
+                // The phase follows from the watched PV (the refresh).
+                v.kubernetes_status.pv_name = pv_name;
+            }
+        }
+    });
     Ok(())
 }
 
 /// `pvcCreate`: a PVC bound to the volume's PV.
+///
+/// manager/kubernetes.go (*VolumeManager).PVCCreate, errors wrapped "unable
+/// to create PVC for volume <v>": refused when the status names a live PVC;
+/// polls the volume's status KubeStatusPollCount (5) times, one
+/// KubeStatusPollInterval (1 s) apart, for a PV name with phase Available or
+/// Released; clears the PV's claimRef; creates the PVC.
 pub async fn pvc_create(sh: &Arc<Shared>, volume: &str, input: PvcInput) -> Result<(), ApiError> {
     let client = kube_client(sh)?;
-    let (size, mode, pv_name) = {
+    let failed =
+        |m: String| ApiError::Internal(format!("unable to create PVC for volume {volume}: {m}"));
+    let status = |sh: &Shared| -> Result<(u64, String, crate::state::KubeStatus), ApiError> {
         let st = sh.lock();
         let v = st.volumes.get(volume).ok_or_else(|| {
             ApiError::NotFound(format!("volumes.longhorn.io \"{volume}\" not found"))
         })?;
-        (
-            v.size,
-            v.access_mode.clone(),
-            v.kubernetes_status.pv_name.clone(),
-        )
+        Ok((v.size, v.access_mode.clone(), v.kubernetes_status.clone()))
     };
-    if pv_name.is_empty() {
-        return Err(ApiError::Internal(format!(
-            "cannot find existing PV for volume {volume}"
-        )));
+    let (size, mode, ks) = status(sh)?;
+    if ks.last_pvc_ref_at.is_empty() && !ks.pvc_name.is_empty() {
+        return Err(failed(format!("volume already had PVC {}", ks.pvc_name)));
     }
     let namespace = if input.namespace.is_empty() {
         "default".to_owned()
@@ -648,45 +686,33 @@ pub async fn pvc_create(sh: &Arc<Shared>, volume: &str, input: PvcInput) -> Resu
     } else {
         input.pvc_name
     };
-    let pvs = Api::<PersistentVolume>::all(client.clone());
-    let mut ready = None;
+    let mut ks = ks;
+    let mut found = false;
     for _ in 0..5 {
-        let pv = pvs
-            .get(&pv_name)
-            .await
-            .map_err(|e| ApiError::Internal(format!("cannot get PV {pv_name}: {e}")))?;
-        let phase = pv
-            .status
-            .as_ref()
-            .and_then(|s| s.phase.clone())
-            .unwrap_or_default();
-        if phase == "Bound" {
-            let c = pv.spec.as_ref().and_then(|s| s.claim_ref.as_ref());
-            return Err(ApiError::Internal(format!(
-                "volume already had PVC {}/{}",
-                c.and_then(|c| c.namespace.clone()).unwrap_or_default(),
-                c.and_then(|c| c.name.clone()).unwrap_or_default()
-            )));
-        }
-        if phase == "Available" || phase == "Released" {
-            ready = Some((pv, phase));
+        ks = status(sh)?.2;
+        if !ks.pv_name.is_empty() && (ks.pv_status == "Available" || ks.pv_status == "Released") {
+            found = true;
             break;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
-    let Some((pv, phase)) = ready else {
-        return Err(ApiError::Internal(format!(
-            "PV {pv_name} is not Available or Released"
+    if !found {
+        return Err(failed(format!(
+            "cannot found PV {} or the PV status {} is invalid for PVC creation",
+            ks.pv_name, ks.pv_status
         )));
-    };
-    if phase == "Released" {
+    }
+    let pv_name = ks.pv_name.clone();
+    let pvs = Api::<PersistentVolume>::all(client.clone());
+    let pv = pvs.get(&pv_name).await.map_err(|e| failed(e.to_string()))?;
+    if pv.spec.as_ref().is_some_and(|s| s.claim_ref.is_some()) {
         pvs.patch(
             &pv_name,
             &PatchParams::default(),
             &Patch::Merge(json!({ "spec": { "claimRef": null } })),
         )
         .await
-        .map_err(|e| ApiError::Internal(format!("cannot clear the claim of PV {pv_name}: {e}")))?;
+        .map_err(|e| failed(e.to_string()))?;
     }
     let sc = pv
         .spec
@@ -708,8 +734,9 @@ pub async fn pvc_create(sh: &Arc<Shared>, volume: &str, input: PvcInput) -> Resu
     Api::<PersistentVolumeClaim>::namespaced(client, &namespace)
         .create(&PostParams::default(), &pvc)
         .await
-        .map_err(|e| {
-            ApiError::Internal(format!("failed to create PVC {namespace}/{pvc_name}: {e}"))
+        .map_err(|e| match e {
+            kube::Error::Api(s) => failed(s.message.clone()),
+            e => failed(e.to_string()),
         })?;
     if let Some(v) = sh.lock().volumes.get_mut(volume) {
         v.kubernetes_status.namespace = namespace;

@@ -44,7 +44,8 @@ impl EmulatorConfig {
 }
 
 /// An S3 bucket used as the backup target `s3://<bucket>@<region>/<prefix>/`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct StoreConfig {
     pub endpoint: String,
     pub region: String,
@@ -192,9 +193,10 @@ pub async fn kube_client_from(path: &Path) -> anyhow::Result<kube::Client> {
     Ok(client)
 }
 
-/// Delays and rates of the emulated asynchronous operations.
+/// Delays and rates of the emulated asynchronous operations (fields absent
+/// from a JSON body take [`Timings::fast`]'s values).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", default)]
 pub struct Timings {
     /// `""` -> `creating` -> `detached`.
     pub volume_create_ms: u64,
@@ -212,6 +214,9 @@ pub struct Timings {
     pub restore_bytes_per_sec: u64,
     /// Volume and backup deletion.
     pub delete_ms: u64,
+    /// `pvCreate` -> `kubernetesStatus.pvName` (Longhorn's PV controller sees
+    /// the new PV and updates the volume's status).
+    pub pv_status_ms: u64,
 }
 
 impl Timings {
@@ -226,6 +231,7 @@ impl Timings {
             restore_start_ms: 40,
             restore_bytes_per_sec: 256 << 20,
             delete_ms: 30,
+            pv_status_ms: 300,
         }
     }
 
@@ -240,6 +246,7 @@ impl Timings {
             restore_start_ms: 5_000,
             restore_bytes_per_sec: 40 << 20,
             delete_ms: 2_000,
+            pv_status_ms: 1_000,
         }
     }
 }

@@ -12,6 +12,12 @@
 //! | GET, PUT | `/emulator/timings` | [`Timings`] |
 //! | GET | `/emulator/stats` | [`Stats`] |
 //! | GET, PUT | `/emulator/provisioner` | `{"namespaces": null \| ["ns", ...]}`: PVC namespaces served (null: all) |
+//! | PUT | `/emulator/settings/{name}` | `{"value"}`: as `PUT /v1/settings/{name}` |
+//! | POST | `/emulator/volumes/{name}/attach`, `.../detach` | ticket `longhorn-ui` added (waits `attached`) / removed (waits `detached` if no other ticket) |
+//! | PUT | `/emulator/volumes/{name}/engine-upgrading` | `{"upgrading":bool}` |
+//! | PUT | `/emulator/schedulable-replicas` | `{"replicas": null \| n}`: replicas of new volumes the scheduler places |
+//! | POST | `/emulator/backuptargets` | `{"name","store":StoreConfig}` (camelCase): a target of its own store, synced before the answer |
+//! | PUT | `/emulator/version` | `{"version":"v1.8.0"}`: `current-longhorn-version` |
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,6 +71,16 @@ pub fn routes() -> Router<Arc<Shared>> {
         .route("/timings", get(get_timings).put(set_timings))
         .route("/stats", get(stats))
         .route("/provisioner", get(get_provisioner).put(set_provisioner))
+        .route("/settings/{name}", put(set_setting))
+        .route("/volumes/{name}/attach", post(attach))
+        .route("/volumes/{name}/detach", post(detach))
+        .route(
+            "/volumes/{name}/engine-upgrading",
+            put(set_engine_upgrading),
+        )
+        .route("/schedulable-replicas", put(set_schedulable_replicas))
+        .route("/backuptargets", post(add_backup_target))
+        .route("/version", put(set_version))
         .layer(DefaultBodyLimit::max(1 << 30))
 }
 
@@ -232,6 +248,201 @@ async fn set_provisioner(State(sh): State<Arc<Shared>>, Json(p): Json<Provisione
     StatusCode::NO_CONTENT
 }
 
+/// The ticket of [`Control::attach`] (the one `attach` without an
+/// attachment ID makes through the API).
+const CONTROL_TICKET: &str = "longhorn-ui";
+
+/// Waits until `done` holds for the volume's state (120 s at most).
+async fn wait_state(
+    sh: &Shared,
+    name: &str,
+    what: &str,
+    done: impl Fn(VolState) -> bool,
+) -> Result<(), ControlError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let state = sh.lock().volumes.get(name).map(|v| v.state);
+        match state {
+            Some(s) if done(s) => return Ok(()),
+            None => return Err(ControlError::NoVolume(name.to_owned())),
+            Some(_) if tokio::time::Instant::now() > deadline => {
+                return Err(ControlError::Timeout(format!(
+                    "volume {name} not {what} after 120 s"
+                )));
+            }
+            Some(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+        }
+    }
+}
+
+/// Attaches as `attach` does through the API (ticket `longhorn-ui`), then
+/// waits until the volume is `attached`.
+async fn attach(
+    State(sh): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    {
+        let mut st = sh.lock();
+        let v = st
+            .volumes
+            .get_mut(&name)
+            .ok_or_else(|| ControlError::NoVolume(name.clone()))?;
+        if v.restore_required {
+            return Err(ControlError::BadRequest(format!(
+                "volume {name} is pending restoring"
+            )));
+        }
+        if v.scheduled == 0 {
+            return Err(ControlError::BadRequest(format!(
+                "volume {name} has no scheduled replica: it cannot attach"
+            )));
+        }
+        v.tickets.insert(
+            CONTROL_TICKET.into(),
+            crate::state::Ticket {
+                kind: "longhorn-api".into(),
+                node: "node-1".into(),
+                disable_frontend: false,
+                any_frontend: false,
+            },
+        );
+        crate::worker::kick(&sh, &mut st, &name);
+    }
+    wait_state(&sh, &name, "attached", |s| s == VolState::Attached).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Removes the ticket of [`attach`]; when no other ticket holds the volume,
+/// waits until it is `detached`.
+async fn detach(
+    State(sh): State<Arc<Shared>>,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ControlError> {
+    let free = {
+        let mut st = sh.lock();
+        let v = st
+            .volumes
+            .get_mut(&name)
+            .ok_or_else(|| ControlError::NoVolume(name.clone()))?;
+        v.tickets.remove(CONTROL_TICKET);
+        let free = v.tickets.is_empty();
+        crate::worker::kick(&sh, &mut st, &name);
+        free
+    };
+    if free {
+        wait_state(&sh, &name, "detached", |s| s == VolState::Detached).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Upgrading {
+    upgrading: bool,
+}
+
+/// The engine image the "upgrade" of [`set_engine_upgrading`] goes to.
+pub const UPGRADE_IMAGE: &str = "longhornio/longhorn-engine:v1.12.2";
+
+async fn set_engine_upgrading(
+    State(sh): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Json(u): Json<Upgrading>,
+) -> Result<StatusCode, ControlError> {
+    let mut st = sh.lock();
+    let v = st
+        .volumes
+        .get_mut(&name)
+        .ok_or_else(|| ControlError::NoVolume(name.clone()))?;
+    v.engine_upgrading = u.upgrading.then(|| {
+        (
+            "longhornio/longhorn-engine:v1.12.1".to_owned(),
+            UPGRADE_IMAGE.to_owned(),
+        )
+    });
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Schedulable {
+    replicas: Option<usize>,
+}
+
+async fn set_schedulable_replicas(
+    State(sh): State<Arc<Shared>>,
+    Json(s): Json<Schedulable>,
+) -> StatusCode {
+    sh.lock().schedulable_replicas = s.replicas;
+    StatusCode::NO_CONTENT
+}
+
+#[derive(Serialize, Deserialize)]
+struct NewTarget {
+    name: String,
+    store: crate::config::StoreConfig,
+}
+
+/// Adds a backup target with a store of its own; it is synced at once (a
+/// fresh target's LastSyncedAt is zero) before the answer, then polled.
+async fn add_backup_target(
+    State(sh): State<Arc<Shared>>,
+    Json(t): Json<NewTarget>,
+) -> Result<StatusCode, ControlError> {
+    if t.name.is_empty() || t.name == crate::state::TARGET || sh.store_for(&t.name).is_some() {
+        return Err(ControlError::BadRequest(format!(
+            "backup target {:?} exists already (or is not a name)",
+            t.name
+        )));
+    }
+    let store = Arc::new(crate::store::Store::new(t.store));
+    sh.extra_stores
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(t.name.clone(), store);
+    crate::api::sync_from_store(&sh, &t.name, None)
+        .await
+        .map_err(|e| ControlError::BadRequest(format!("reading the store of {}: {e:#}", t.name)))?;
+    crate::api::start_target_poll(&sh, &t.name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize)]
+struct SettingValue {
+    value: String,
+}
+
+/// As `PUT /v1/settings/{name}` (same validation and messages).
+async fn set_setting(
+    State(sh): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    Json(v): Json<SettingValue>,
+) -> Result<StatusCode, ControlError> {
+    crate::api::set_setting(&sh, &name, &v.value)
+        .map_err(|e| ControlError::BadRequest(e.to_string()))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Serialize, Deserialize)]
+struct Version {
+    version: String,
+}
+
+/// Sets `current-longhorn-version` (as an upgrade does).
+async fn set_version(
+    State(sh): State<Arc<Shared>>,
+    Json(v): Json<Version>,
+) -> Result<StatusCode, ControlError> {
+    if crate::state::parse_version(&v.version).is_none() {
+        return Err(ControlError::BadRequest(format!(
+            "{:?} is not a version (vMAJOR.MINOR.PATCH)",
+            v.version
+        )));
+    }
+    sh.lock()
+        .settings
+        .insert("current-longhorn-version".into(), v.version);
+    Ok(StatusCode::NO_CONTENT)
+}
+
 async fn stats(State(sh): State<Arc<Shared>>) -> Json<Stats> {
     Json(sh.lock().stats())
 }
@@ -372,6 +583,109 @@ impl Control {
                 .put(self.url("provisioner")?)
                 .json(&Provisioner { namespaces }),
             "set provisioner namespaces",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Same effect as `PUT /v1/settings/{name}` with `{"value": value}`
+    /// (Longhorn's validation: `snapshot-max-count` must be 2..250...).
+    pub async fn set_setting(&self, name: &str, value: &str) -> anyhow::Result<()> {
+        let body = SettingValue {
+            value: value.to_owned(),
+        };
+        self.send(
+            self.http
+                .put(self.url(&format!("settings/{name}"))?)
+                .json(&body),
+            "set setting",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Adds backup target `name` backed by `store` (listed by `GET
+    /// /v1/backuptargets`, usable with `updateBackupTargetName`); backups
+    /// already in its store are synced before this returns.
+    pub async fn add_backup_target(
+        &self,
+        name: &str,
+        store: crate::config::StoreConfig,
+    ) -> anyhow::Result<()> {
+        let body = NewTarget {
+            name: name.to_owned(),
+            store,
+        };
+        self.send(
+            self.http.post(self.url("backuptargets")?).json(&body),
+            "add backup target",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Attaches the volume as the API's `attach` without an attachment ID
+    /// does (ticket `longhorn-ui`) and waits until it is `attached`.
+    pub async fn attach(&self, volume: &str) -> anyhow::Result<()> {
+        self.send(
+            self.http
+                .post(self.url(&format!("volumes/{volume}/attach"))?),
+            "attach",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Removes the ticket of [`Control::attach`]; if nothing else holds the
+    /// volume (a snapshot or backup in progress, a pod), waits until it is
+    /// `detached`.
+    pub async fn detach(&self, volume: &str) -> anyhow::Result<()> {
+        self.send(
+            self.http
+                .post(self.url(&format!("volumes/{volume}/detach"))?),
+            "detach",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// While `upgrading`, the volume's engine is "upgrading" from
+    /// `longhornio/longhorn-engine:v1.12.1` to `...:v1.12.2`: new snapshots
+    /// wait with "snapshot creation delayed: ..." until it is cleared.
+    pub async fn set_engine_upgrading(&self, volume: &str, upgrading: bool) -> anyhow::Result<()> {
+        self.send(
+            self.http
+                .put(self.url(&format!("volumes/{volume}/engine-upgrading"))?)
+                .json(&Upgrading { upgrading }),
+            "set engine upgrading",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// How many replicas of each volume created from now on the scheduler
+    /// can place (`None`: all, the default). 0: the volume never attaches
+    /// (a restore never starts); fewer than `numberOfReplicas`: degraded.
+    pub async fn set_schedulable_replicas(&self, n: Option<usize>) -> anyhow::Result<()> {
+        self.send(
+            self.http
+                .put(self.url("schedulable-replicas")?)
+                .json(&Schedulable { replicas: n }),
+            "set schedulable replicas",
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Sets `current-longhorn-version` (`v1.12.1` at start); below `v1.8.1`
+    /// the action `backupListByVolume` does not exist.
+    pub async fn set_version(&self, v: &str) -> anyhow::Result<()> {
+        let body = Version {
+            version: v.to_owned(),
+        };
+        self.send(
+            self.http.put(self.url("version")?).json(&body),
+            "set version",
         )
         .await?;
         Ok(())

@@ -112,9 +112,12 @@ impl Emulator {
         shared.lock().provision_namespaces =
             cfg.provision_namespaces.map(|v| v.into_iter().collect());
         if shared.store.is_some() {
-            api::sync_from_store(&shared, None)
+            // A fresh target syncs at once (its LastSyncedAt is zero), then
+            // every poll interval.
+            api::sync_from_store(&shared, state::TARGET, None)
                 .await
                 .context("reading the backup store (is the test bed up? tests/testbed/up)")?;
+            api::start_target_poll(&shared, state::TARGET);
         }
         if let Some(client) = cfg.kube {
             cluster::start(&shared, client)

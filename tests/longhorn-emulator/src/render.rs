@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 
-use crate::state::{BLOCK, Backup, BackupVolumeState, State, TARGET, VolState, Volume};
+use crate::state::{BLOCK, Backup, BackupVolumeState, State, VolState, Volume};
 use crate::store::Store;
 
 /// RFC3339 UTC with seconds, as Longhorn prints it.
@@ -91,12 +91,17 @@ pub fn volume(base: &str, st: &State, v: &Volume) -> Value {
         .values()
         .filter(|b| b.volume_name == v.name)
         .collect();
-    volume_with(base, v, &backups)
+    volume_with(base, v, &backups, allow_degraded(st))
+}
+
+/// `allow-volume-creation-with-degraded-availability`.
+pub fn allow_degraded(st: &State) -> bool {
+    st.setting("allow-volume-creation-with-degraded-availability") == "true"
 }
 
 /// [`volume`] with the volume's backups found by the caller (a listing
 /// indexes them once instead of scanning every backup per volume).
-pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup]) -> Value {
+pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup], allow_degraded: bool) -> Value {
     let mut names: Vec<&str> = vec!["attach", "detach"];
     if v.faulted {
         names.push("salvage");
@@ -189,13 +194,17 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup]) -> Value {
         String::new()
     };
     let image = "longhornio/longhorn-engine:v1.12.1";
+    let (engine_image, engine_current) = match &v.engine_upgrading {
+        Some((from, to)) => (to.as_str(), from.as_str()),
+        None => (image, image),
+    };
     let controllers = json!([{
-        "name": format!("{}-e-0", v.name),
+        "name": v.engine_name(),
         "hostId": if attached { node.as_str() } else { "" },
         "address": if attached { "10.42.0.10" } else { "" },
         "running": attached,
-        "image": image,
-        "currentImage": if attached { image } else { "" },
+        "image": engine_image,
+        "currentImage": if attached { engine_current } else { "" },
         "instanceManagerName": if attached { "instance-manager-emulated" } else { "" },
         "size": v.size.to_string(),
         "actualSize": v.data.len() as u64 * BLOCK,
@@ -212,18 +221,21 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup]) -> Value {
         .iter()
         .enumerate()
         .map(|(i, r)| {
+            // An unscheduled replica has no node, disk or process.
+            let placed = i < v.scheduled;
+            let running = attached && placed;
             json!({
                 "name": r,
-                "hostId": format!("node-{}", i + 1),
-                "address": if attached { "10.42.0.11" } else { "" },
-                "running": attached,
+                "hostId": if placed { format!("node-{}", i + 1) } else { String::new() },
+                "address": if running { "10.42.0.11" } else { "" },
+                "running": running,
                 "image": image,
-                "currentImage": if attached { image } else { "" },
-                "instanceManagerName": if attached { "instance-manager-emulated" } else { "" },
-                "diskID": format!("disk-{}", i + 1),
-                "diskPath": "/var/lib/longhorn/",
-                "dataPath": format!("/var/lib/longhorn/replicas/{r}"),
-                "mode": if attached { if v.faulted { "ERR" } else { "RW" } } else { "" },
+                "currentImage": if running { image } else { "" },
+                "instanceManagerName": if running { "instance-manager-emulated" } else { "" },
+                "diskID": if placed { format!("disk-{}", i + 1) } else { String::new() },
+                "diskPath": if placed { "/var/lib/longhorn/" } else { "" },
+                "dataPath": if placed { format!("/var/lib/longhorn/replicas/{r}") } else { String::new() },
+                "mode": if running { if v.faulted { "ERR" } else { "RW" } } else { "" },
                 "failedAt": "",
                 "dataEngine": "v1",
             })
@@ -239,7 +251,9 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup]) -> Value {
                     "attachmentID": id,
                     "attachmentType": t.kind,
                     "nodeID": t.node,
-                    "parameters": { "disableFrontend": t.disable_frontend.to_string() },
+                    "parameters": {
+                        "disableFrontend": if t.any_frontend { "any".to_owned() } else { t.disable_frontend.to_string() },
+                    },
                     "satisfied": attached,
                     "conditions": null,
                 }),
@@ -247,6 +261,7 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup]) -> Value {
         })
         .collect();
     let created = v.created;
+    let sched = v.scheduled_condition(allow_degraded);
     let rc = &v.restore_condition;
     let ks = &v.kubernetes_status;
     let fields = json!({
@@ -265,7 +280,7 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup]) -> Value {
         "lastBackup": last_backup,
         "lastBackupAt": last_backup_at,
         "lastAttachedBy": v.last_attached_by,
-        "backupTargetName": TARGET,
+        "backupTargetName": v.backup_target,
         "backupCompressionMethod": "lz4",
         "backupBlockSize": BLOCK.to_string(),
         "fromBackup": v.from_backup,
@@ -277,7 +292,7 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup]) -> Value {
         "migratable": false,
         "revisionCounterDisabled": true,
         "snapshotDataIntegrity": "ignored",
-        "snapshotMaxCount": 250,
+        "snapshotMaxCount": v.snapshot_max_count,
         "snapshotMaxSize": "0",
         "unmapMarkSnapChainRemoved": "ignored",
         "replicaAutoBalance": "ignored",
@@ -292,13 +307,13 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup]) -> Value {
         "restoreRequired": v.restore_required,
         "restoreInitiated": v.restore_initiated,
         "restoreVolumeRecurringJob": "ignored",
-        "ready": v.ready(),
-        "notReadyMessage": v.not_ready_message(),
+        "ready": v.ready(allow_degraded),
+        "notReadyMessage": v.not_ready_message(allow_degraded),
         "diskSelector": null,
         "nodeSelector": null,
         "recurringJobSelector": null,
         "conditions": {
-            "Scheduled": condition("Scheduled", "True", "", "", created),
+            "Scheduled": condition("Scheduled", sched.0, sched.1, sched.2, created),
             "Restore": condition("Restore", rc.status, &rc.reason, &rc.message, rc.last_transition),
             "TooManySnapshots": condition("TooManySnapshots", "False", "", "", created),
             "WaitForBackingImage": condition("WaitForBackingImage", "False", "", "", created),
@@ -360,6 +375,7 @@ pub fn snapshot_cr(base: &str, v: &Volume, s: &crate::state::Snapshot) -> Value 
         "ownerID": if s.ready { "node-1" } else { "" },
         "restoreSize": v.size,
         "readyToUse": s.ready && !s.mark_removed,
+        "error": s.error,
         "checksum": "",
     });
     resource(
@@ -443,7 +459,7 @@ pub fn backup(base: &str, b: &Backup) -> Value {
         "compressionMethod": "lz4",
         "newlyUploadDataSize": b.newly_uploaded.to_string(),
         "reUploadedDataSize": b.reuploaded.to_string(),
-        "backupTargetName": TARGET,
+        "backupTargetName": b.target,
         "blockSize": BLOCK.to_string(),
     });
     resource(
@@ -455,10 +471,14 @@ pub fn backup(base: &str, b: &Backup) -> Value {
     )
 }
 
-/// The BackupVolume CR name of `volume` on the default target (v1.10+).
-pub fn bv_name(volume: &str) -> String {
+/// The BackupVolume CR name of `volume` on `target`: longhorn-manager
+/// types/types.go GetBackupVolumeNameFromVolumeName (since v1.9.1/v1.10),
+/// `<vol>-<first 8 hex of sha256("<vol>-<target>")>`.
+pub fn bv_name(volume: &str, target: &str) -> String {
     use sha2::{Digest, Sha256};
-    let h = hex::encode(Sha256::digest(format!("{volume}-{TARGET}").as_bytes()));
+    let h = hex::encode(Sha256::digest(
+        format!("{volume}-{target}").trim().as_bytes(),
+    ));
     format!("{volume}-{}", &h[..8])
 }
 
@@ -470,17 +490,16 @@ pub const BV_ACTIONS: &[&str] = &[
     "backupVolumeSync",
 ];
 
-pub fn backup_volume(base: &str, st: &State, volume: &str, bv: &BackupVolumeState) -> Value {
-    let name = bv_name(volume);
-    let last = st.last_backup(volume);
+pub fn backup_volume(base: &str, st: &State, bv: &BackupVolumeState) -> Value {
+    let name = bv_name(&bv.volume, &bv.target);
+    let last = st.last_backup(&bv.volume, &bv.target);
     let fields = json!({
         "name": name,
-        "volumeName": volume,
-        "backupTargetName": TARGET,
+        "volumeName": bv.volume,
+        "backupTargetName": bv.target,
         "size": last.map(|b| b.volume_size.to_string()).unwrap_or_else(|| "0".into()),
         "labels": last.and_then(|b| b.labels.clone()),
         "created": bv.created,
-        "lastModificationTime": bv.created,
         "lastBackupName": last.map(|b| b.name.clone()).unwrap_or_default(),
         "lastBackupAt": last.map(|b| b.snapshot_created.clone()).unwrap_or_default(),
         "dataStored": (bv.block_count * BLOCK).to_string(),
@@ -498,20 +517,40 @@ pub fn backup_volume(base: &str, st: &State, volume: &str, bv: &BackupVolumeStat
     )
 }
 
-/// `GET /v1/backupvolumes/{missing}`: 200 with only the name.
+/// A backup volume that does not exist: longhorn-manager manager/engine.go
+/// (*VolumeManager).GetBackupVolume answers NotFound with a stub
+/// `BackupVolume{Name: name}` ("compatible with the Longhorn CSI plugin"),
+/// which api/model.go toBackupVolumeResource renders with every field empty
+/// (`GET /v1/backupvolumes/{missing}`, and the answer of `backupDelete`).
 pub fn backup_volume_placeholder(base: &str, name: &str) -> Value {
+    let fields = json!({
+        "name": name,
+        "volumeName": "",
+        "backupTargetName": "",
+        "size": "",
+        "labels": null,
+        "created": "",
+        "lastBackupName": "",
+        "lastBackupAt": "",
+        "dataStored": "",
+        "messages": null,
+        "backingImageName": "",
+        "backingImageChecksum": "",
+        "storageClassName": "",
+    });
     resource(
-        json!({ "name": name }),
+        fields,
         "backupVolume",
         name,
         format!("{base}/v1/backupvolumes/{name}"),
-        json!({}),
+        actions(base, "backupvolumes", name, BV_ACTIONS),
     )
 }
 
-pub fn backup_target(base: &str, store: Option<&Store>) -> Value {
+/// api/model.go toBackupTargetResource.
+pub fn backup_target(base: &str, name: &str, store: Option<&Store>) -> Value {
     let fields = json!({
-        "name": TARGET,
+        "name": name,
         "backupTargetURL": store.map(Store::target_url).unwrap_or_default(),
         "credentialSecret": if store.is_some() { "longhorn-emulator-s3" } else { "" },
         "pollInterval": "5m0s",
@@ -521,53 +560,157 @@ pub fn backup_target(base: &str, store: Option<&Store>) -> Value {
     resource(
         fields,
         "backupTarget",
-        TARGET,
-        format!("{base}/v1/backuptargets/{TARGET}"),
+        name,
+        format!("{base}/v1/backuptargets/{name}"),
         actions(
             base,
             "backuptargets",
-            TARGET,
+            name,
             &["backupTargetSync", "backupTargetUpdate"],
         ),
     )
 }
 
-/// The few settings a client may read.
-pub const SETTINGS: &[(&str, &str)] = &[
-    (
+/// One setting's definition (longhorn-manager types/setting.go
+/// `SettingDefinition*`): the few settings a client of the emulator may use.
+pub struct SettingDef {
+    pub name: &'static str,
+    pub display_name: &'static str,
+    pub category: &'static str,
+    /// `int`, `bool` or `string` (Longhorn's `SettingType*`).
+    pub kind: &'static str,
+    pub read_only: bool,
+    pub default: &'static str,
+}
+
+const fn def(
+    name: &'static str,
+    display_name: &'static str,
+    category: &'static str,
+    kind: &'static str,
+    default: &'static str,
+) -> SettingDef {
+    SettingDef {
+        name,
+        display_name,
+        category,
+        kind,
+        read_only: false,
+        default,
+    }
+}
+
+/// Sorted by name, as `GET /v1/settings` lists them.
+pub const SETTINGS: &[SettingDef] = &[
+    def(
+        "allow-volume-creation-with-degraded-availability",
+        "Allow Volume Creation with Degraded Availability",
+        "scheduling",
+        "bool",
+        "true",
+    ),
+    def(
         "auto-cleanup-snapshot-after-on-demand-backup-completed",
+        "Automatically Cleanup Snapshot After On-Demand Backup Completed",
+        "snapshot",
+        "bool",
         "false",
     ),
-    ("auto-cleanup-when-delete-backup", "false"),
-    ("backup-compression-method", "lz4"),
-    ("backup-concurrent-limit", "2"),
-    ("current-longhorn-version", "v1.12.1"),
-    ("default-backup-block-size", "2"),
-    ("default-replica-count", "{\"v1\":\"3\",\"v2\":\"3\"}"),
-    ("failed-backup-ttl", "1440"),
-    ("restore-concurrent-limit", "2"),
+    def(
+        "auto-cleanup-when-delete-backup",
+        "Automatically Cleanup Snapshot When Deleting Backup",
+        "snapshot",
+        "bool",
+        "false",
+    ),
+    def(
+        "backup-compression-method",
+        "Backup Compression Method",
+        "backup",
+        "string",
+        "lz4",
+    ),
+    def(
+        "backup-concurrent-limit",
+        "Backup Concurrent Limit Per Backup",
+        "backup",
+        "int",
+        "2",
+    ),
+    SettingDef {
+        read_only: true,
+        ..def(
+            "current-longhorn-version",
+            "Current Longhorn Version",
+            "system info",
+            "string",
+            "v1.12.1",
+        )
+    },
+    def(
+        "default-backup-block-size",
+        "Default Backup Block Size",
+        "backup",
+        "int",
+        "2",
+    ),
+    def(
+        "default-replica-count",
+        "Default Replica Count",
+        "general",
+        "int",
+        "{\"v1\":\"3\",\"v2\":\"3\"}",
+    ),
+    def(
+        "failed-backup-ttl",
+        "Failed Backup Time to Live",
+        "backup",
+        "int",
+        "1440",
+    ),
+    def(
+        "restore-concurrent-limit",
+        "Restore Concurrent Limit Per Backup",
+        "backup",
+        "int",
+        "2",
+    ),
+    def(
+        "snapshot-max-count",
+        "Snapshot Maximum Count",
+        "snapshot",
+        "int",
+        "250",
+    ),
 ];
 
-pub fn setting(base: &str, name: &str, value: &str) -> Value {
+pub fn setting_def(name: &str) -> Option<&'static SettingDef> {
+    SETTINGS.iter().find(|d| d.name == name)
+}
+
+/// api/model.go toSettingResource.
+pub fn setting(base: &str, d: &SettingDef, value: &str) -> Value {
     let fields = json!({
-        "name": name,
+        "name": d.name,
         "value": value,
         "applied": true,
         "definition": {
-            "displayName": name,
+            "displayName": d.display_name,
             "description": "",
-            "category": "general",
-            "type": "string",
+            "category": d.category,
+            "type": d.kind,
             "required": true,
-            "readOnly": name == "current-longhorn-version",
-            "default": value,
+            "readOnly": d.read_only,
+            "dataEngineSpecific": d.default.starts_with('{'),
+            "default": d.default,
+            "options": null,
         },
     });
     resource(
         fields,
         "setting",
-        name,
-        format!("{base}/v1/settings/{name}"),
+        d.name,
+        format!("{base}/v1/settings/{}", d.name),
         json!({}),
     )
 }

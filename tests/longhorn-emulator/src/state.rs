@@ -109,6 +109,22 @@ pub struct Ticket {
     pub kind: String,
     pub node: String,
     pub disable_frontend: bool,
+    /// `disableFrontend: any` (`longhorn.AnyValue`), as the snapshot and
+    /// backup controllers ask: satisfied by either frontend state.
+    pub any_frontend: bool,
+}
+
+impl Ticket {
+    /// A ticket of the snapshot or backup controller (`<kind>-<object>`,
+    /// node = the volume's owner, frontend `any`).
+    pub fn controller(kind: &str, node: &str) -> Ticket {
+        Ticket {
+            kind: kind.to_owned(),
+            node: node.to_owned(),
+            disable_frontend: false,
+            any_frontend: true,
+        }
+    }
 }
 
 /// One replica's `restoreStatus` entry.
@@ -127,6 +143,8 @@ pub struct RestoreStatus {
 #[derive(Clone, Debug)]
 pub struct Restore {
     pub backup: String,
+    /// The backup target the backup is on.
+    pub target: String,
     pub source_volume: String,
     pub url: String,
     pub started: bool,
@@ -159,6 +177,17 @@ pub struct Volume {
     pub snapshots: BTreeMap<String, Snapshot>,
     pub labels: BTreeMap<String, String>,
     pub last_attached_by: String,
+    /// `spec.snapshotMaxCount` (the setting's value at creation).
+    pub snapshot_max_count: u32,
+    /// `Some((current image, new image))` while the engine is upgrading.
+    pub engine_upgrading: Option<(String, String)>,
+    /// `spec.backupTargetName`.
+    pub backup_target: String,
+    /// Replicas the scheduler placed (the first ones of `replicas`).
+    pub scheduled: usize,
+    /// After `pvCreate`: the PV and when Longhorn's PV controller shows it
+    /// in `kubernetesStatus` (until then the status refresh leaves it alone).
+    pub pv_pending: Option<(String, Instant)>,
 }
 
 impl Volume {
@@ -168,19 +197,57 @@ impl Volume {
         }
         match self.state {
             VolState::New => "",
+            VolState::Attached if self.scheduled < self.replicas.len() => "degraded",
             VolState::Attached => "healthy",
             _ => "unknown",
         }
     }
 
-    pub fn ready(&self) -> bool {
-        !self.faulted
-            && !self.restore_required
+    /// The engine's name as rendered in `controllers`.
+    pub fn engine_name(&self) -> String {
+        format!("{}-e-0", self.name)
+    }
+
+    /// The `Scheduled` condition (longhorn-manager controller/volume_controller.go
+    /// (*VolumeController).reconcileVolumeCondition): True when every replica
+    /// is placed; otherwise, while the volume is detached (no current node)
+    /// and `allow-volume-creation-with-degraded-availability` holds, True
+    /// again as soon as one replica is placed ("Reset schedulable ...");
+    /// else False / ReplicaSchedulingFailure.
+    pub fn scheduled_condition(
+        &self,
+        allow_degraded: bool,
+    ) -> (&'static str, &'static str, &'static str) {
+        if self.scheduled >= self.replicas.len() {
+            return ("True", "", "");
+        }
+        let detached = !matches!(
+            self.state,
+            VolState::Attaching | VolState::Attached | VolState::Detaching
+        );
+        if detached && allow_degraded && self.scheduled > 0 {
+            return (
+                "True",
+                "",
+                "Reset schedulable due to allow volume creation with degraded availability",
+            );
+        }
+        ("False", "ReplicaSchedulingFailure", "insufficient storage")
+    }
+
+    /// types/volumes.go IsVolumeReady (generic operation).
+    pub fn ready(&self, allow_degraded: bool) -> bool {
+        self.not_ready_message(allow_degraded).is_empty()
             && matches!(self.state, VolState::Detached | VolState::Attached)
     }
 
-    pub fn not_ready_message(&self) -> String {
-        if self.faulted {
+    pub fn not_ready_message(&self, allow_degraded: bool) -> String {
+        if self.state == VolState::Detached
+            && self.scheduled_condition(allow_degraded).0 != "True"
+            && self.scheduled < self.replicas.len()
+        {
+            "volume is currently in detached state with some un-schedulable replicas".to_owned()
+        } else if self.faulted {
             "volume is faulted".to_owned()
         } else if matches!(self.state, VolState::New | VolState::Creating) {
             format!(
@@ -207,7 +274,7 @@ impl Volume {
     pub fn head_parent(&self) -> Option<&Snapshot> {
         self.snapshots
             .values()
-            .filter(|s| !s.mark_removed)
+            .filter(|s| s.taken && !s.mark_removed)
             .max_by_key(|s| (s.cr_creation_time, s.seq))
     }
 }
@@ -222,6 +289,10 @@ pub struct Snapshot {
     pub labels: BTreeMap<String, String>,
     pub data: Blocks,
     pub ready: bool,
+    /// The engine has taken it (counts against `snapshotMaxCount`; `data` is final).
+    pub taken: bool,
+    /// `status.error` of the Snapshot CR.
+    pub error: String,
     pub mark_removed: bool,
     pub user_created: bool,
     pub parent: String,
@@ -239,6 +310,8 @@ pub struct Backup {
     pub uid: u64,
     pub name: String,
     pub volume_name: String,
+    /// The backup target (label `longhorn.io/backup-target`).
+    pub target: String,
     /// `spec.snapshotName`.
     pub snapshot_name: String,
     /// `status.snapshotName`: empty until the upload picked the backup up.
@@ -270,9 +343,14 @@ pub struct Backup {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// What the emulator remembers of a backup volume beyond its backups.
+/// What the emulator remembers of a backup volume beyond its backups
+/// (keyed by its CR name, [`crate::render::bv_name`]).
 #[derive(Clone, Debug, Default)]
 pub struct BackupVolumeState {
+    /// `spec.volumeName`.
+    pub volume: String,
+    /// `spec.backupTargetName`.
+    pub target: String,
     pub created: String,
     pub block_count: u64,
     pub last_sync: Option<std::time::Instant>,
@@ -292,10 +370,15 @@ pub struct State {
     pub next_uid: u64,
     /// Namespaces whose PVCs the provisioner serves (`None`: all).
     pub provision_namespaces: Option<std::collections::BTreeSet<String>>,
-    /// Last `backupTargetSync` (rate limited to one per 10 s).
-    pub last_target_sync: Option<std::time::Instant>,
+    /// Each target's last sync request (`spec.syncRequestedAt`; a manual
+    /// one is refused within 10 s of it).
+    pub target_syncs: BTreeMap<String, std::time::Instant>,
     /// Counts backups becoming Completed (a sync only drops those it saw before it scanned).
     pub completions: u64,
+    /// Setting values by name (every name of [`crate::render::SETTINGS`]).
+    pub settings: BTreeMap<String, String>,
+    /// How many replicas of a new volume the scheduler can place (`None`: all).
+    pub schedulable_replicas: Option<usize>,
 }
 
 impl State {
@@ -304,9 +387,26 @@ impl State {
         self.next_uid
     }
 
-    /// The completed backup of `volume` with the newest snapshot time.
-    pub fn last_backup(&self, volume: &str) -> Option<&Backup> {
-        newest_completed(self.backups.values().filter(|b| b.volume_name == volume))
+    /// The completed backup of `volume` on `target` with the newest snapshot time.
+    pub fn last_backup(&self, volume: &str, target: &str) -> Option<&Backup> {
+        newest_completed(
+            self.backups
+                .values()
+                .filter(|b| b.volume_name == volume && b.target == target),
+        )
+    }
+
+    /// A setting's value ("" for a name the emulator does not know).
+    pub fn setting(&self, name: &str) -> &str {
+        self.settings
+            .get(name)
+            .map(String::as_str)
+            .unwrap_or_default()
+    }
+
+    /// `current-longhorn-version` is at least `major.minor.patch`.
+    pub fn version_at_least(&self, want: (u64, u64, u64)) -> bool {
+        parse_version(self.setting("current-longhorn-version")).is_none_or(|v| v >= want)
     }
 
     pub fn stats(&self) -> Stats {
@@ -324,6 +424,17 @@ impl State {
     }
 }
 
+/// `v1.8.1`, `1.8.1-rc3` -> (1, 8, 1); `None` when it is not a version.
+pub fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.trim().trim_start_matches('v');
+    let core = core.split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    let patch = parts.next().flatten().unwrap_or(0);
+    Some((major, minor, patch))
+}
+
 /// The completed backup with the newest snapshot time among `backups`.
 pub fn newest_completed<'a>(backups: impl Iterator<Item = &'a Backup>) -> Option<&'a Backup> {
     backups
@@ -334,7 +445,10 @@ pub fn newest_completed<'a>(backups: impl Iterator<Item = &'a Backup>) -> Option
 /// The handle shared by the API handlers, the control endpoint and the tasks.
 pub struct Shared {
     state: Mutex<State>,
-    pub store: Option<Store>,
+    /// The `default` target's store.
+    pub store: Option<Arc<Store>>,
+    /// Targets added by the control endpoint, by name.
+    pub extra_stores: Mutex<BTreeMap<String, Arc<Store>>>,
     pub kube: Option<kube::Client>,
     pub down: AtomicBool,
     /// Bumped whenever faults change, to wake hung requests.
@@ -442,9 +556,14 @@ impl Shared {
         Shared {
             state: Mutex::new(State {
                 timings,
+                settings: crate::render::SETTINGS
+                    .iter()
+                    .map(|d| (d.name.to_owned(), d.default.to_owned()))
+                    .collect(),
                 ..State::default()
             }),
-            store,
+            store: store.map(Arc::new),
+            extra_stores: Mutex::new(BTreeMap::new()),
             kube,
             down: AtomicBool::new(false),
             faults_changed: watch::channel(0).0,
@@ -457,6 +576,28 @@ impl Shared {
     /// The state; a poisoned lock (a panicked task) is taken over as is.
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The store of backup target `target` (`None`: no such target, or the
+    /// `default` one without a URL).
+    pub fn store_for(&self, target: &str) -> Option<Arc<Store>> {
+        if target == TARGET {
+            return self.store.clone();
+        }
+        self.extra_stores
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(target)
+            .cloned()
+    }
+
+    /// Every backup target: `default` first, then the added ones by name,
+    /// with their stores.
+    pub fn targets(&self) -> Vec<(String, Option<Arc<Store>>)> {
+        let mut out = vec![(TARGET.to_owned(), self.store.clone())];
+        let extra = self.extra_stores.lock().unwrap_or_else(|p| p.into_inner());
+        out.extend(extra.iter().map(|(n, s)| (n.clone(), Some(s.clone()))));
+        out
     }
 
     pub fn timings(&self) -> Timings {

@@ -35,7 +35,10 @@ pub fn kick(sh: &Arc<Shared>, st: &mut State, name: &str) {
     if v.busy {
         return;
     }
-    let want_attached = !v.tickets.is_empty() && !v.faulted;
+    // A volume none of whose replicas is scheduled cannot start
+    // (volume_controller.go openVolumeDependentResources: "no healthy or
+    // scheduled replica for starting"): it stays detached, tickets or not.
+    let want_attached = !v.tickets.is_empty() && !v.faulted && v.scheduled > 0;
     let uid = v.uid;
     match (v.state, want_attached) {
         (VolState::Detached, true) => {
@@ -141,6 +144,7 @@ pub async fn run_create(sh: Arc<Shared>, name: String, uid: u64) {
             kind: "volume-restore-controller".into(),
             node: "node-1".into(),
             disable_frontend: true,
+            any_frontend: false,
         },
     );
     kick(&sh, &mut st, &name);
@@ -177,20 +181,167 @@ pub async fn run_delete_volume(sh: Arc<Shared>, name: String, uid: u64) {
     }
 }
 
-/// Snapshot CR `readyToUse` after the configured delay.
-pub async fn run_snapshot_ready(sh: Arc<Shared>, volume: String, uid: u64, snap: String, seq: u64) {
-    let t = sh.timings();
-    sleep_ms(t.snapshot_ready_ms).await;
+/// The attachment ticket of the snapshot controller for `snap`
+/// (`longhorn.GetAttachmentTicketID(AttacherTypeSnapshotController, name)`).
+pub fn snapshot_ticket(snap: &str) -> String {
+    format!("snapshot-controller-{snap}")
+}
+
+/// The attachment ticket of the backup controller for `backup`.
+pub fn backup_ticket(backup: &str) -> String {
+    format!("backup-controller-{backup}")
+}
+
+/// The engine's refusal to take one more snapshot, if it would refuse.
+///
+/// longhorn-engine pkg/controller/replicator.go (*replicator).RemainSnapshots:
+/// `snapshotMaxCount - usage <= 0` -> "too many snapshots created", where
+/// pkg/replica/replica.go getSnapshotCountUsage counts every snapshot disk
+/// but the volume head and the removed ones, system snapshots included.
+/// The manager sees it through the instance-manager proxy
+/// (longhorn-instance-manager pkg/client/proxy_snapshot.go VolumeSnapshot:
+/// "<proxy prefix> failed to snapshot volume: ...").
+pub fn snapshot_limit_error(v: &crate::state::Volume) -> Option<String> {
+    let usage = v
+        .snapshots
+        .values()
+        .filter(|s| s.taken && !s.mark_removed)
+        .count();
+    (usage >= v.snapshot_max_count as usize).then(|| {
+        "proxyServer=10.42.0.10:8501 destination=10.42.0.10:10010: failed to snapshot volume: \
+         rpc error: code = Unknown desc = too many snapshots created"
+            .to_owned()
+    })
+}
+
+/// One pass of longhorn-manager controller/snapshot_controller.go
+/// (*SnapshotController).reconcile for a new Snapshot CR (`createSnapshot`,
+/// no creation time yet), under the state lock:
+/// 1. handleAttachmentTicketCreation: ticket `snapshot-controller-<snap>`
+///    (node: the volume's owner, frontend `any`), so a detached volume
+///    attaches;
+/// 2. engine not running -> `status.error` "failed to take snapshot because
+///    the volume engine <e> is not running. Waiting for the volume to be attached";
+/// 3. engine upgrading -> "snapshot creation delayed: volume engine <e> is
+///    upgrading from image <a> to <b>";
+/// 4. handleSnapshotCreate -> the engine takes it, or its error (too many
+///    snapshots) goes to `status.error` and the CR is retried later.
+///
+/// The error stays until the snapshot is ready (syncSnapshotWithSnapshotInfo
+/// clears it). Returns true once the engine has taken the snapshot.
+pub fn reconcile_snapshot(sh: &Arc<Shared>, st: &mut State, volume: &str, snap: &str) -> bool {
+    let Some(v) = st.volumes.get_mut(volume) else {
+        return false;
+    };
+    match v.snapshots.get(snap) {
+        None => return false,
+        Some(s) if s.taken => return true,
+        Some(_) => {}
+    }
+    let ticket = snapshot_ticket(snap);
+    let mut changed = false;
+    if !v.tickets.contains_key(&ticket) && v.state != VolState::Deleting {
+        let node = match v.node() {
+            n if n.is_empty() => "node-1".to_owned(),
+            n => n,
+        };
+        v.tickets.insert(
+            ticket,
+            crate::state::Ticket::controller("snapshot-controller", &node),
+        );
+        changed = true;
+    }
+    let engine = v.engine_name();
+    let error = if v.state != VolState::Attached {
+        Some(format!(
+            "failed to take snapshot because the volume engine {engine} is not running. Waiting for the volume to be attached"
+        ))
+    } else if let Some((from, to)) = &v.engine_upgrading {
+        Some(format!(
+            "snapshot creation delayed: volume engine {engine} is upgrading from image {from} to {to}"
+        ))
+    } else {
+        snapshot_limit_error(v)
+    };
+    let taken = match error {
+        Some(e) => {
+            if let Some(s) = v.snapshots.get_mut(snap) {
+                s.error = e;
+            }
+            false
+        }
+        None => {
+            let parent = v.head_parent().map(|p| p.name.clone()).unwrap_or_default();
+            let data = v.data.clone();
+            if let Some(s) = v.snapshots.get_mut(snap) {
+                s.taken = true;
+                s.parent = parent;
+                s.data = data;
+            }
+            true
+        }
+    };
+    if changed {
+        kick(sh, st, volume);
+    }
+    taken
+}
+
+/// The snapshot controller for one new Snapshot CR: retried until the
+/// engine has taken it (see [`reconcile_snapshot`]); `readyToUse` (and the
+/// creation time, error cleared) `snapshot_ready_ms` later; then its ticket
+/// goes (handleAttachmentTicketDeletion) and the volume detaches if nothing
+/// else holds it.
+pub async fn run_snapshot_controller(
+    sh: Arc<Shared>,
+    volume: String,
+    uid: u64,
+    snap: String,
+    seq: u64,
+) {
+    let alive = |st: &State| {
+        st.volumes
+            .get(&volume)
+            .filter(|v| v.uid == uid)
+            .and_then(|v| v.snapshots.get(&snap))
+            .is_some_and(|s| s.seq == seq)
+    };
+    loop {
+        let taken = {
+            let mut st = sh.lock();
+            if !alive(&st) {
+                drop_ticket(&sh, &mut st, &volume, uid, &snapshot_ticket(&snap));
+                return;
+            }
+            reconcile_snapshot(&sh, &mut st, &volume, &snap)
+        };
+        if taken {
+            break;
+        }
+        // Requeued: on the volume's next change, or rate limited on an error.
+        sleep_ms(sh.timings().snapshot_ready_ms.clamp(10, 100)).await;
+    }
+    sleep_ms(sh.timings().snapshot_ready_ms).await;
     let mut st = sh.lock();
-    if let Some(s) = st
-        .volumes
-        .get_mut(&volume)
-        .filter(|v| v.uid == uid)
-        .and_then(|v| v.snapshots.get_mut(&snap))
-        .filter(|s| s.seq == seq)
+    if alive(&st)
+        && let Some(s) = st
+            .volumes
+            .get_mut(&volume)
+            .and_then(|v| v.snapshots.get_mut(&snap))
     {
         s.ready = true;
+        s.error.clear();
         s.creation_time = Some(Utc::now());
+    }
+    drop_ticket(&sh, &mut st, &volume, uid, &snapshot_ticket(&snap));
+}
+
+/// Removes a controller's ticket and lets the volume detach if it was the last.
+pub fn drop_ticket(sh: &Arc<Shared>, st: &mut State, volume: &str, uid: u64, ticket: &str) {
+    if let Some(v) = st.volumes.get_mut(volume).filter(|v| v.uid == uid)
+        && v.tickets.remove(ticket).is_some()
+    {
+        kick(sh, st, volume);
     }
 }
 
@@ -211,14 +362,29 @@ fn with_backup<R>(
     Some(f(b, &mut st.backup_volumes))
 }
 
-fn fail_backup(sh: &Shared, name: &str, uid: u64, message: String) {
+fn fail_backup(sh: &Arc<Shared>, name: &str, uid: u64, message: String) {
     warn!(backup = %name, %message, "backup failed");
-    with_backup(sh, name, uid, |b, _| {
+    let volume = with_backup(sh, name, uid, |b, _| {
         b.state = "Error".into();
         b.error = message.clone();
         b.messages.insert("error".into(), message);
         b.replica.clear();
+        b.volume_name.clone()
     });
+    if let Some(v) = volume {
+        release_backup_ticket(sh, name, &v);
+    }
+}
+
+/// The backup reached a final state (or is gone): its ticket goes, and the
+/// volume detaches if nothing else holds it (backup_controller.go reconcile,
+/// deferred handleAttachmentTicketDeletion).
+pub fn release_backup_ticket(sh: &Arc<Shared>, name: &str, volume: &str) {
+    let mut st = sh.lock();
+    let Some(uid) = st.volumes.get(volume).map(|v| v.uid) else {
+        return;
+    };
+    drop_ticket(sh, &mut st, volume, uid, &backup_ticket(name));
 }
 
 enum SnapCheck {
@@ -233,12 +399,60 @@ enum SnapCheck {
 pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
     let t = sh.timings();
     sleep_ms(t.backup_start_ms / 2).await;
-    let Some((volume, snap)) = with_backup(&sh, &name, uid, |b, _| {
-        b.state = "Pending".into();
-        (b.volume_name.clone(), b.snapshot_name.clone())
+    let Some((volume, snap, target)) = with_backup(&sh, &name, uid, |b, _| {
+        (
+            b.volume_name.clone(),
+            b.snapshot_name.clone(),
+            b.target.clone(),
+        )
     }) else {
         return;
     };
+
+    // longhorn-manager controller/backup_controller.go (*BackupController).reconcile:
+    // handleAttachmentTicketCreation adds ticket `backup-controller-<backup>`
+    // (so a detached volume attaches); checkMonitor then answers "waiting for
+    // attachment ... to be attached before enabling backup monitor" (an error
+    // that only requeues: the state does not change) until the ticket is
+    // satisfied, and while the engine is not running sets Pending with
+    // messages.info "Waiting for the engine <e> to be ready".
+    loop {
+        let attached = {
+            let mut st = sh.lock();
+            let alive = st
+                .backups
+                .get(&name)
+                .is_some_and(|b| b.uid == uid && b.state != "Deleting");
+            let Some(v) = st.volumes.get_mut(&volume) else {
+                break;
+            };
+            if !alive {
+                return;
+            }
+            let ticket = backup_ticket(&name);
+            if !v.tickets.contains_key(&ticket) && v.state != VolState::Deleting {
+                let node = match v.node() {
+                    n if n.is_empty() => "node-1".to_owned(),
+                    n => n,
+                };
+                v.tickets.insert(
+                    ticket,
+                    crate::state::Ticket::controller("backup-controller", &node),
+                );
+                kick(&sh, &mut st, &volume);
+            }
+            st.volumes
+                .get(&volume)
+                .is_some_and(|v| v.state == VolState::Attached)
+        };
+        if attached {
+            break;
+        }
+        sleep_ms(t.attach_ms.clamp(10, 100)).await;
+    }
+    if with_backup(&sh, &name, uid, |b, _| b.state = "Pending".into()).is_none() {
+        return release_backup_ticket(&sh, &name, &volume);
+    }
     sleep_ms(t.backup_start_ms - t.backup_start_ms / 2).await;
 
     // Wait for the snapshot, as the controller does, with a bounded number of tries.
@@ -284,17 +498,19 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
         })
         .is_none()
         {
-            return;
+            return release_backup_ticket(&sh, &name, &volume);
         }
         sleep_ms(sh.timings().backup_start_ms.max(50)).await;
     };
 
-    let Some(store) = sh.store.as_ref() else {
+    // A backup goes to the store of its target (backup_controller.go
+    // getBackupTarget from the backup's label).
+    let Some(store) = sh.store_for(&target) else {
         return fail_backup(
             &sh,
             &name,
             uid,
-            "backup target default is not available".into(),
+            format!("backup target {target} is not available"),
         );
     };
     let _lock = store.locks.lock(&volume).await;
@@ -308,12 +524,13 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
         b.progress = 0;
         (b.backup_mode.clone(), b.spec_labels.clone(), b.volume_size)
     }) else {
-        return;
+        return release_backup_ticket(&sh, &name, &volume);
     };
     debug!(backup = %name, %volume, %replica, "upload starts");
 
     match upload(
         &sh,
+        &store,
         &name,
         uid,
         &volume,
@@ -346,7 +563,13 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
                 b.newly_uploaded = done.newly;
                 b.reuploaded = done.reuploaded;
                 b.replica.clear();
-                let bv = bvs.entry(b.volume_name.clone()).or_default();
+                let bv = bvs
+                    .entry(crate::render::bv_name(&b.volume_name, &b.target))
+                    .or_insert_with(|| BackupVolumeState {
+                        volume: b.volume_name.clone(),
+                        target: b.target.clone(),
+                        ..BackupVolumeState::default()
+                    });
                 if bv.created.is_empty() {
                     bv.created = done.volume_created;
                 }
@@ -357,6 +580,7 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
         Ok(None) => debug!(backup = %name, "backup abandoned (deleted meanwhile)"),
         Err(message) => fail_backup(&sh, &name, uid, message),
     }
+    release_backup_ticket(&sh, &name, &volume);
 }
 
 struct UploadDone {
@@ -370,6 +594,7 @@ struct UploadDone {
 #[allow(clippy::too_many_arguments)]
 async fn upload(
     sh: &Shared,
+    store: &crate::store::Store,
     name: &str,
     uid: u64,
     volume: &str,
@@ -380,10 +605,6 @@ async fn upload(
     volume_size: u64,
     data: &Blocks,
 ) -> Result<Option<UploadDone>, String> {
-    let store = sh
-        .store
-        .as_ref()
-        .ok_or_else(|| "backup target default is not available".to_owned())?;
     let now = rfc3339(Utc::now());
     let mut vcfg = match store
         .read_volume_cfg(volume)
@@ -527,15 +748,15 @@ async fn upload(
 pub async fn run_delete_backup(sh: Arc<Shared>, name: String, uid: u64) {
     let t = sh.timings();
     sleep_ms(t.delete_ms / 2).await;
-    let volume = {
+    let (volume, target) = {
         let st = sh.lock();
         match st.backups.get(&name).filter(|b| b.uid == uid) {
-            Some(b) => b.volume_name.clone(),
+            Some(b) => (b.volume_name.clone(), b.target.clone()),
             None => return,
         }
     };
     let mut block_count = None;
-    if let Some(store) = sh.store.as_ref() {
+    if let Some(store) = sh.store_for(&target) {
         let _lock = store.locks.lock(&volume).await;
         match store.delete_backup(&volume, &name).await {
             Ok(vcfg) => {
@@ -558,16 +779,22 @@ pub async fn run_delete_backup(sh: Arc<Shared>, name: String, uid: u64) {
     if st.backups.get(&name).is_some_and(|b| b.uid == uid) {
         st.backups.remove(&name);
     }
-    if let (Some(n), Some(bv)) = (block_count, st.backup_volumes.get_mut(&volume)) {
+    let bv_name = crate::render::bv_name(&volume, &target);
+    if let (Some(n), Some(bv)) = (block_count, st.backup_volumes.get_mut(&bv_name)) {
         bv.block_count = n;
     }
 }
 
-/// Deleting a backup volume: every backup of the volume, and its store directory.
-pub async fn run_delete_backup_volume(sh: Arc<Shared>, volume: String) {
+/// Deleting a backup volume (by CR name): every backup of the volume on its
+/// target, and its store directory there.
+pub async fn run_delete_backup_volume(sh: Arc<Shared>, bv_name: String) {
     let t = sh.timings();
     sleep_ms(t.delete_ms).await;
-    if let Some(store) = sh.store.as_ref() {
+    let Some(bv) = sh.lock().backup_volumes.get(&bv_name).cloned() else {
+        return;
+    };
+    let (volume, target) = (bv.volume, bv.target);
+    if let Some(store) = sh.store_for(&target) {
         let _lock = store.locks.lock(&volume).await;
         if let Err(e) = store.delete_volume(&volume).await {
             warn!(%volume, error = %e, "backup volume deletion failed");
@@ -575,8 +802,9 @@ pub async fn run_delete_backup_volume(sh: Arc<Shared>, volume: String) {
         }
     }
     let mut st = sh.lock();
-    st.backups.retain(|_, b| b.volume_name != volume);
-    st.backup_volumes.remove(&volume);
+    st.backups
+        .retain(|_, b| !(b.volume_name == volume && b.target == target));
+    st.backup_volumes.remove(&bv_name);
 }
 
 fn set_restore_progress(sh: &Shared, name: &str, uid: u64, progress: u32) -> bool {
@@ -615,7 +843,7 @@ fn fail_restore(sh: &Arc<Shared>, name: &str, uid: u64, message: String) {
 /// progress for `restore_start_ms + size / restore_bytes_per_sec`, then the
 /// volume detaches and becomes ready.
 pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
-    let (backup, source, url, size) = {
+    let (backup, source, url, size, target) = {
         let mut st = sh.lock();
         let Some(v) = st.volumes.get_mut(&name).filter(|v| v.uid == uid) else {
             return;
@@ -623,9 +851,11 @@ pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
         let Some(r) = v.restore.clone() else { return };
         v.restore_condition
             .set("True", "RestoreInProgress", "The volume is restoring");
+        // Only the replicas the scheduler placed restore.
         v.restore_status = v
             .replicas
             .iter()
+            .take(v.scheduled)
             .map(|rep| RestoreStatus {
                 replica: rep.clone(),
                 is_restoring: true,
@@ -635,19 +865,19 @@ pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
                 ..RestoreStatus::default()
             })
             .collect();
-        (r.backup, r.source_volume, r.url, v.size)
+        (r.backup, r.source_volume, r.url, v.size, r.target)
     };
     let t = sh.timings();
     sleep_ms(t.restore_start_ms).await;
     if sh.apply_fault("restore").await.is_some() {
         return fail_restore(&sh, &name, uid, "injected fault: restore failed".into());
     }
-    let Some(store) = sh.store.as_ref() else {
+    let Some(store) = sh.store_for(&target) else {
         return fail_restore(
             &sh,
             &name,
             uid,
-            "backup target default is not available".into(),
+            format!("backup target {target} is not available"),
         );
     };
     let read = {

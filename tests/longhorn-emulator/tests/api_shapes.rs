@@ -233,7 +233,11 @@ async fn error_quirks() {
         .post("v1/volumes/v?action=snapshotBackup", json!({"name": "s"}))
         .await;
     assert_eq!(r.status, 500);
-    assert_eq!(r.json["message"], "backup target default is not available");
+    // api/snapshot.go wraps the backup webhook's refusal.
+    assert_eq!(
+        r.json["message"],
+        "failed to backup snapshot: admission webhook \"validator.longhorn.io\" denied the request: backup target default is not available"
+    );
     // backup volumes: the 200 placeholder, 404 backupGet, 500 on an empty name
     let r = api.get("v1/backupvolumes/nope-12345678").await;
     assert_eq!(r.status, 200);

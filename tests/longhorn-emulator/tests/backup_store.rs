@@ -615,11 +615,38 @@ async fn failed_backups() {
     ctl.create_volume("fv", 8 << 20).await.unwrap();
     ctl.write("fv", 0, &pattern(4 << 20, 5)).await.unwrap();
 
-    // missing snapshot: Pending, then Error
+    // no Snapshot CR of that name: the backup webhook refuses the Backup CR
+    // (webhook/resources/backup/validator.go Create prints the nil snapshot)
+    let r = api
+        .post(
+            "v1/volumes/fv?action=snapshotBackup",
+            json!({"name": "no-such-snap"}),
+        )
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.json["message"],
+        "failed to backup snapshot: admission webhook \"validator.longhorn.io\" denied the request: snapshot <nil> is invalid"
+    );
+    // the snapshot deleted once the backup exists: Pending, then Error
+    api.action(
+        "volumes",
+        "fv",
+        "snapshotCRCreate",
+        json!({"name": "no-such-snap"}),
+    )
+    .await;
     api.action(
         "volumes",
         "fv",
         "snapshotBackup",
+        json!({"name": "no-such-snap"}),
+    )
+    .await;
+    api.action(
+        "volumes",
+        "fv",
+        "snapshotCRDelete",
         json!({"name": "no-such-snap"}),
     )
     .await;

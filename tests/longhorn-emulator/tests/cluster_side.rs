@@ -191,6 +191,36 @@ async fn provisioner_status_backup_restore_and_pv_pvc_create() {
             )
             .await;
         assert_eq!(r.status, 500, "a second PV is refused");
+        // manager/kubernetes.go PVCreate: before the PV controller updated the
+        // status, the PV object's AlreadyExists; after, the status's PV.
+        assert_eq!(
+            r.json["message"],
+            format!(
+                "unable to create PV for volume {restored}: persistentvolumes \"{restored}\" already exists"
+            )
+        );
+        assert_eq!(
+            api.volume(&restored).await["kubernetesStatus"]["pvName"],
+            "",
+            "pvName comes after pvStatusMs"
+        );
+        api.wait_volume(&restored, 10, |v| v["kubernetesStatus"]["pvName"] == restored.as_str())
+            .await;
+        let r = api
+            .post(
+                &format!("v1/volumes/{restored}?action=pvCreate"),
+                json!({"pvName": "other"}),
+            )
+            .await;
+        assert_eq!(
+            (r.status, r.json["message"].clone()),
+            (
+                500,
+                json!(format!(
+                    "unable to create PV for volume {restored}: volume already had PV {restored}"
+                ))
+            )
+        );
         api.action(
             "volumes",
             &restored,

@@ -1,0 +1,289 @@
+//! Behaviours modelled from longhorn-manager v1.12.1's source (each test
+//! cites what it follows): snapshot limits, snapshots of detached volumes,
+//! name auto-correction, the manager version, unschedulable replicas.
+//! No test bed needed.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Api, bare};
+use longhorn_emulator::Timings;
+use serde_json::{Value, json};
+
+async fn snap_cr(api: &Api, vol: &str, snap: &str) -> Value {
+    api.action("volumes", vol, "snapshotCRGet", json!({ "name": snap }))
+        .await
+}
+
+async fn wait_snap(
+    api: &Api,
+    vol: &str,
+    snap: &str,
+    secs: u64,
+    pred: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let s = snap_cr(api, vol, snap).await;
+        if pred(&s) {
+            return s;
+        }
+        if tokio::time::Instant::now() > deadline {
+            panic!("snapshot {snap} of {vol} never reached the condition: {s:#}");
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// webhook/resources/volume/mutator.go Create -> util.AutoCorrectName(name, 40).
+#[tokio::test]
+async fn volume_names_are_auto_corrected() {
+    let emu = bare().await;
+    let api = Api::new(&emu);
+    let long = "Restore-Of-A-Very-Long-Backup-Volume-Name-0001";
+    let r = api
+        .post("v1/volumes", json!({"name": long, "size": "8Mi"}))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    // sha512("Restore-Of-...")[:8] of the ORIGINAL name, prefix lowercased.
+    let id = r.json["id"].as_str().unwrap().to_owned();
+    assert_eq!(id.len(), 40, "{id}");
+    assert!(id.starts_with("restore-of-a-very-long-backup-v-"), "{id}");
+    assert_eq!(r.json["name"], id.as_str());
+    api.wait_volume(&id, 5, |v| v["state"] == "detached").await;
+    // the lowercase example of the facts: its checksum is fixed
+    let r = api
+        .post(
+            "v1/volumes",
+            json!({"name": "restore-of-a-very-long-backup-volume-name-0001", "size": "8Mi"}),
+        )
+        .await;
+    assert_eq!(r.json["id"], "restore-of-a-very-long-backup-v-c227dc26");
+    // short names are only lowercased
+    let r = api
+        .post("v1/volumes", json!({"name": "MiXed", "size": "8Mi"}))
+        .await;
+    assert_eq!((r.status, r.json["id"].as_str()), (200, Some("mixed")));
+    emu.shutdown().await;
+}
+
+/// api/router.go: `backupListByVolume` exists from v1.8.1; gorilla/mux's
+/// NotFoundHandler answers for a route that does not exist.
+#[tokio::test]
+async fn backup_list_by_volume_needs_v1_8_1() {
+    let emu = bare().await;
+    let api = Api::new(&emu);
+    let ctl = emu.control();
+    let path = "v1/backupvolumes/x?action=backupListByVolume";
+    let r = api.post(path, json!({"name": "x"})).await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    ctl.set_version("v1.8.0").await.unwrap();
+    let r = api.get("v1/settings/current-longhorn-version").await;
+    assert_eq!(r.json["value"], "v1.8.0");
+    assert_eq!(r.json["definition"]["readOnly"], true);
+    let r = api.post(path, json!({"name": "x"})).await;
+    assert_eq!(r.status, 404);
+    assert_eq!(r.content_type, "text/plain; charset=utf-8");
+    assert_eq!(r.text, "404 page not found\n");
+    // backupList is older
+    let r = api
+        .post("v1/backupvolumes/x?action=backupList", json!({}))
+        .await;
+    assert_eq!(r.status, 200);
+    ctl.set_version("v1.8.1").await.unwrap();
+    assert_eq!(api.post(path, json!({"name": "x"})).await.status, 200);
+    emu.shutdown().await;
+}
+
+/// api/setting.go SettingSet -> datastore ValidateSetting.
+#[tokio::test]
+async fn settings_are_writable_with_longhorn_validation() {
+    let emu = bare().await;
+    let api = Api::new(&emu);
+    let r = api.get("v1/settings/snapshot-max-count").await;
+    assert_eq!(r.json["value"], "250");
+    let put = |v: &str| {
+        let body = json!({ "value": v });
+        let api = &api;
+        async move {
+            api.call(
+                reqwest::Method::PUT,
+                "v1/settings/snapshot-max-count",
+                Some(body),
+            )
+            .await
+        }
+    };
+    let r = put("300").await;
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.json["message"],
+        "failed to validate setting snapshot-max-count with invalid value 300: snapshot-max-count should be between 2 and 250"
+    );
+    let r = put("many").await;
+    assert_eq!(r.status, 500);
+    assert!(
+        r.json["message"]
+            .as_str()
+            .unwrap()
+            .contains("strconv.ParseInt: parsing \"many\": invalid syntax"),
+        "{}",
+        r.text
+    );
+    let r = put(" 5 ").await;
+    assert_eq!(
+        (r.status, r.json["value"].as_str()),
+        (200, Some("5")),
+        "{}",
+        r.text
+    );
+    assert_eq!(
+        api.get("v1/settings/snapshot-max-count").await.json["value"],
+        "5"
+    );
+    let r = api
+        .call(
+            reqwest::Method::PUT,
+            "v1/settings/no-such-setting",
+            Some(json!({"value": "1"})),
+        )
+        .await;
+    assert_eq!(r.status, 404);
+    // the control does the same
+    let ctl = emu.control();
+    assert!(ctl.set_setting("snapshot-max-count", "1").await.is_err());
+    ctl.set_setting("snapshot-max-count", "7").await.unwrap();
+    ctl.create_volume("v", 8 << 20).await.unwrap();
+    assert_eq!(api.volume("v").await["snapshotMaxCount"], 7);
+    emu.shutdown().await;
+}
+
+/// The engine refuses a snapshot beyond snapshotMaxCount (longhorn-engine
+/// replicator.go RemainSnapshots); the CR is created anyway, carries the
+/// error, and is retried until snapshots are removed.
+#[tokio::test]
+async fn snapshot_limit_is_enforced_by_the_engine_and_retried() {
+    let emu = bare().await;
+    let api = Api::new(&emu);
+    let ctl = emu.control();
+    ctl.create_volume("old", 8 << 20).await.unwrap();
+    ctl.set_setting("snapshot-max-count", "2").await.unwrap();
+    ctl.create_volume("v", 8 << 20).await.unwrap();
+    assert_eq!(api.volume("v").await["snapshotMaxCount"], 2);
+    assert_eq!(
+        api.volume("old").await["snapshotMaxCount"],
+        250,
+        "existing volumes keep theirs"
+    );
+    ctl.attach("v").await.unwrap();
+    for s in ["s1", "s2"] {
+        api.action("volumes", "v", "snapshotCRCreate", json!({"name": s}))
+            .await;
+        wait_snap(&api, "v", s, 5, |s| s["readyToUse"] == true).await;
+    }
+    let s3 = api
+        .action("volumes", "v", "snapshotCRCreate", json!({"name": "s3"}))
+        .await;
+    assert_eq!(s3["readyToUse"], false);
+    let s3 = wait_snap(&api, "v", "s3", 5, |s| {
+        s["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("too many snapshots created"))
+    })
+    .await;
+    assert_eq!(s3["creationTime"], "");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(snap_cr(&api, "v", "s3").await["readyToUse"], false);
+    api.action("volumes", "v", "snapshotCRDelete", json!({"name": "s1"}))
+        .await;
+    let s3 = wait_snap(&api, "v", "s3", 5, |s| s["readyToUse"] == true).await;
+    assert_eq!(s3["error"], "");
+    emu.shutdown().await;
+}
+
+/// controller/snapshot_controller.go reconcile: a detached volume is
+/// attached for the snapshot (ticket snapshot-controller-<snap>), then
+/// detached again.
+#[tokio::test]
+async fn snapshot_of_a_detached_volume_attaches_it() {
+    let emu = bare().await;
+    let api = Api::new(&emu);
+    let ctl = emu.control();
+    ctl.set_timings(Timings {
+        attach_ms: 400,
+        ..Timings::fast()
+    })
+    .await
+    .unwrap();
+    ctl.create_volume("d", 8 << 20).await.unwrap();
+    let s = api
+        .action("volumes", "d", "snapshotCRCreate", json!({"name": "ds"}))
+        .await;
+    assert_eq!(s["readyToUse"], false);
+    let v = api.volume("d").await;
+    let ticket = &v["volumeAttachment"]["attachments"]["snapshot-controller-ds"];
+    assert_eq!(ticket["attachmentType"], "snapshot-controller", "{v:#}");
+    assert_eq!(ticket["parameters"]["disableFrontend"], "any");
+    let s = snap_cr(&api, "d", "ds").await;
+    assert_eq!(
+        s["error"],
+        "failed to take snapshot because the volume engine d-e-0 is not running. Waiting for the volume to be attached"
+    );
+    let s = wait_snap(&api, "d", "ds", 5, |s| s["readyToUse"] == true).await;
+    assert_eq!(s["error"], "");
+    let v = api.wait_volume("d", 5, |v| v["state"] == "detached").await;
+    assert_eq!(v["volumeAttachment"]["attachments"], json!({}));
+
+    // an upgrading engine delays the snapshot until the upgrade ends
+    ctl.attach("d").await.unwrap();
+    ctl.set_engine_upgrading("d", true).await.unwrap();
+    api.action("volumes", "d", "snapshotCRCreate", json!({"name": "du"}))
+        .await;
+    let s = wait_snap(&api, "d", "du", 5, |s| s["error"] != "").await;
+    assert_eq!(
+        s["error"],
+        "snapshot creation delayed: volume engine d-e-0 is upgrading from image longhornio/longhorn-engine:v1.12.1 to longhornio/longhorn-engine:v1.12.2"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(snap_cr(&api, "d", "du").await["readyToUse"], false);
+    ctl.set_engine_upgrading("d", false).await.unwrap();
+    wait_snap(&api, "d", "du", 5, |s| {
+        s["readyToUse"] == true && s["error"] == ""
+    })
+    .await;
+    ctl.detach("d").await.unwrap();
+    emu.shutdown().await;
+}
+
+/// Restored volumes whose replicas cannot all be scheduled
+/// (volume_controller.go reconcileVolumeCondition, types IsVolumeReady).
+/// Restores need a store: see behaviours_store.rs. Here: a plain volume
+/// with no schedulable replica cannot attach.
+#[tokio::test]
+async fn a_volume_without_scheduled_replicas_stays_detached() {
+    let emu = bare().await;
+    let api = Api::new(&emu);
+    let ctl = emu.control();
+    ctl.set_schedulable_replicas(Some(0)).await.unwrap();
+    ctl.create_volume("u", 8 << 20).await.unwrap();
+    let v = api.volume("u").await;
+    assert_eq!(v["conditions"]["Scheduled"]["status"], "False");
+    assert_eq!(
+        v["conditions"]["Scheduled"]["reason"],
+        "ReplicaSchedulingFailure"
+    );
+    assert_eq!(v["ready"], false);
+    assert_eq!(
+        v["notReadyMessage"],
+        "volume is currently in detached state with some un-schedulable replicas"
+    );
+    assert_eq!(v["replicas"][0]["hostId"], "");
+    assert!(ctl.attach("u").await.is_err());
+    ctl.set_schedulable_replicas(None).await.unwrap();
+    ctl.create_volume("ok", 8 << 20).await.unwrap();
+    let v = api.volume("ok").await;
+    assert_eq!(v["conditions"]["Scheduled"]["status"], "True");
+    assert_eq!(v["ready"], true);
+    emu.shutdown().await;
+}
