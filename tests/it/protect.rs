@@ -591,3 +591,34 @@ async fn ticks_go_on_under_a_snapshot_limit_of_two() {
     b.ns.delete().await;
     b.emu.shutdown().await;
 }
+
+/// Longhorn freezes the filesystem for a snapshot when the setting says so
+/// (or the volume overrides it): the point records which it was.
+#[tokio::test]
+async fn a_point_records_whether_its_filesystems_were_frozen() {
+    let b = bed_with(
+        "{}",
+        &[("freeze-filesystem-for-snapshot", "{\"v1\":\"true\"}")],
+    )
+    .await;
+    let r = b.protect.tick(&b.policy, tick(0), quiet()).await.unwrap();
+    assert_eq!(r.state, PointState::Complete, "{r:?}");
+    let point = b.protect.catalog.point(r.point_id).await.unwrap();
+    assert_eq!(
+        point.consistency,
+        Some(dr::catalog::Consistency::FilesystemFrozen)
+    );
+    b.emu
+        .control()
+        .set_setting("freeze-filesystem-for-snapshot", "{\"v1\":\"false\"}")
+        .await
+        .unwrap();
+    let r = b.protect.tick(&b.policy, tick(1), quiet()).await.unwrap();
+    let point = b.protect.catalog.point(r.point_id).await.unwrap();
+    assert_eq!(
+        point.consistency,
+        Some(dr::catalog::Consistency::CrashConsistent)
+    );
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}

@@ -682,6 +682,15 @@ pub const SETTINGS: &[SettingDef] = &[
         "int",
         "250",
     ),
+    // types/setting.go SettingDefinitionFreezeFilesystemForSnapshot: since
+    // v1.10 data-engine specific, off for v1 by default.
+    def(
+        "freeze-filesystem-for-snapshot",
+        "Freeze Filesystem For Snapshot",
+        "snapshot",
+        "bool",
+        "{\"v1\":\"false\"}",
+    ),
 ];
 
 pub fn setting_def(name: &str) -> Option<&'static SettingDef> {
