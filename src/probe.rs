@@ -114,11 +114,54 @@ pub async fn run(catalog: Catalog, clock: Clock, policy: PolicyName, cfg: ProbeC
     .await
 }
 
+/// Where the probe's loop records outages: the catalog in `dr serve`; a
+/// recorder in the paused-clock test of the loop (the catalog path itself
+/// is tested on the bed, tests/it/probe.rs).
+pub(crate) trait Outages {
+    /// The incident this probe opened and left open, if any.
+    async fn open_one(&self, policy: &PolicyName) -> Option<IncidentId>;
+    async fn open(
+        &self,
+        policy: &PolicyName,
+        title: &str,
+        at: DateTime<Utc>,
+    ) -> Result<IncidentId, String>;
+    async fn resolve(&self, id: IncidentId, at: DateTime<Utc>) -> Result<(), String>;
+}
+
+impl Outages for Catalog {
+    async fn open_one(&self, policy: &PolicyName) -> Option<IncidentId> {
+        let open = self.list_incidents(Some(policy), true, 100).await.ok()?;
+        open.iter()
+            .find(|i| i.source == IncidentSource::Probe)
+            .map(|i| i.id)
+    }
+
+    async fn open(
+        &self,
+        policy: &PolicyName,
+        title: &str,
+        at: DateTime<Utc>,
+    ) -> Result<IncidentId, String> {
+        self.open_incident(Some(policy), title, IncidentSource::Probe, at)
+            .await
+            .map(|i| i.id)
+            .map_err(|e| e.to_string())
+    }
+
+    async fn resolve(&self, id: IncidentId, at: DateTime<Utc>) -> Result<(), String> {
+        self.resolve_incident(id, at, Some("the probe succeeded again"))
+            .await
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// The probe's loop: one check per interval (at least 100 ms), fed to the
-/// state machine, its decisions written to the catalog. Checks come from
-/// `checks`, so a test on a paused clock can script them.
+/// state machine, its decisions recorded. Checks come from `checks`, so a
+/// test on a paused clock can script them.
 async fn observe_loop<F, Fut>(
-    catalog: &Catalog,
+    outages: &impl Outages,
     clock: &Clock,
     policy: &PolicyName,
     url: &str,
@@ -129,13 +172,10 @@ async fn observe_loop<F, Fut>(
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<(), String>>,
 {
-    let mut state = Probe::default();
-    if let Ok(open) = catalog.list_incidents(Some(policy), true, 100).await {
-        state.open = open
-            .iter()
-            .find(|i| i.source == IncidentSource::Probe)
-            .map(|i| i.id);
-    }
+    let mut state = Probe {
+        open: outages.open_one(policy).await,
+        ..Probe::default()
+    };
     let interval = interval.max(Duration::from_millis(100));
     loop {
         let result = checks().await;
@@ -151,31 +191,23 @@ async fn observe_loop<F, Fut>(
                     state.failures,
                     result.err().unwrap_or_default()
                 );
-                match catalog
-                    .open_incident(Some(policy), &title, IncidentSource::Probe, at)
-                    .await
-                {
-                    Ok(i) => {
-                        tracing::error!(%policy, incident = %i.id, "outage detected: incident opened");
-                        state.open = Some(i.id);
+                match outages.open(policy, &title, at).await {
+                    Ok(id) => {
+                        tracing::error!(%policy, incident = %id, "outage detected: incident opened");
+                        state.open = Some(id);
                     }
                     Err(e) => tracing::error!(%policy, error = %e, "cannot record the outage"),
                 }
             }
-            Action::Resolve { id, at } => {
-                match catalog
-                    .resolve_incident(id, at, Some("the probe succeeded again"))
-                    .await
-                {
-                    Ok(_) => {
-                        tracing::info!(%policy, incident = %id, "service back: incident resolved")
-                    }
-                    Err(e) => {
-                        tracing::error!(%policy, error = %e, "cannot resolve the incident");
-                        state.open = Some(id);
-                    }
+            Action::Resolve { id, at } => match outages.resolve(id, at).await {
+                Ok(()) => {
+                    tracing::info!(%policy, incident = %id, "service back: incident resolved")
                 }
-            }
+                Err(e) => {
+                    tracing::error!(%policy, error = %e, "cannot resolve the incident");
+                    state.open = Some(id);
+                }
+            },
         }
         tokio::time::sleep(interval).await;
     }
@@ -223,33 +255,56 @@ mod tests {
         );
     }
 
-    /// The loop on a paused clock, over a real SQLite catalog: one check per
-    /// interval, an incident opened after the threshold's failures (dated
-    /// from the first) and resolved by the next success.
-    #[tokio::test]
+    /// What the loop recorded: (title, opened, resolved) per incident.
+    #[derive(Default)]
+    struct Recorder(std::sync::Mutex<Vec<(String, DateTime<Utc>, Option<DateTime<Utc>>)>>);
+
+    impl Outages for Recorder {
+        async fn open_one(&self, _: &PolicyName) -> Option<IncidentId> {
+            None
+        }
+        async fn open(
+            &self,
+            _: &PolicyName,
+            title: &str,
+            at: DateTime<Utc>,
+        ) -> Result<IncidentId, String> {
+            let mut v = self.0.lock().map_err(|e| e.to_string())?;
+            v.push((title.to_owned(), at, None));
+            Ok(IncidentId(v.len() as i64))
+        }
+        async fn resolve(&self, id: IncidentId, at: DateTime<Utc>) -> Result<(), String> {
+            let mut v = self.0.lock().map_err(|e| e.to_string())?;
+            let i = v
+                .get_mut(id.0 as usize - 1)
+                .ok_or_else(|| "no such incident".to_string())?;
+            i.2 = Some(at);
+            Ok(())
+        }
+    }
+
+    /// The loop on a paused clock: one check per interval, an incident
+    /// opened after the threshold's failures (dated from the first) and
+    /// resolved by the next success.
+    #[tokio::test(start_paused = true)]
     async fn the_loop_opens_at_the_threshold_and_resolves_on_success() {
-        let dir = tempfile::tempdir().expect("a temp dir");
-        let url: crate::config::CatalogUrl = format!("sqlite://{}/c.db", dir.path().display())
-            .parse()
-            .expect("a catalog URL");
-        let catalog = Catalog::open(&url).await.expect("the catalog opens");
-        tokio::time::pause();
         let clock = Clock::tokio_from(t(0));
         let policy: PolicyName = "app".parse().expect("a policy name");
         let script = [true, false, false, false, false, true];
         let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let mut done_tx = Some(done_tx);
-        let (seen2, c2) = (seen.clone(), catalog.clone());
+        let recorder = std::sync::Arc::new(Recorder::default());
+        let (seen2, r2) = (seen.clone(), recorder.clone());
         let task = tokio::spawn(async move {
             let checks = move || {
                 let mut seen = seen2.lock().expect("not poisoned");
                 let i = seen.len();
                 seen.push(clock.now());
-                if i == script.len() {
-                    if let Some(tx) = done_tx.take() {
-                        let _ = tx.send(());
-                    }
+                if i == script.len()
+                    && let Some(tx) = done_tx.take()
+                {
+                    let _ = tx.send(());
                 }
                 let ok = script.get(i).copied().unwrap_or(true);
                 std::future::ready(if ok {
@@ -259,29 +314,24 @@ mod tests {
                 })
             };
             let interval = Duration::from_secs(30);
-            observe_loop(&c2, &clock, &policy, "http://app", interval, 3, checks).await
+            observe_loop(&*r2, &clock, &policy, "http://app", interval, 3, checks).await
         });
         done_rx.await.expect("the script ran to its end");
         task.abort();
         let seen = seen.lock().expect("not poisoned").clone();
-        for w in seen.windows(2) {
-            assert!(w[1] - w[0] >= chrono::TimeDelta::seconds(30), "{seen:?}");
-        }
-        let incidents = catalog
-            .list_incidents(None, false, 10)
-            .await
-            .expect("incidents");
-        assert_eq!(incidents.len(), 1, "one outage, opened once: {incidents:?}");
-        let i = &incidents[0];
-        assert_eq!(i.source, IncidentSource::Probe);
-        // The catalog keeps milliseconds.
-        let ms = |t: DateTime<Utc>| t.timestamp_millis();
-        assert_eq!(ms(i.opened_at), ms(seen[1]), "dated from the first failure");
-        assert_eq!(
-            i.resolved_at.map(ms),
-            Some(ms(seen[5])),
-            "resolved by the first success"
+        let gaps: Vec<i64> = seen
+            .windows(2)
+            .map(|w| (w[1] - w[0]).num_seconds())
+            .collect();
+        assert!(
+            gaps.iter().all(|g| *g == 30),
+            "one check per interval: {gaps:?}"
         );
-        assert!(i.title.contains("failed 3 checks"), "{}", i.title);
+        let incidents = recorder.0.lock().expect("not poisoned").clone();
+        assert_eq!(incidents.len(), 1, "one outage, opened once");
+        let (title, opened, resolved) = &incidents[0];
+        assert_eq!(*opened, seen[1], "dated from the first failure");
+        assert_eq!(*resolved, Some(seen[5]), "resolved by the first success");
+        assert!(title.contains("failed 3 checks"), "{title}");
     }
 }

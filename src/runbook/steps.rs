@@ -637,8 +637,8 @@ mod tests {
         let r = run(123456, 1);
         let n = restored_volume_name("dr-d", &r, &long);
         assert!(n.len() <= MAX_VOLUME_NAME, "{n}");
-        let n = restored_volume_name("dr-r", &run(i64::MAX, 1), &long);
-        assert!(n.len() <= MAX_VOLUME_NAME, "{n}");
+        let huge = restored_volume_name("dr-r", &run(i64::MAX, 1), &long);
+        assert!(huge.len() <= MAX_VOLUME_NAME, "{huge}");
         let short = restored_volume_name("dr-r", &run(12, 1), "data-postgres-0");
         assert!(short.len() <= MAX_VOLUME_NAME, "{short}");
         assert_eq!(n, restored_volume_name("dr-d", &r, &long));
