@@ -38,7 +38,9 @@ fn actions(base: &str, plural: &str, id: &str, names: &[&str]) -> Value {
     Value::Object(m)
 }
 
-/// Adds the envelope keys to `fields`.
+/// Adds the envelope keys to `fields` and writes the result through
+/// `kind`'s schema, as go-rancher api/api.go `ResourceToMap` does: a key
+/// the schema does not declare is dropped.
 fn resource(mut fields: Value, kind: &str, id: &str, self_link: String, actions: Value) -> Value {
     if let Value::Object(m) = &mut fields {
         if !id.is_empty() {
@@ -48,7 +50,7 @@ fn resource(mut fields: Value, kind: &str, id: &str, self_link: String, actions:
         m.insert("links".into(), json!({ "self": self_link }));
         m.insert("actions".into(), actions);
     }
-    fields
+    crate::schema::schemas().filter(kind, fields)
 }
 
 /// A collection envelope.
@@ -724,22 +726,19 @@ pub fn setting(base: &str, d: &SettingDef, value: &str) -> Value {
     )
 }
 
-pub fn api_version(base: &str) -> Value {
-    let mut links: BTreeMap<String, String> = [
-        "volumes",
-        "backupvolumes",
-        "backuptargets",
-        "settings",
-        "schemas",
-    ]
-    .iter()
-    .map(|c| ((*c).to_owned(), format!("{base}/v1/{c}")))
-    .collect();
-    links.insert("self".into(), format!("{base}/v1"));
+/// `GET /`: go-rancher api/handler.go `VersionsHandler`: one `apiVersion`
+/// (links `self` only) and the collection's `latest` link.
+pub fn api_versions(base: &str, url: &str) -> Value {
+    let v1 = format!("{base}/v1");
     json!({
-        "id": "v1",
-        "type": "apiVersion",
-        "links": links,
-        "actions": {},
+        "type": "collection",
+        "resourceType": "apiVersion",
+        "links": { "self": url, "latest": v1 },
+        "data": [{
+            "id": "v1",
+            "type": "apiVersion",
+            "links": { "self": v1 },
+            "actions": {},
+        }],
     })
 }
