@@ -137,11 +137,14 @@ impl Route {
     }
 }
 
+/// Every volume action api/router.go routes (`volumeActions`); those the
+/// emulator does not model answer 500 "not supported".
 const VOLUME_ACTIONS: &[&str] = &[
     "activate",
     "attach",
     "cancelExpansion",
     "detach",
+    "engineUpgrade",
     "expand",
     "offlineReplicaRebuilding",
     "pvCreate",
@@ -164,9 +167,23 @@ const VOLUME_ACTIONS: &[&str] = &[
     "snapshotRevert",
     "trimFilesystem",
     "updateAccessMode",
+    "updateBackupCompressionMethod",
     "updateBackupTargetName",
     "updateDataLocality",
+    "updateFreezeFilesystemForSnapshot",
+    "updateRebuildConcurrentSyncLimit",
+    "updateReplicaAutoBalance",
     "updateReplicaCount",
+    "updateReplicaDiskSoftAntiAffinity",
+    "updateReplicaRebuildingBandwidthLimit",
+    "updateReplicaSoftAntiAffinity",
+    "updateReplicaZoneSoftAntiAffinity",
+    "updateSnapshotDataIntegrity",
+    "updateSnapshotMaxCount",
+    "updateSnapshotMaxSize",
+    "updateUblkNumberOfQueue",
+    "updateUblkQueueDepth",
+    "updateUnmapMarkSnapChainRemoved",
 ];
 
 /// Why a request did not reach a handler.

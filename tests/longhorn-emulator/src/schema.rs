@@ -82,16 +82,12 @@ impl Schemas {
     }
 
     /// The names of a schema's `resourceActions`.
+    #[cfg(test)]
     pub fn resource_actions(&self, kind: &str) -> Vec<&str> {
         self.get(kind)
             .and_then(|s| s["resourceActions"].as_object())
             .map(|m| m.keys().map(String::as_str).collect())
             .unwrap_or_default()
-    }
-
-    /// Every schema id, in order.
-    pub fn ids(&self) -> impl Iterator<Item = &str> {
-        self.list.iter().filter_map(|s| s["id"].as_str())
     }
 
     /// `ResourceToMap`: only the fields `kind`'s schema declares; `{}` for a
@@ -201,6 +197,17 @@ mod tests {
         let v = s.filter("backup", json!({"name": "b", "bogus": 1}));
         assert_eq!(v, json!({"name": "b"}));
         assert_eq!(s.filter("nope", json!({"a": 1})), json!({}));
+    }
+
+    #[test]
+    fn offered_actions_are_declared() {
+        let s = schemas();
+        for a in crate::render::BV_ACTIONS {
+            assert!(s.resource_actions("backupVolume").contains(a), "{a}");
+        }
+        for a in ["backupTargetSync", "backupTargetUpdate"] {
+            assert!(s.resource_actions("backupTarget").contains(&a), "{a}");
+        }
     }
 
     #[test]
