@@ -57,7 +57,7 @@ pub struct Ctx {
     pub sh: Arc<Shared>,
     /// `http://host:port`, from the Host header.
     pub base: String,
-    /// The full request URL (error and collection `links.self`).
+    /// The request URL without its query (error and collection `links.self`).
     pub url: String,
     pub body: Bytes,
 }
@@ -85,6 +85,7 @@ enum Route {
     Root,
     ApiVersion,
     Schemas,
+    GetSchema(String),
     ListVolumes,
     CreateVolume,
     GetVolume(String),
@@ -112,6 +113,7 @@ impl Route {
         match self {
             Route::Root | Route::ApiVersion => "apiVersion".into(),
             Route::Schemas => "listSchemas".into(),
+            Route::GetSchema(_) => "getSchema".into(),
             Route::ListVolumes => "listVolumes".into(),
             Route::CreateVolume => "createVolume".into(),
             Route::GetVolume(_) => "getVolume".into(),
@@ -135,11 +137,14 @@ impl Route {
     }
 }
 
+/// Every volume action api/router.go routes (`volumeActions`); those the
+/// emulator does not model answer 500 "not supported".
 const VOLUME_ACTIONS: &[&str] = &[
     "activate",
     "attach",
     "cancelExpansion",
     "detach",
+    "engineUpgrade",
     "expand",
     "offlineReplicaRebuilding",
     "pvCreate",
@@ -162,9 +167,23 @@ const VOLUME_ACTIONS: &[&str] = &[
     "snapshotRevert",
     "trimFilesystem",
     "updateAccessMode",
+    "updateBackupCompressionMethod",
     "updateBackupTargetName",
     "updateDataLocality",
+    "updateFreezeFilesystemForSnapshot",
+    "updateRebuildConcurrentSyncLimit",
+    "updateReplicaAutoBalance",
     "updateReplicaCount",
+    "updateReplicaDiskSoftAntiAffinity",
+    "updateReplicaRebuildingBandwidthLimit",
+    "updateReplicaSoftAntiAffinity",
+    "updateReplicaZoneSoftAntiAffinity",
+    "updateSnapshotDataIntegrity",
+    "updateSnapshotMaxCount",
+    "updateSnapshotMaxSize",
+    "updateUblkNumberOfQueue",
+    "updateUblkQueueDepth",
+    "updateUnmapMarkSnapChainRemoved",
 ];
 
 /// Why a request did not reach a handler.
@@ -211,6 +230,7 @@ fn resolve(method: &Method, path: &str, query: Option<&str>) -> Result<Route, Mi
         [""] => pick(get, Route::Root),
         ["v1"] => pick(get, Route::ApiVersion),
         ["v1", "schemas"] => pick(get, Route::Schemas),
+        ["v1", "schemas", id] if !id.is_empty() => pick(get, Route::GetSchema((*id).to_owned())),
         ["v1", "volumes"] => match *method {
             Method::GET => Ok(Route::ListVolumes),
             Method::POST => Ok(Route::CreateVolume),
@@ -340,12 +360,10 @@ fn error_response(err: &ApiError, base: &str, url: &str) -> Response {
 pub async fn handle(AxumState(sh): AxumState<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let base = base_url(&parts.headers);
-    let path_q = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| parts.uri.path().to_owned());
-    let url = format!("{base}{path_q}");
+    // go-rancher api/url.go parseRequestUrl (`UrlBuilder.Current()`):
+    // `http://<Host><path>`, the query string dropped; collections and
+    // errors carry it as `links.self`.
+    let url = format!("{base}{}", parts.uri.path());
     let route = match resolve(&parts.method, parts.uri.path(), parts.uri.query()) {
         Ok(r) => r,
         Err(Miss::NotFound) => return plain(StatusCode::NOT_FOUND, "404 page not found\n"),
@@ -446,13 +464,10 @@ async fn dispatch(ctx: &Ctx, route: Route) -> Result<Reply> {
         }
     }
     match route {
-        Route::Root => Ok(Reply::Json(render::collection(
-            "apiVersion",
-            &ctx.url,
-            vec![render::api_version(base)],
-        ))),
-        Route::ApiVersion => Ok(Reply::Json(render::api_version(base))),
-        Route::Schemas => Ok(Reply::Json(render::collection("schema", &ctx.url, vec![]))),
+        Route::Root => Ok(Reply::Json(render::api_versions(base, &ctx.url))),
+        Route::ApiVersion => Ok(Reply::Json(crate::schema::api_version(base))),
+        Route::Schemas => Ok(Reply::Json(crate::schema::list(base, &ctx.url))),
+        Route::GetSchema(id) => Ok(Reply::Json(crate::schema::one(base, &ctx.url, &id))),
         Route::ListVolumes => {
             // Rendered and encoded on a blocking thread: a thousand volumes
             // are megabytes of JSON, and on the runtime's workers they held

@@ -20,6 +20,7 @@ mod cluster;
 mod config;
 mod control;
 mod render;
+mod schema;
 mod state;
 mod store;
 mod worker;

@@ -38,7 +38,9 @@ fn actions(base: &str, plural: &str, id: &str, names: &[&str]) -> Value {
     Value::Object(m)
 }
 
-/// Adds the envelope keys to `fields`.
+/// Adds the envelope keys to `fields` and writes the result through
+/// `kind`'s schema, as go-rancher api/api.go `ResourceToMap` does: a key
+/// the schema does not declare is dropped.
 fn resource(mut fields: Value, kind: &str, id: &str, self_link: String, actions: Value) -> Value {
     if let Value::Object(m) = &mut fields {
         if !id.is_empty() {
@@ -48,7 +50,7 @@ fn resource(mut fields: Value, kind: &str, id: &str, self_link: String, actions:
         m.insert("links".into(), json!({ "self": self_link }));
         m.insert("actions".into(), actions);
     }
-    fields
+    crate::schema::schemas().filter(kind, fields)
 }
 
 /// A collection envelope.
@@ -99,42 +101,106 @@ pub fn allow_degraded(st: &State) -> bool {
     st.setting("allow-volume-creation-with-degraded-availability") == "true"
 }
 
-/// [`volume`] with the volume's backups found by the caller (a listing
-/// indexes them once instead of scanning every backup per volume).
-pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup], allow_degraded: bool) -> Value {
-    let mut names: Vec<&str> = vec!["attach", "detach"];
+/// The actions api/model.go `toVolumeResource` offers: `attach` and
+/// `detach` always; `salvage` alone when faulted; else the Snapshot CR
+/// actions and `snapshotBackup`, and per state (detached, attaching,
+/// attached) the lists below, in Longhorn's words.
+pub fn volume_actions(v: &Volume) -> Vec<&'static str> {
+    let mut names = vec!["attach", "detach"];
     if v.faulted {
         names.push("salvage");
-    } else {
-        names.extend([
-            "snapshotCRCreate",
-            "snapshotCRGet",
-            "snapshotCRList",
-            "snapshotCRDelete",
-            "snapshotBackup",
-            "updateBackupTargetName",
-        ]);
-        if v.state == VolState::Attached {
-            names.extend([
+        return names;
+    }
+    names.extend([
+        "snapshotCRCreate",
+        "snapshotCRGet",
+        "snapshotCRList",
+        "snapshotCRDelete",
+        "snapshotBackup",
+    ]);
+    const RECURRING: [&str; 3] = ["recurringJobAdd", "recurringJobDelete", "recurringJobList"];
+    match v.state {
+        VolState::Detached => names.extend(
+            [
+                "activate",
+                "expand",
+                "cancelExpansion",
+                "offlineReplicaRebuilding",
+                "replicaRemove",
+                "engineUpgrade",
+                "pvCreate",
+                "pvcCreate",
+                "updateDataLocality",
+                "updateAccessMode",
+                "updateReplicaAutoBalance",
+                "updateRebuildConcurrentSyncLimit",
+                "updateUnmapMarkSnapChainRemoved",
+                "updateSnapshotDataIntegrity",
+                "updateSnapshotMaxCount",
+                "updateSnapshotMaxSize",
+                "updateReplicaRebuildingBandwidthLimit",
+                "updateUblkQueueDepth",
+                "updateUblkNumberOfQueue",
+                "updateBackupCompressionMethod",
+                "updateReplicaSoftAntiAffinity",
+                "updateReplicaZoneSoftAntiAffinity",
+                "updateReplicaDiskSoftAntiAffinity",
+                "updateFreezeFilesystemForSnapshot",
+                "updateBackupTargetName",
+            ]
+            .into_iter()
+            .chain(RECURRING),
+        ),
+        VolState::Attaching => names.extend(
+            ["cancelExpansion", "offlineReplicaRebuilding"]
+                .into_iter()
+                .chain(RECURRING),
+        ),
+        VolState::Attached => names.extend(
+            [
+                "activate",
+                "expand",
+                "snapshotPurge",
                 "snapshotCreate",
                 "snapshotList",
                 "snapshotGet",
                 "snapshotDelete",
                 "snapshotRevert",
-                "snapshotPurge",
+                "replicaRemove",
+                "engineUpgrade",
+                "updateReplicaCount",
+                "updateDataLocality",
+                "updateReplicaAutoBalance",
+                "updateRebuildConcurrentSyncLimit",
+                "updateUnmapMarkSnapChainRemoved",
+                "updateSnapshotDataIntegrity",
+                "updateSnapshotMaxCount",
+                "updateSnapshotMaxSize",
+                "updateReplicaRebuildingBandwidthLimit",
+                "updateBackupCompressionMethod",
+                "updateReplicaSoftAntiAffinity",
+                "updateReplicaZoneSoftAntiAffinity",
+                "updateReplicaDiskSoftAntiAffinity",
+                "updateFreezeFilesystemForSnapshot",
+                "updateBackupTargetName",
+                "pvCreate",
+                "pvcCreate",
+                "cancelExpansion",
+                "offlineReplicaRebuilding",
                 "trimFilesystem",
-            ]);
-        }
-        if matches!(v.state, VolState::Detached | VolState::Attached) {
-            names.extend(["pvCreate", "pvcCreate"]);
-        }
-        if matches!(
-            v.state,
-            VolState::Detached | VolState::Attaching | VolState::Attached
-        ) {
-            names.extend(["recurringJobAdd", "recurringJobList", "recurringJobDelete"]);
-        }
+            ]
+            .into_iter()
+            .chain(RECURRING),
+        ),
+        _ => {}
     }
+    names
+}
+
+/// [`volume`] with the volume's backups found by the caller (a listing
+/// indexes them once instead of scanning every backup per volume).
+pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup], allow_degraded: bool) -> Value {
+    let names = volume_actions(v);
     let attached = v.state == VolState::Attached;
     let node = v.node();
     let (last_backup, last_backup_at) = crate::state::newest_completed(backups.iter().copied())
@@ -161,8 +227,9 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup], allow_degraded: 
         .restore_status
         .iter()
         .map(|r| {
+            // api/model.go RestoreStatus embeds a zero client.Resource:
+            // `id` (omitempty) absent, `links`/`actions` null.
             json!({
-                "id": r.replica,
                 "links": null,
                 "actions": null,
                 "replica": r.replica,
@@ -207,7 +274,8 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup], allow_degraded: 
         "currentImage": if attached { engine_current } else { "" },
         "instanceManagerName": if attached { "instance-manager-emulated" } else { "" },
         "size": v.size.to_string(),
-        "actualSize": v.data.len() as u64 * BLOCK,
+        // strconv.FormatInt: a decimal string.
+        "actualSize": (v.data.len() as u64 * BLOCK).to_string(),
         "endpoint": endpoint,
         "lastRestoredBackup": last_restored,
         "requestedBackupRestore": requested,
@@ -335,14 +403,28 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup], allow_degraded: 
         "restoreStatus": restore_status,
         "purgeStatus": null,
         "rebuildStatus": [],
+        // longhorn.VolumeCloneStatus: a plain struct (no links/actions).
         "cloneStatus": {
-            "links": null, "actions": null,
             "snapshot": "", "sourceVolume": "", "state": "", "attemptCount": 0, "nextAllowedAttemptAt": "",
         },
+        // api/model.go VolumeAttachment embeds a zero client.Resource.
         "volumeAttachment": {
+            "links": null,
+            "actions": null,
             "volume": v.name,
             "attachments": attachments,
         },
+        // Fields dr's volumes leave at their zero value (api/model.go
+        // Volume: spec.cloneMode, spec.dataLayout {type, mode; the EC
+        // counts omitempty}, spec.rebuildConcurrentSyncLimit,
+        // spec.replicaRebuildingBandwidthLimit, spec.ublk* (omitempty in
+        // the CR, 0 here)).
+        "cloneMode": "",
+        "dataLayout": { "type": "", "mode": "" },
+        "rebuildConcurrentSyncLimit": 0,
+        "replicaRebuildingBandwidthLimit": 0,
+        "ublkQueueDepth": 0,
+        "ublkNumberOfQueue": 0,
     });
     resource(
         fields,
@@ -360,7 +442,7 @@ pub fn snapshot_cr(base: &str, v: &Volume, s: &crate::state::Snapshot) -> Value 
         .filter(|c| c.parent == s.name)
         .map(|c| (c.name.clone(), true))
         .collect();
-    let fields = json!({
+    let mut fields = json!({
         "name": s.name,
         "crCreationTime": rfc3339(s.cr_creation_time),
         "volume": v.name,
@@ -375,9 +457,12 @@ pub fn snapshot_cr(base: &str, v: &Volume, s: &crate::state::Snapshot) -> Value 
         "ownerID": if s.ready { "node-1" } else { "" },
         "restoreSize": v.size,
         "readyToUse": s.ready && !s.mark_removed,
-        "error": s.error,
         "checksum": "",
     });
+    // api/model.go SnapshotCR: `Error string json:"error,omitempty"`.
+    if !s.error.is_empty() {
+        fields["error"] = json!(s.error);
+    }
     resource(
         fields,
         "snapshotCR",
@@ -581,6 +666,12 @@ pub struct SettingDef {
     pub kind: &'static str,
     pub read_only: bool,
     pub default: &'static str,
+    /// `Required` (false for the read-only version setting).
+    pub required: bool,
+    /// `Choices` (`options`, omitempty) as JSON, or "".
+    pub options: &'static str,
+    /// `ValueIntRange` (`range`, omitempty) as JSON, or "".
+    pub range: &'static str,
 }
 
 const fn def(
@@ -597,6 +688,9 @@ const fn def(
         kind,
         read_only: false,
         default,
+        required: true,
+        options: "",
+        range: "",
     }
 }
 
@@ -623,22 +717,29 @@ pub const SETTINGS: &[SettingDef] = &[
         "bool",
         "false",
     ),
-    def(
-        "backup-compression-method",
-        "Backup Compression Method",
-        "backup",
-        "string",
-        "lz4",
-    ),
-    def(
-        "backup-concurrent-limit",
-        "Backup Concurrent Limit Per Backup",
-        "backup",
-        "int",
-        "2",
-    ),
+    SettingDef {
+        options: r#"["none","lz4","gzip"]"#,
+        ..def(
+            "backup-compression-method",
+            "Backup Compression Method",
+            "backup",
+            "string",
+            "lz4",
+        )
+    },
+    SettingDef {
+        range: r#"{"minimum":1}"#,
+        ..def(
+            "backup-concurrent-limit",
+            "Backup Concurrent Limit Per Backup",
+            "backup",
+            "int",
+            "2",
+        )
+    },
     SettingDef {
         read_only: true,
+        required: false,
         ..def(
             "current-longhorn-version",
             "Current Longhorn Version",
@@ -647,34 +748,46 @@ pub const SETTINGS: &[SettingDef] = &[
             "v1.12.1",
         )
     },
-    def(
-        "default-backup-block-size",
-        "Default Backup Block Size",
-        "backup",
-        "int",
-        "2",
-    ),
-    def(
-        "default-replica-count",
-        "Default Replica Count",
-        "general",
-        "int",
-        "{\"v1\":\"3\",\"v2\":\"3\"}",
-    ),
-    def(
-        "failed-backup-ttl",
-        "Failed Backup Time to Live",
-        "backup",
-        "int",
-        "1440",
-    ),
-    def(
-        "restore-concurrent-limit",
-        "Restore Concurrent Limit Per Backup",
-        "backup",
-        "int",
-        "2",
-    ),
+    SettingDef {
+        options: "[2,16]",
+        ..def(
+            "default-backup-block-size",
+            "Default Backup Block Size",
+            "backup",
+            "int",
+            "2",
+        )
+    },
+    SettingDef {
+        range: r#"{"minimum":1,"maximum":20}"#,
+        ..def(
+            "default-replica-count",
+            "Default Replica Count",
+            "general",
+            "int",
+            "{\"v1\":\"3\",\"v2\":\"3\"}",
+        )
+    },
+    SettingDef {
+        range: r#"{"minimum":0}"#,
+        ..def(
+            "failed-backup-ttl",
+            "Failed Backup Time to Live",
+            "backup",
+            "int",
+            "1440",
+        )
+    },
+    SettingDef {
+        range: r#"{"minimum":1}"#,
+        ..def(
+            "restore-concurrent-limit",
+            "Restore Concurrent Limit Per Backup",
+            "backup",
+            "int",
+            "2",
+        )
+    },
     def(
         "snapshot-max-count",
         "Snapshot Maximum Count",
@@ -697,23 +810,32 @@ pub fn setting_def(name: &str) -> Option<&'static SettingDef> {
     SETTINGS.iter().find(|d| d.name == name)
 }
 
-/// api/model.go toSettingResource.
+/// api/model.go toSettingResource; `definition` is types/setting.go
+/// SettingDefinition as Go writes it (`options`, `range`, `floatRange` and
+/// `dataEngineSpecific` are omitempty). Descriptions are left empty.
 pub fn setting(base: &str, d: &SettingDef, value: &str) -> Value {
+    let mut definition = json!({
+        "displayName": d.display_name,
+        "description": "",
+        "category": d.category,
+        "type": d.kind,
+        "required": d.required,
+        "readOnly": d.read_only,
+        "default": d.default,
+    });
+    if d.default.starts_with('{') {
+        definition["dataEngineSpecific"] = json!(true);
+    }
+    for (key, raw) in [("options", d.options), ("range", d.range)] {
+        if let Ok(v) = serde_json::from_str::<Value>(raw) {
+            definition[key] = v;
+        }
+    }
     let fields = json!({
         "name": d.name,
         "value": value,
         "applied": true,
-        "definition": {
-            "displayName": d.display_name,
-            "description": "",
-            "category": d.category,
-            "type": d.kind,
-            "required": true,
-            "readOnly": d.read_only,
-            "dataEngineSpecific": d.default.starts_with('{'),
-            "default": d.default,
-            "options": null,
-        },
+        "definition": definition,
     });
     resource(
         fields,
@@ -724,22 +846,19 @@ pub fn setting(base: &str, d: &SettingDef, value: &str) -> Value {
     )
 }
 
-pub fn api_version(base: &str) -> Value {
-    let mut links: BTreeMap<String, String> = [
-        "volumes",
-        "backupvolumes",
-        "backuptargets",
-        "settings",
-        "schemas",
-    ]
-    .iter()
-    .map(|c| ((*c).to_owned(), format!("{base}/v1/{c}")))
-    .collect();
-    links.insert("self".into(), format!("{base}/v1"));
+/// `GET /`: go-rancher api/handler.go `VersionsHandler`: one `apiVersion`
+/// (links `self` only) and the collection's `latest` link.
+pub fn api_versions(base: &str, url: &str) -> Value {
+    let v1 = format!("{base}/v1");
     json!({
-        "id": "v1",
-        "type": "apiVersion",
-        "links": links,
-        "actions": {},
+        "type": "collection",
+        "resourceType": "apiVersion",
+        "links": { "self": url, "latest": v1 },
+        "data": [{
+            "id": "v1",
+            "type": "apiVersion",
+            "links": { "self": v1 },
+            "actions": {},
+        }],
     })
 }
