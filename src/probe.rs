@@ -255,9 +255,12 @@ mod tests {
         );
     }
 
-    /// What the loop recorded: (title, opened, resolved) per incident.
+    /// One recorded incident: (title, opened, resolved).
+    type Recorded = (String, DateTime<Utc>, Option<DateTime<Utc>>);
+
+    /// What the loop recorded.
     #[derive(Default)]
-    struct Recorder(std::sync::Mutex<Vec<(String, DateTime<Utc>, Option<DateTime<Utc>>)>>);
+    struct Recorder(std::sync::Mutex<Vec<Recorded>>);
 
     impl Outages for Recorder {
         async fn open_one(&self, _: &PolicyName) -> Option<IncidentId> {

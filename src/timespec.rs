@@ -50,6 +50,10 @@ pub enum TimeSpecError {
     )]
     Unrecognised { input: String },
     #[error(
+        "{input:?} reaches before any date dr can represent; give a span of at most a few thousand years (e.g. 30d, 2h ago)"
+    )]
+    OutOfRange { input: String },
+    #[error(
         "{input:?} does not exist in time zone {tz} (a clock change skips it); give an RFC 3339 time with an offset"
     )]
     Skipped { input: String, tz: String },
@@ -88,15 +92,24 @@ pub fn parse(input: &str, now: DateTime<Utc>, tz: Tz) -> Result<Target, TimeSpec
     if lower == "now" {
         return Ok(Target::At(now));
     }
+    // A span so long that now minus it is before chrono's first date is
+    // refused, not a panic.
+    let before = |span: Span| {
+        now.checked_sub_signed(span.as_chrono())
+            .map(Target::At)
+            .ok_or_else(|| TimeSpecError::OutOfRange {
+                input: input.to_owned(),
+            })
+    };
     if let Some(rest) = lower.strip_suffix("ago") {
         let span = relative_span(rest).ok_or_else(unrecognised)?;
-        return Ok(Target::At(now - span.as_chrono()));
+        return before(span);
     }
     if let Some(rest) = lower.strip_prefix("now") {
         let rest = rest.trim();
         if let Some(d) = rest.strip_prefix('-') {
             let span = relative_span(d).ok_or_else(unrecognised)?;
-            return Ok(Target::At(now - span.as_chrono()));
+            return before(span);
         }
         return Err(unrecognised());
     }
@@ -220,5 +233,21 @@ mod tests {
             assert!(e.contains("RFC 3339") && e.contains("2h ago"), "{bad}: {e}");
         }
         assert!(parse_tz("Mars/Olympus").is_err());
+    }
+
+    #[test]
+    fn a_span_beyond_the_calendar_is_refused_not_a_panic() {
+        for input in [
+            "99999999999h ago",
+            "now-99999999999h",
+            "999999999999999d ago",
+        ] {
+            match parse(input, now(), chrono_tz::UTC) {
+                Err(TimeSpecError::OutOfRange { input: i }) => assert_eq!(i, input),
+                // A span too long for a duration at all is not a span.
+                Err(TimeSpecError::Unrecognised { .. }) => {}
+                other => panic!("{input}: {other:?}"),
+            }
+        }
     }
 }

@@ -35,13 +35,16 @@ pub async fn run(ctx: &Context, a: ServeArgs) -> Result<(), Failure> {
     } else {
         let protect = ctx.app.protect().await?;
         // An unsupported Longhorn stops the start with what is supported; an
-        // unreachable one does not (each tick says so until it answers).
-        match protect.longhorn.check_supported().await {
-            Ok(v) => eprintln!("dr serve: Longhorn {v}"),
-            Err(e @ crate::longhorn::LonghornError::Unsupported { .. }) => {
+        // unreachable or slow one does not (each tick checks again, and
+        // fails its point with the reason while it is unsupported).
+        let version = protect.longhorn.check_supported_once();
+        match tokio::time::timeout(std::time::Duration::from_secs(5), version).await {
+            Ok(Ok(v)) => eprintln!("dr serve: Longhorn {v}"),
+            Ok(Err(e @ crate::longhorn::LonghornError::Unsupported { .. })) => {
                 return Err(Failure::failed(e));
             }
-            Err(e) => eprintln!("dr serve: cannot read Longhorn's version yet: {e}"),
+            Ok(Err(e)) => eprintln!("dr serve: cannot read Longhorn's version yet: {e}"),
+            Err(_) => eprintln!("dr serve: Longhorn did not say its version within 5s"),
         }
         let env = ctx.app.env().await?;
         // Drill runbooks are read and checked now: a broken one stops the

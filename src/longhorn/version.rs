@@ -65,27 +65,39 @@ struct Setting {
 }
 
 impl LonghornClient {
-    /// A setting's value (`GET /v1/settings/{name}`); `None` when this
-    /// manager has no such setting.
+    /// A setting's value (`GET /v1/settings/{name}`, read with retries);
+    /// `None` when this manager has no such setting.
     pub async fn setting(&self, name: &str) -> Result<Option<String>> {
+        self.read(|| self.setting_once(name)).await
+    }
+
+    async fn setting_once(&self, name: &str) -> Result<Option<String>> {
         let path = format!("/v1/settings/{name}");
         let got: Option<Setting> = self
-            .read(|| async {
-                self.json("getSetting", Method::GET, self.url(&path, None), None)
-                    .await
-            })
+            .json("getSetting", Method::GET, self.url(&path, None), None)
             .await?;
         Ok(got.map(|s| s.value))
     }
 
-    /// The manager's version (`GET /v1/settings/current-longhorn-version`).
-    pub async fn manager_version(&self) -> Result<ManagerVersion> {
+    /// The manager's version (`GET /v1/settings/current-longhorn-version`),
+    /// read once, without retries when `once`.
+    async fn version(&self, once: bool) -> Result<ManagerVersion> {
         let name = "current-longhorn-version";
-        let value = self.setting(name).await?.ok_or(LonghornError::NotFound {
+        let value = if once {
+            self.setting_once(name).await?
+        } else {
+            self.setting(name).await?
+        };
+        let value = value.ok_or(LonghornError::NotFound {
             what: "setting",
             name: name.into(),
         })?;
         Ok(ManagerVersion::parse(&value))
+    }
+
+    /// The manager's version (`GET /v1/settings/current-longhorn-version`).
+    pub async fn manager_version(&self) -> Result<ManagerVersion> {
+        self.version(false).await
     }
 
     /// The manager's version if dr supports it; an older release is
@@ -93,7 +105,16 @@ impl LonghornClient {
     /// accepted with a warning: the routes dr calls then say for themselves
     /// ([`LonghornError::NoSuchRoute`]).
     pub async fn check_supported(&self) -> Result<ManagerVersion> {
-        let v = self.manager_version().await?;
+        Self::judge(self.version(false).await?)
+    }
+
+    /// [`Self::check_supported`] with one attempt only, for a start that
+    /// must not wait on an unreachable manager.
+    pub async fn check_supported_once(&self) -> Result<ManagerVersion> {
+        Self::judge(self.version(true).await?)
+    }
+
+    fn judge(v: ManagerVersion) -> Result<ManagerVersion> {
         match v.supported() {
             Some(true) => Ok(v),
             Some(false) => Err(LonghornError::Unsupported { version: v.text }),

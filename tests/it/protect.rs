@@ -622,3 +622,22 @@ async fn a_point_records_whether_its_filesystems_were_frozen() {
     b.ns.delete().await;
     b.emu.shutdown().await;
 }
+
+/// A Longhorn older than dr supports fails the tick with what is supported,
+/// before anything is asked of it.
+#[tokio::test]
+async fn a_tick_against_an_unsupported_longhorn_fails_with_what_is_supported() {
+    let b = bed("{}").await;
+    b.emu.control().set_version("v1.8.0").await.unwrap();
+    let r = b.protect.tick(&b.policy, tick(0), quiet()).await.unwrap();
+    assert_eq!(r.state, PointState::Failed, "{r:?}");
+    let reason = r.reason.clone().unwrap_or_default();
+    assert!(
+        reason.contains("v1.8.0") && reason.contains("v1.8.1 or later"),
+        "{reason}"
+    );
+    let stats = b.emu.control().stats().await.unwrap();
+    assert_eq!(stats.requests.get("snapshotCRCreate"), None, "{stats:?}");
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}

@@ -7,7 +7,7 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use crate::harness::app::{CLAIMS, bed, between, cleanup, json_of, ready_replicas};
+use crate::harness::app::{CLAIMS, XFS_CLAIM, bed, between, cleanup, json_of, ready_replicas};
 use crate::harness::testbed;
 use chrono::{TimeDelta, Utc};
 use dr::catalog::{NewRun, PointState, RunId, RunKind, RunState, StepState};
@@ -60,6 +60,18 @@ async fn a_deleted_namespace_comes_back_at_the_chosen_point() {
         let (vol, sum) = b.claim_checksum(&b.ns_name, c).await;
         assert_eq!(sum, sums1[c], "{c} holds the bytes of point {p1}");
         assert!(vol.starts_with("dr-r"), "{vol} is a restored volume");
+    }
+    // Each restored PV has its original's filesystem (Longhorn's pvCreate
+    // would make ext4 of everything).
+    for c in CLAIMS {
+        let (vol, _) = b.claim_checksum(&b.ns_name, c).await;
+        let pv = kube::Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(b.kube.clone())
+            .get(&vol)
+            .await
+            .unwrap();
+        let fs = pv.spec.and_then(|s| s.csi).and_then(|c| c.fs_type);
+        let want = if c == XFS_CLAIM { "xfs" } else { "ext4" };
+        assert_eq!(fs.as_deref(), Some(want), "{c}");
     }
     // The workload is back, Ready, with its captured replicas.
     assert_eq!(ready_replicas(&b.kube, &b.ns_name).await, 2);

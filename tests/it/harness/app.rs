@@ -24,6 +24,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub const CLAIMS: [&str; 2] = ["web-uploads", "db-data"];
+/// The claim of [`CLAIMS`] whose volume is formatted xfs.
+pub const XFS_CLAIM: &str = "db-data";
 
 pub struct Bed {
     pub emu: Emulator,
@@ -116,8 +118,14 @@ pub async fn bed(ticks: usize) -> Bed {
     ecfg.provision_namespaces = Some(vec![ns.name.clone()]);
     let emu = Emulator::start(ecfg).await.unwrap();
     let labels = json!({"app.kubernetes.io/part-of": "shop"});
+    // One of the claims is on an xfs class: its restored PV must be xfs too.
     for c in CLAIMS {
-        testbed::longhorn_claim(&kube, &ns.name, c, labels.clone(), "4Mi").await;
+        let class = if c == XFS_CLAIM {
+            "longhorn-xfs"
+        } else {
+            "longhorn"
+        };
+        testbed::longhorn_claim_of(&kube, &ns.name, c, labels.clone(), "4Mi", class).await;
     }
     for c in CLAIMS {
         testbed::wait_bound(&kube, &ns.name, c).await;

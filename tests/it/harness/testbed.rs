@@ -364,11 +364,24 @@ pub async fn longhorn_claim(
     labels: serde_json::Value,
     size: &str,
 ) {
+    longhorn_claim_of(client, ns, name, labels, size, "longhorn").await
+}
+
+/// A claim of one of the emulator's Longhorn classes (`longhorn`, or
+/// `longhorn-xfs` for xfs volumes).
+pub async fn longhorn_claim_of(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    labels: serde_json::Value,
+    size: &str,
+    class: &str,
+) {
     use k8s_openapi::api::core::v1::PersistentVolumeClaim;
     let pvc: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": name, "labels": labels},
-        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "longhorn",
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
                  "resources": {"requests": {"storage": size}}}
     }))
     .expect("claim object");

@@ -27,6 +27,11 @@ use crate::worker;
 pub const DRIVER: &str = "driver.longhorn.io";
 /// The StorageClass the provisioner serves.
 pub const STORAGE_CLASS: &str = "longhorn";
+/// A class of the same provisioner whose volumes are formatted xfs: the CSI
+/// external-provisioner copies the class's `csi.storage.k8s.io/fstype`
+/// parameter into the PV's `spec.csi.fsType`, which Longhorn's node plugin
+/// formats and mounts with (csi/node_server.go `NodeStageVolume`).
+pub const XFS_STORAGE_CLASS: &str = "longhorn-xfs";
 /// Longhorn's `default-longhorn-static-storage-class` (pvCreate default).
 pub const STATIC_STORAGE_CLASS: &str = "longhorn-static";
 
@@ -70,28 +75,32 @@ pub async fn start(sh: &Arc<Shared>, client: kube::Client) -> Result<(), Cluster
 }
 
 async fn ensure_storage_class(client: &kube::Client) -> Result<(), ClusterError> {
-    let sc: StorageClass = serde_json::from_value(json!({
-        "apiVersion": "storage.k8s.io/v1",
-        "kind": "StorageClass",
-        "metadata": { "name": STORAGE_CLASS },
-        "provisioner": DRIVER,
-        "volumeBindingMode": "Immediate",
-        "reclaimPolicy": "Delete",
-        "allowVolumeExpansion": true,
-        "parameters": { "numberOfReplicas": "3", "staleReplicaTimeout": "30" },
-    }))
-    .map_err(|e| ClusterError::Invalid(format!("StorageClass manifest: {e}")))?;
-    match Api::<StorageClass>::all(client.clone())
-        .create(&PostParams::default(), &sc)
-        .await
-    {
-        Ok(_) => {
-            info!("created StorageClass {STORAGE_CLASS}");
-            Ok(())
+    for (name, fs_type) in [(STORAGE_CLASS, "ext4"), (XFS_STORAGE_CLASS, "xfs")] {
+        let sc: StorageClass = serde_json::from_value(json!({
+            "apiVersion": "storage.k8s.io/v1",
+            "kind": "StorageClass",
+            "metadata": { "name": name },
+            "provisioner": DRIVER,
+            "volumeBindingMode": "Immediate",
+            "reclaimPolicy": "Delete",
+            "allowVolumeExpansion": true,
+            "parameters": {
+                "numberOfReplicas": "3",
+                "staleReplicaTimeout": "30",
+                "csi.storage.k8s.io/fstype": fs_type,
+            },
+        }))
+        .map_err(|e| ClusterError::Invalid(format!("StorageClass manifest: {e}")))?;
+        match Api::<StorageClass>::all(client.clone())
+            .create(&PostParams::default(), &sc)
+            .await
+        {
+            Ok(_) => info!("created StorageClass {name}"),
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(kerr("create StorageClass", name)(e)),
         }
-        Err(e) if is_conflict(&e) => Ok(()),
-        Err(e) => Err(kerr("create StorageClass", STORAGE_CLASS)(e)),
     }
+    Ok(())
 }
 
 fn access_modes(mode: &str) -> Vec<&'static str> {
@@ -150,8 +159,13 @@ async fn provision(
     let Some(spec) = pvc.spec.as_ref() else {
         return Ok(());
     };
-    if spec.storage_class_name.as_deref() != Some(STORAGE_CLASS)
-        || spec.volume_name.as_deref().is_some_and(|v| !v.is_empty())
+    let class = spec.storage_class_name.as_deref();
+    let fs_type = match class {
+        Some(STORAGE_CLASS) => "ext4",
+        Some(XFS_STORAGE_CLASS) => "xfs",
+        _ => return Ok(()),
+    };
+    if spec.volume_name.as_deref().is_some_and(|v| !v.is_empty())
         || pvc.metadata.deletion_timestamp.is_some()
     {
         return Ok(());
@@ -214,8 +228,8 @@ async fn provision(
         size,
         modes,
         "Delete",
-        STORAGE_CLASS,
-        "ext4",
+        class.unwrap_or(STORAGE_CLASS),
+        fs_type,
         Some(claim),
     )?;
     match Api::<PersistentVolume>::all(client.clone())
