@@ -634,7 +634,14 @@ fn requests(stats: &longhorn_emulator::Stats, op: &str) -> u64 {
 
 #[tokio::test]
 async fn a_watch_discovers_a_backup_and_follows_it_to_completion() {
-    let emu = emulator().await;
+    // Uploads of half a second: the backup is surely still running when the
+    // watch starts following it (at the fast timings a loaded machine could
+    // see it complete in the listing that discovered it).
+    let emu = emulator_with(Timings {
+        backup_bytes_per_sec: 4 << 20,
+        ..Timings::fast()
+    })
+    .await;
     let lh = client(&emu, Duration::from_secs(5));
     let snap = backup_started(&lh, &emu, "vol-watch", 21).await;
     let watch = VolumeWatch::new(lh.clone());
