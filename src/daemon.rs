@@ -318,21 +318,23 @@ impl Daemon {
                     return;
                 }
             };
-        if verdicts.iter().any(|v| v.prune()) {
-            match crate::prune::execute(
-                &self.protect.catalog,
-                &self.protect.longhorn,
-                &verdicts,
-                Duration::from_secs(600),
-                &self.app.clock,
-            )
-            .await
-            {
-                Ok(r) => {
-                    tracing::info!(policy = %p.name, points = r.points_pruned, backups = r.backups_deleted, "retention applied")
-                }
-                Err(e) => tracing::warn!(policy = %p.name, error = %e, "retention failed"),
+        // Run even with nothing new to prune: it finishes what a crash or a
+        // refusal left of earlier prunes.
+        match crate::prune::execute(
+            &self.protect.catalog,
+            &self.protect.longhorn,
+            &p.name,
+            &verdicts,
+            Duration::from_secs(600),
+            &self.app.clock,
+        )
+        .await
+        {
+            Ok(r) if r.points_pruned + r.backups_deleted + r.errors.len() == 0 => {}
+            Ok(r) => {
+                tracing::info!(policy = %p.name, points = r.points_pruned, backups = r.backups_deleted, errors = r.errors.len(), "retention applied")
             }
+            Err(e) => tracing::warn!(policy = %p.name, error = %e, "retention failed"),
         }
     }
 }

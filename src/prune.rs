@@ -1,14 +1,17 @@
 //! Retention applied: the pure decision of [`crate::retention`] over the
-//! catalog's points, then each pruned point's backups deleted in Longhorn and
-//! its rows marked pruned. Deleting is idempotent, so an interrupted prune is
-//! finished by the next one.
+//! catalog's points, the intent recorded (each pruned point marked before
+//! anything is deleted), then the pruned points' backups deleted in Longhorn
+//! and their rows marked pruned. Deleting is idempotent, so an interrupted
+//! prune is finished by the next one.
 
-use crate::catalog::{BackupState, BackupUpdate, Catalog, CatalogError, PointState};
+use crate::catalog::{BackupRecord, BackupState, BackupUpdate, Catalog, CatalogError, PointState};
 use crate::clock::Clock;
 use crate::config::PolicyConfig;
-use crate::longhorn::{LonghornClient, LonghornError};
+use crate::longhorn::LonghornClient;
+use crate::names::PolicyName;
 use crate::retention::{self, Candidate, Verdict};
 use chrono::{DateTime, Utc};
+use futures::StreamExt;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -42,63 +45,70 @@ pub async fn plan(
 pub struct PruneReport {
     pub points_pruned: usize,
     pub backups_deleted: usize,
-    /// Backups Longhorn would not delete now; their points stay for the next prune.
+    /// Backups Longhorn would not delete now; they are deleted by the next
+    /// prune (their points are already pruned, never planned again).
     pub errors: Vec<String>,
 }
 
-/// Deletes the backups of every point retention prunes, then marks the point.
+/// How many backups are deleted at once: each deletion waits for Longhorn
+/// to remove the backup from the store (seconds), so one at a time could
+/// not keep up with a short schedule.
+pub const DELETIONS_AT_ONCE: usize = 8;
+
+/// Prunes what retention decided, crash-safely: every pruned point is
+/// marked `pruned` *before* any of its backups is deleted (so a plan never
+/// picks a point whose backups are going), then the backups of every pruned
+/// point of `policy` that still has some (this prune's, and those a crash
+/// or a refusal left behind) are deleted, [`DELETIONS_AT_ONCE`] at a time,
+/// each row marked pruned as its backup goes.
 pub async fn execute(
     catalog: &Catalog,
     longhorn: &LonghornClient,
+    policy: &PolicyName,
     verdicts: &[Verdict],
     wait: Duration,
     clock: &Clock,
 ) -> Result<PruneReport, PruneError> {
     let mut report = PruneReport::default();
     for v in verdicts.iter().filter(|v| v.prune()) {
-        let mut all_gone = true;
-        for b in catalog.backups_of(v.id).await? {
-            if b.state == BackupState::Pruned {
-                continue;
-            }
-            if !b.state.is_terminal() {
-                // Retention never prunes pending points, but be safe.
-                all_gone = false;
-                continue;
-            }
-            let deleted: Result<(), LonghornError> = match &b.backup_name {
-                Some(name) => longhorn.delete_backup(b.volume.as_str(), name, wait).await,
-                None => Ok(()),
-            };
-            match deleted {
-                Ok(()) => {
-                    catalog
-                        .update_backup(
-                            b.id,
-                            &BackupUpdate {
-                                state: Some(BackupState::Pruned),
-                                ..Default::default()
-                            },
-                        )
-                        .await?;
-                    report.backups_deleted += 1;
-                }
-                Err(e) => {
-                    all_gone = false;
-                    report.errors.push(format!(
-                        "backup {} of volume {}: {e}",
-                        b.backup_name.as_deref().unwrap_or("-"),
-                        b.volume
-                    ));
-                }
-            }
-        }
-        if all_gone {
-            catalog
-                .finish_point(v.id, PointState::Pruned, None, None, clock.now())
-                .await?;
-            report.points_pruned += 1;
+        catalog
+            .finish_point(v.id, PointState::Pruned, None, None, clock.now())
+            .await?;
+        report.points_pruned += 1;
+    }
+    let left = catalog.backups_left_of_pruned_points(policy).await?;
+    let deletions = futures::stream::iter(left)
+        .map(|b| delete_one(catalog, longhorn, b, wait, clock))
+        .buffer_unordered(DELETIONS_AT_ONCE);
+    futures::pin_mut!(deletions);
+    while let Some(done) = deletions.next().await {
+        match done? {
+            Ok(()) => report.backups_deleted += 1,
+            Err(e) => report.errors.push(e),
         }
     }
     Ok(report)
+}
+
+/// Deletes one backup and marks its row; `Ok(Err(text))` when Longhorn
+/// would not delete it now.
+async fn delete_one(
+    catalog: &Catalog,
+    longhorn: &LonghornClient,
+    b: BackupRecord,
+    wait: Duration,
+    clock: &Clock,
+) -> Result<Result<(), String>, PruneError> {
+    if let Some(name) = &b.backup_name
+        && let Err(e) = longhorn.delete_backup(b.volume.as_str(), name, wait).await
+    {
+        return Ok(Err(format!("backup {name} of volume {}: {e}", b.volume)));
+    }
+    let pruned = BackupUpdate {
+        state: Some(BackupState::Pruned),
+        pruned_at: Some(clock.now()),
+        ..Default::default()
+    };
+    catalog.update_backup(b.id, &pruned).await?;
+    Ok(Ok(()))
 }

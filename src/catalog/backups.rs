@@ -5,7 +5,7 @@ use super::{
     BackupId, BackupRecord, BackupState, BackupUpdate, Catalog, CatalogError, NewBackup, PointId,
     Result, Verification, composed, from_ms, get, ms, opt_ms, parse_col, q,
 };
-use crate::names::VolumeName;
+use crate::names::{PolicyName, VolumeName};
 use chrono::{DateTime, Utc};
 use sqlx::any::AnyRow;
 
@@ -149,7 +149,8 @@ impl Catalog {
                backup_name = COALESCE($2, backup_name), backup_url = COALESCE($3, backup_url),
                progress = COALESCE($4, progress), size_bytes = COALESCE($5, size_bytes),
                snapshot_at = COALESCE($6, snapshot_at), completed_at = COALESCE($7, completed_at),
-               error = COALESCE($8, error), fs_type = COALESCE($10, fs_type)
+               error = COALESCE($8, error), fs_type = COALESCE($10, fs_type),
+               pruned_at = COALESCE($11, pruned_at)
              WHERE id = $9 {allowed} RETURNING {BACKUP_COLS}"
         ))
         .bind(u.state.map(|s| s.as_str()))
@@ -162,6 +163,7 @@ impl Catalog {
         .bind(u.error.as_deref())
         .bind(id.0)
         .bind(u.fs_type.as_deref())
+        .bind(u.pruned_at.map(ms))
         .fetch_optional(&self.pool)
         .await
         .map_err(q("update backup"))?;
@@ -216,6 +218,30 @@ impl Catalog {
         .fetch_all(&self.pool)
         .await
         .map_err(q("list backups"))?;
+        rows.iter().map(backup_row).collect()
+    }
+
+    /// The backups still to delete of `policy`'s pruned points: retention
+    /// marked the point before deleting anything, so these are what a crash
+    /// or a refusal left (or what this prune is about to delete).
+    pub async fn backups_left_of_pruned_points(
+        &self,
+        policy: &PolicyName,
+    ) -> Result<Vec<BackupRecord>> {
+        let cols = BACKUP_COLS
+            .split(", ")
+            .map(|c| format!("b.{c}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let rows = composed(format!(
+            "SELECT {cols} FROM backups b JOIN recovery_points p ON p.id = b.point_id
+             WHERE p.policy = $1 AND p.state = 'pruned' AND b.state IN ('completed', 'failed')
+             ORDER BY b.id"
+        ))
+        .bind(policy.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list backups of pruned points"))?;
         rows.iter().map(backup_row).collect()
     }
 

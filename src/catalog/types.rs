@@ -392,6 +392,8 @@ pub struct BackupUpdate {
     pub completed_at: Option<DateTime<Utc>>,
     pub error: Option<String>,
     pub fs_type: Option<String>,
+    /// When retention deleted it (with `state: Pruned`).
+    pub pruned_at: Option<DateTime<Utc>>,
 }
 
 /// The oldest and newest complete recovery points of a policy.

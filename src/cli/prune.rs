@@ -45,6 +45,7 @@ pub async fn run(ctx: &Context, a: PruneArgs) -> Result<(), Failure> {
                 crate::prune::execute(
                     &catalog,
                     longhorn,
+                    &p.name,
                     &verdicts,
                     Duration::from_secs(600),
                     &ctx.app.clock,

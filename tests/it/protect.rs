@@ -359,6 +359,7 @@ async fn retention_leaves_exactly_the_expected_set() {
     let r = dr::prune::execute(
         &b.protect.catalog,
         &b.protect.longhorn,
+        &b.policy.name,
         &verdicts,
         Duration::from_secs(30),
         &dr::clock::Clock::System,
@@ -638,6 +639,80 @@ async fn a_tick_against_an_unsupported_longhorn_fails_with_what_is_supported() {
     );
     let stats = b.emu.control().stats().await.unwrap();
     assert_eq!(stats.requests.get("snapshotCRCreate"), None, "{stats:?}");
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}
+
+/// Retention records its intent before it deletes: a prune cut short while
+/// deleting (as by a crash) leaves its points pruned, never planned again,
+/// and the next prune deletes what is left, marking each row with its time.
+#[tokio::test]
+async fn a_prune_cut_short_never_leaves_a_plannable_point_and_the_next_finishes_it() {
+    let b = bed("{last: 1, hourly: 0, daily: 0, weekly: 0, monthly: 0}").await;
+    let mut ids = Vec::new();
+    for n in (0..3).rev() {
+        let r = b.protect.tick(&b.policy, tick(n), quiet()).await.unwrap();
+        assert_eq!(r.state, PointState::Complete, "{r:?}");
+        ids.push(r.point_id);
+    }
+    let catalog = &b.protect.catalog;
+    let ctl = b.emu.control();
+    ctl.set_fault(Fault {
+        operation: "backupDelete".into(),
+        hang: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let verdicts = dr::prune::plan(catalog, &b.policy, Utc::now())
+        .await
+        .unwrap();
+    let (lh, policy) = (&b.protect.longhorn, &b.policy.name);
+    let execute = |verdicts: Vec<dr::retention::Verdict>| async move {
+        dr::prune::execute(
+            catalog,
+            lh,
+            policy,
+            &verdicts,
+            Duration::from_secs(30),
+            &dr::clock::Clock::System,
+        )
+        .await
+    };
+    let cut = tokio::time::timeout(Duration::from_secs(1), execute(verdicts)).await;
+    assert!(cut.is_err(), "the prune was cut short while deleting");
+    for id in &ids[..2] {
+        let p = catalog.point(*id).await.unwrap();
+        assert_eq!(p.state, PointState::Pruned, "intent first: {p:?}");
+        assert!(p.pruned_at.is_some());
+    }
+    // The plan never offers a point whose backups are going.
+    let planned = catalog
+        .newest_complete_at_or_before(&b.policy.name, tick(1) + chrono::TimeDelta::minutes(1))
+        .await
+        .unwrap();
+    assert_eq!(planned, None, "{planned:?}");
+    assert_eq!(
+        ctl.stats().await.unwrap().backups.len(),
+        6,
+        "nothing deleted yet"
+    );
+
+    ctl.clear_faults().await.unwrap();
+    let r = execute(Vec::new()).await.unwrap();
+    assert_eq!((r.points_pruned, r.backups_deleted), (0, 4), "{r:?}");
+    assert!(r.errors.is_empty(), "{r:?}");
+    for id in &ids[..2] {
+        for row in catalog.backups_of(*id).await.unwrap() {
+            assert_eq!(row.state, BackupState::Pruned, "{row:?}");
+            assert!(row.pruned_at.is_some(), "{row:?}");
+        }
+    }
+    assert_eq!(
+        ctl.stats().await.unwrap().backups.len(),
+        2,
+        "the kept point's"
+    );
     b.ns.delete().await;
     b.emu.shutdown().await;
 }
