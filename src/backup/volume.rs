@@ -62,6 +62,17 @@ pub(super) struct Finished {
 /// The phase to run next for the volume whose catalog row is `row`. Pure.
 pub(super) fn next_phase(row: &BackupRecord) -> Phase {
     match (row.state, &row.backup_name) {
+        // Completed, but its check in the store was cut short (a crash):
+        // verified now, before the point can count for the RPO.
+        (BackupState::Completed, Some(backup))
+            if row.verification == Verification::Unverified && row.backup_url.is_some() =>
+        {
+            Phase::Verify {
+                backup: backup.clone(),
+                url: row.backup_url.clone().unwrap_or_default(),
+                state: BackupState::Completed,
+            }
+        }
         (state, backup) if state.is_terminal() => Phase::Done(Finished {
             backup: backup.clone(),
             state,
@@ -306,7 +317,12 @@ impl<'a> Work<'a> {
                     drop(ticket.take());
                     self.follow(backup).await
                 }
-                Phase::Verify { backup, url, state } => self.verify(backup, &url, state).await,
+                Phase::Verify { backup, url, state } => {
+                    // Verification waits until no volume holds a ticket: a
+                    // resumed volume that starts here gives its own back.
+                    drop(ticket.take());
+                    self.verify(backup, &url, state).await
+                }
                 Phase::Tidy(finished) => Ok(self.tidy(finished).await),
                 Phase::Done(finished) => break Ok(finished),
             };
@@ -744,6 +760,11 @@ mod tests {
         let follow = Phase::Follow {
             backup: "backup-1".into(),
         };
+        let verify = Phase::Verify {
+            backup: "backup-1".into(),
+            url: "s3://b@r/?backup=backup-1&volume=pvc-0b6c".into(),
+            state: Completed,
+        };
         #[rustfmt::skip]
         let cases = [
             // A new row: probe, create the snapshot, ask without looking.
@@ -756,17 +777,20 @@ mod tests {
             (BackingUp, None, Unverified, snapshot(false, true)),
             // The backup was found: only following is left.
             (BackingUp, Some("backup-1"), Unverified, follow),
-            // Terminal rows are reported as they are (a completed row's
-            // verification is not resumed by the tick).
+            // Terminal rows are reported as they are, but for a completed
+            // backup whose check was cut short: it is checked now.
             (Completed, Some("backup-1"), Verified, done(Some("backup-1"), Completed, Verified)),
-            (Completed, Some("backup-1"), Unverified, done(Some("backup-1"), Completed, Unverified)),
+            (Completed, Some("backup-1"), Unverified, verify),
             (Completed, Some("backup-1"), Mismatch, done(Some("backup-1"), Completed, Mismatch)),
             (Failed, None, Unverified, done(None, Failed, Unverified)),
             (Failed, Some("backup-1"), Unverified, done(Some("backup-1"), Failed, Unverified)),
             (Pruned, Some("backup-1"), Verified, done(Some("backup-1"), Pruned, Verified)),
         ];
         for (state, backup, verification, want) in cases {
-            let r = row(state, backup, verification);
+            let mut r = row(state, backup, verification);
+            if state == Completed {
+                r.backup_url = Some("s3://b@r/?backup=backup-1&volume=pvc-0b6c".into());
+            }
             assert_eq!(next_phase(&r), want, "{state} {backup:?} {verification}");
         }
     }
@@ -781,10 +805,9 @@ mod tests {
                     state.is_terminal(),
                     "{state} {backup:?}: {phase:?}"
                 );
-                assert!(!matches!(
-                    phase,
-                    Phase::Request { .. } | Phase::Verify { .. } | Phase::Tidy(_)
-                ));
+                assert!(!matches!(phase, Phase::Request { .. } | Phase::Tidy(_)));
+                // Only a completed, unverified backup with a URL is verified.
+                assert!(!matches!(phase, Phase::Verify { .. }), "{state}: no URL");
             }
         }
     }

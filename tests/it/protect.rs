@@ -716,3 +716,67 @@ async fn a_prune_cut_short_never_leaves_a_plannable_point_and_the_next_finishes_
     b.ns.delete().await;
     b.emu.shutdown().await;
 }
+
+/// A tick killed after its backups completed but before they were checked
+/// in the store is adopted at the next start: the adopted tick checks them
+/// before its point counts for the RPO (it did not, and the RPO basis aged).
+#[tokio::test]
+async fn an_adopted_tick_verifies_the_backups_it_finds_unverified() {
+    let b = bed("{}").await;
+    let catalog = &b.protect.catalog;
+    let done = b.protect.tick(&b.policy, tick(1), quiet()).await.unwrap();
+    assert_eq!(done.state, PointState::Complete, "{done:?}");
+    // The state a kill leaves: tick(0)'s point pending, its backups completed
+    // in Longhorn and recorded so, never checked.
+    let point = catalog
+        .begin_point(&b.policy.name, tick(0), Utc::now())
+        .await
+        .unwrap();
+    let made = catalog.backups_of(done.point_id).await.unwrap();
+    for m in &made {
+        let row = catalog
+            .record_backup(&dr::catalog::NewBackup {
+                point_id: point.id,
+                volume: m.volume.clone(),
+                pvc: m.pvc.clone(),
+                snapshot_name: dr::backup::snapshot_name(
+                    b.policy.name.as_str(),
+                    tick(0),
+                    m.volume.as_str(),
+                ),
+                requested_at: Utc::now(),
+            })
+            .await
+            .unwrap();
+        for state in [BackupState::BackingUp, BackupState::Completed] {
+            let u = dr::catalog::BackupUpdate {
+                state: Some(state),
+                backup_name: m.backup_name.clone(),
+                backup_url: m
+                    .backup_url
+                    .clone()
+                    .filter(|_| state == BackupState::Completed),
+                snapshot_at: m.snapshot_at,
+                ..Default::default()
+            };
+            catalog.update_backup(row.id, &u).await.unwrap();
+        }
+    }
+    let adopted = b.protect.tick(&b.policy, tick(0), quiet()).await.unwrap();
+    assert_eq!(adopted.point_id, point.id);
+    assert!(
+        adopted
+            .volumes
+            .iter()
+            .all(|v| v.verification == Verification::Verified),
+        "{adopted:?}"
+    );
+    let newest = catalog
+        .newest_verified_point(&b.policy.name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(newest.id, point.id, "the adopted point counts for the RPO");
+    b.ns.delete().await;
+    b.emu.shutdown().await;
+}
