@@ -304,6 +304,7 @@ async fn run() -> anyhow::Result<Vec<String>> {
             let r = dr::prune::execute(
                 &catalog,
                 &longhorn,
+                &policy.name,
                 &verdicts,
                 Duration::from_secs(600),
                 &clock,
