@@ -104,41 +104,6 @@ fn pct(sorted: &[f64], q: f64) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-/// Every key under `prefix` in the bucket.
-async fn list_keys(
-    s3: &aws_sdk_s3::Client,
-    bucket: &str,
-    prefix: &str,
-) -> anyhow::Result<Vec<String>> {
-    let mut keys = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let out = s3
-            .list_objects_v2()
-            .bucket(bucket)
-            .prefix(prefix)
-            .set_continuation_token(token.clone())
-            .send()
-            .await
-            .map_err(|e| {
-                anyhow::anyhow!(
-                    "listing {bucket}/{prefix}: {}",
-                    aws_sdk_s3::error::DisplayErrorContext(e)
-                )
-            })?;
-        keys.extend(
-            out.contents()
-                .iter()
-                .filter_map(|o| o.key().map(str::to_owned)),
-        );
-        match out.next_continuation_token() {
-            Some(t) if out.is_truncated() == Some(true) => token = Some(t.to_owned()),
-            _ => break,
-        }
-    }
-    Ok(keys)
-}
-
 /// dr's snapshots on a volume (named `dr-…`, not being removed).
 async fn dr_snapshots(lh: &LonghornClient, volume: &str) -> anyhow::Result<Vec<String>> {
     Ok(lh
@@ -416,7 +381,7 @@ async fn run() -> anyhow::Result<Vec<String>> {
             &longhorn_has,
         ));
         let cfg_dir = format!("{}backups/", target.volume_prefix(v));
-        let store_has: BTreeSet<String> = list_keys(&s3, &target.bucket, &cfg_dir)
+        let store_has: BTreeSet<String> = dr::store::list_keys(&s3, &target.bucket, &cfg_dir)
             .await?
             .iter()
             .filter_map(|k| {

@@ -168,7 +168,12 @@ async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, 
     Ok(data.into_bytes().to_vec())
 }
 
-async fn list_keys(client: &Client, bucket: &str, prefix: &str) -> Result<Vec<String>, StoreError> {
+/// Every key under `prefix` in `bucket` (all pages).
+pub async fn list_keys(
+    client: &Client,
+    bucket: &str,
+    prefix: &str,
+) -> Result<Vec<String>, StoreError> {
     let mut keys = Vec::new();
     let mut token: Option<String> = None;
     loop {
