@@ -1,7 +1,13 @@
 //! The daemon's scheduling: one cron job per policy (tokio-cron-scheduler),
 //! at most one running tick per policy (an overlapping firing is recorded as
-//! skipped), missed firings recorded at start (not replayed), pending points
-//! adopted at start, and retention after every tick.
+//! skipped), pending points adopted at start, and retention after every tick.
+//!
+//! The tick ledger: every firing of a policy's schedule is recorded once, as
+//! `ran` (with its point, also when a crash cut it short and it was adopted),
+//! `skipped` or `missed`. At start and before every tick, the firings since
+//! the newest recorded one are recorded: `ran` when a point was begun for
+//! them, else `missed`. A firing already recorded is never run (nothing runs
+//! late), and the same firing delivered twice runs once.
 
 use crate::app::App;
 use crate::backup::{Events, Protect};
@@ -26,8 +32,51 @@ pub enum DaemonError {
     Catalog(#[from] crate::catalog::CatalogError),
 }
 
-/// How many missed firings are recorded per policy at start (the newest).
+/// How many missed firings are recorded per policy at once (the newest).
 const MISSED_CAP: usize = 10_000;
+
+/// Why firings before the start are `missed`.
+const NOT_RUNNING: &str = "dr was not running";
+/// Why firings that never came while dr ran are `missed`.
+const NO_FIRING: &str = "the firing never came (dr was paused or its scheduler fell behind)";
+
+/// The firing a policy is running, if any.
+type Slot = Arc<std::sync::Mutex<Option<DateTime<Utc>>>>;
+
+/// What a firing finds in its policy's slot.
+enum Claim {
+    /// Free: this firing runs; the slot is freed when the guard drops.
+    Mine(Claimed),
+    /// The same firing is running already (delivered twice).
+    Same,
+    /// Another firing is running.
+    Busy,
+}
+
+/// A policy's slot held by one firing.
+struct Claimed(Slot);
+
+impl Drop for Claimed {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.0.lock() {
+            *s = None;
+        }
+    }
+}
+
+fn claim(slot: &Slot, tick: DateTime<Utc>) -> Claim {
+    let Ok(mut s) = slot.lock() else {
+        return Claim::Busy;
+    };
+    match *s {
+        Some(t) if t == tick => Claim::Same,
+        Some(_) => Claim::Busy,
+        None => {
+            *s = Some(tick);
+            Claim::Mine(Claimed(slot.clone()))
+        }
+    }
+}
 
 /// The scheduling part of `dr serve`.
 pub struct Daemon {
@@ -39,7 +88,7 @@ pub struct Daemon {
     drill_locks: HashMap<String, Arc<Mutex<()>>>,
     holder: String,
     policies: HashMap<String, PolicyConfig>,
-    locks: HashMap<String, Arc<Mutex<()>>>,
+    slots: HashMap<String, Slot>,
     /// Retention runs apart from ticks (it never touches a pending point),
     /// one at a time per policy, so a slow prune never makes a tick skip.
     retention_locks: HashMap<String, Arc<Mutex<()>>>,
@@ -84,9 +133,9 @@ impl Daemon {
                 .iter()
                 .map(|p| (p.name.to_string(), p.clone()))
                 .collect(),
-            locks: policies
+            slots: policies
                 .iter()
-                .map(|p| (p.name.to_string(), Arc::new(Mutex::new(()))))
+                .map(|p| (p.name.to_string(), Slot::default()))
                 .collect(),
             retention_locks: policies
                 .iter()
@@ -96,46 +145,37 @@ impl Daemon {
         })
     }
 
-    /// Records missed firings, adopts pending points, and starts the cron jobs.
+    /// Brings the ledger up to date, adopts pending points, and starts the
+    /// cron jobs.
     pub async fn start(self: &Arc<Self>) -> Result<Running, DaemonError> {
         let now = self.app.clock.now();
+        let pending = self.protect.catalog.pending_points().await?;
         for p in self.policies.values() {
-            let last = self.protect.catalog.ticks(&p.name, 1).await?;
-            if let Some(last) = last.first() {
-                let missed = schedule::missed(
-                    &p.schedule,
-                    last.tick_at,
-                    now,
-                    TimeDelta::seconds(30),
-                    MISSED_CAP,
-                );
-                if !missed.is_empty() {
-                    tracing::warn!(policy = %p.name, count = missed.len(), "ticks missed while dr was not running");
-                }
-                for t in missed {
-                    self.protect
-                        .catalog
-                        .record_tick(
-                            &p.name,
-                            t,
-                            TickOutcome::Missed,
-                            None,
-                            Some("dr was not running"),
-                            now,
-                        )
-                        .await?;
-                    self.metrics.tick(p.name.as_str(), TickOutcome::Missed);
-                }
+            self.record_unrecorded(p, now, NOT_RUNNING).await?;
+            // A tick cut short before the newest record ran all the same.
+            for point in pending.iter().filter(|x| x.policy == p.name) {
+                self.record(p, point.tick_at, TickOutcome::Ran, Some(point.id), None)
+                    .await?;
             }
         }
-        for point in self.protect.catalog.pending_points().await? {
-            if let Some(p) = self.policies.get(point.policy.as_str()) {
-                tracing::info!(policy = %p.name, tick = %point.tick_at, "adopting an unfinished tick");
-                let me = self.clone();
-                let tick = point.tick_at;
-                let name = p.name.to_string();
-                tokio::spawn(async move { me.fire(&name, tick).await });
+        // One task per policy adopts its unfinished ticks, oldest first.
+        for p in self.policies.values() {
+            let ticks: Vec<DateTime<Utc>> = pending
+                .iter()
+                .filter(|x| x.policy == p.name)
+                .map(|x| x.tick_at)
+                .collect();
+            if ticks.is_empty() {
+                continue;
             }
+            let me = self.clone();
+            let name = p.name.to_string();
+            tokio::spawn(async move {
+                for tick in ticks {
+                    tracing::info!(policy = %name, %tick, "adopting an unfinished tick");
+                    me.run(&name, tick, true).await;
+                }
+            });
         }
         // Drill leftovers (an interrupted drill, a namespace past its TTL) go
         // first, on their own task: a slow teardown never delays ticks.
@@ -196,44 +236,123 @@ impl Daemon {
         Ok(Running { scheduler })
     }
 
-    /// One firing: run the tick unless the previous one still runs.
+    /// Records `outcome` for a firing; counted in the metrics only when
+    /// this call recorded it (the first record of a firing wins).
+    async fn record(
+        &self,
+        p: &PolicyConfig,
+        tick: DateTime<Utc>,
+        outcome: TickOutcome,
+        point: Option<crate::catalog::PointId>,
+        reason: Option<&str>,
+    ) -> Result<bool, crate::catalog::CatalogError> {
+        let now = self.app.clock.now();
+        let recorded = self
+            .protect
+            .catalog
+            .record_tick(&p.name, tick, outcome, point, reason, now)
+            .await?;
+        if recorded {
+            self.metrics.tick(p.name.as_str(), outcome);
+        }
+        Ok(recorded)
+    }
+
+    /// Records every firing of `p` after the newest recorded one and at or
+    /// before `until`: `ran` where a point was begun for it, else `missed`
+    /// for `reason`. Returns how many were missed.
+    async fn record_unrecorded(
+        &self,
+        p: &PolicyConfig,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<usize, crate::catalog::CatalogError> {
+        let catalog = &self.protect.catalog;
+        let Some(last) = catalog.last_recorded_tick(&p.name).await? else {
+            return Ok(0);
+        };
+        let firings = schedule::firings(&p.schedule, last, until, MISSED_CAP);
+        if firings.is_empty() {
+            return Ok(0);
+        }
+        let points = catalog.points_of_ticks(&p.name, last, until).await?;
+        let mut missed = 0;
+        for t in firings {
+            match points.get(&t) {
+                Some(id) => self.record(p, t, TickOutcome::Ran, Some(*id), None).await?,
+                None => {
+                    missed += 1;
+                    self.record(p, t, TickOutcome::Missed, None, Some(reason))
+                        .await?
+                }
+            };
+        }
+        if missed > 0 {
+            tracing::warn!(policy = %p.name, count = missed, reason, "ticks missed");
+        }
+        Ok(missed)
+    }
+
+    /// One firing from the scheduler: the ledger first, then the tick.
     pub async fn fire(self: &Arc<Self>, policy: &str, tick: DateTime<Utc>) {
-        let (Some(p), Some(lock)) = (self.policies.get(policy), self.locks.get(policy)) else {
+        self.run(policy, tick, false).await;
+    }
+
+    /// Runs the tick of `tick` unless the policy is running another one (then
+    /// it is `skipped`) or, for a new firing, the ledger already has it.
+    /// `adopted`: a tick a crash cut short, recorded `ran` at start.
+    async fn run(self: &Arc<Self>, policy: &str, tick: DateTime<Utc>, adopted: bool) {
+        let (Some(p), Some(slot)) = (self.policies.get(policy), self.slots.get(policy)) else {
             return;
         };
         let catalog = &self.protect.catalog;
-        let Ok(guard) = lock.clone().try_lock_owned() else {
-            tracing::warn!(%policy, %tick, "previous tick still running: skipped");
-            let _ = catalog
-                .record_tick(
-                    &p.name,
-                    tick,
-                    TickOutcome::Skipped,
-                    None,
-                    Some("the previous tick was still running"),
-                    self.app.clock.now(),
-                )
-                .await;
-            self.metrics.tick(policy, TickOutcome::Skipped);
-            return;
+        let guard = match claim(slot, tick) {
+            Claim::Mine(g) => g,
+            Claim::Same => return,
+            Claim::Busy => {
+                tracing::warn!(%policy, %tick, "previous tick still running: skipped");
+                let why = Some("the previous tick was still running");
+                if let Err(e) = self.record(p, tick, TickOutcome::Skipped, None, why).await {
+                    tracing::error!(%policy, %tick, error = %e, "cannot record a skipped tick");
+                }
+                return;
+            }
         };
+        if !adopted {
+            let before = tick - TimeDelta::milliseconds(1);
+            let ledger = match self.record_unrecorded(p, before, NO_FIRING).await {
+                Ok(_) => catalog.tick_recorded(&p.name, tick).await,
+                Err(e) => Err(e),
+            };
+            match ledger {
+                Ok(false) => {}
+                Ok(true) => {
+                    tracing::warn!(%policy, %tick, "this firing is recorded already: not run late");
+                    return;
+                }
+                Err(e) => {
+                    // Recorded `missed` (or `ran`, if begun) by the next firing.
+                    tracing::error!(%policy, %tick, error = %e, "tick not run: the catalog failed");
+                    self.metrics.tick_error(policy);
+                    return;
+                }
+            }
+        }
         let started = tokio::time::Instant::now();
         let events: Events = Arc::new(|_| {});
         let outcome = self.protect.tick(p, tick, events).await;
         drop(guard);
         match outcome {
             Ok(report) => {
-                let _ = catalog
-                    .record_tick(
-                        &p.name,
+                let _ = self
+                    .record(
+                        p,
                         tick,
                         TickOutcome::Ran,
                         Some(report.point_id),
                         report.reason.as_deref(),
-                        self.app.clock.now(),
                     )
                     .await;
-                self.metrics.tick(policy, TickOutcome::Ran);
                 self.metrics.point(policy, report.state);
                 for v in &report.volumes {
                     self.metrics.backup(policy, v.state);
@@ -349,4 +468,26 @@ async fn latest_plan(
     let plan =
         crate::restore::plan(&catalog, &record, crate::timespec::Target::Latest, now).await?;
     Ok((record, plan))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn a_firing_delivered_twice_runs_once_and_another_is_busy() {
+        let slot = Slot::default();
+        let t = |s| Utc.with_ymd_and_hms(2026, 12, 3, 9, 0, s).single();
+        let (Some(t0), Some(t5)) = (t(0), t(5)) else {
+            panic!("valid times");
+        };
+        let Claim::Mine(guard) = claim(&slot, t0) else {
+            panic!("a free slot is claimed");
+        };
+        assert!(matches!(claim(&slot, t0), Claim::Same));
+        assert!(matches!(claim(&slot, t5), Claim::Busy));
+        drop(guard);
+        assert!(matches!(claim(&slot, t5), Claim::Mine(_)));
+    }
 }

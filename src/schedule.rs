@@ -4,19 +4,17 @@
 use crate::config::Schedule;
 use chrono::{DateTime, TimeDelta, Utc};
 
-/// Firings strictly after `last` and at or before `now - grace`, oldest
-/// first, at most `cap` of them (the newest ones: they matter for the RPO).
-/// The grace keeps the firing that is happening right now out of the list.
-pub fn missed(
+/// Firings strictly after `after` and at or before `until`, oldest first, at
+/// most `cap` of them (the newest ones: they matter for the RPO). The tick
+/// ledger records each of them once (see [`crate::daemon`]).
+pub fn firings(
     schedule: &Schedule,
-    last: DateTime<Utc>,
-    now: DateTime<Utc>,
-    grace: TimeDelta,
+    after: DateTime<Utc>,
+    until: DateTime<Utc>,
     cap: usize,
 ) -> Vec<DateTime<Utc>> {
-    let until = now - grace;
     let mut out = std::collections::VecDeque::new();
-    let mut t = last;
+    let mut t = after;
     while let Some(next) = schedule.next_after(t) {
         if next > until {
             break;
@@ -70,39 +68,30 @@ mod tests {
     }
 
     #[test]
-    fn missed_ticks_between_last_and_now() {
-        let m = missed(
-            &every15(),
-            t(9, 0, 0),
-            t(10, 5, 0),
-            TimeDelta::seconds(30),
-            100,
-        );
+    fn firings_between_last_and_now() {
+        let m = firings(&every15(), t(9, 0, 0), t(10, 5, 0), 100);
         assert_eq!(m, vec![t(9, 15, 0), t(9, 30, 0), t(9, 45, 0), t(10, 0, 0)]);
     }
 
     #[test]
-    fn the_current_firing_is_not_missed() {
-        let m = missed(
-            &every15(),
-            t(9, 45, 0),
-            t(10, 0, 10),
-            TimeDelta::seconds(30),
-            100,
-        );
-        assert!(m.is_empty(), "{m:?}");
+    fn firings_include_until_and_exclude_after() {
+        let m = firings(&every15(), t(9, 45, 0), t(10, 0, 0), 100);
+        assert_eq!(m, vec![t(10, 0, 0)]);
+        assert!(firings(&every15(), t(9, 45, 0), t(9, 59, 59), 100).is_empty());
+    }
+
+    #[test]
+    fn every_firing_of_a_short_outage_counts() {
+        // A 35 s outage at a 5 s schedule: seven firings, none left out
+        // (a grace before `now` once hid the newest six).
+        let every5: Schedule = "*/5 * * * * *".parse().unwrap();
+        let m = firings(&every5, t(9, 0, 0), t(9, 0, 35), 100);
+        assert_eq!(m.len(), 7, "{m:?}");
     }
 
     #[test]
     fn cap_keeps_the_newest() {
-        // Until 11:59:30: the last three firings are 11:15, 11:30 and 11:45.
-        let m = missed(
-            &every15(),
-            t(0, 0, 0),
-            t(12, 0, 0),
-            TimeDelta::seconds(30),
-            3,
-        );
+        let m = firings(&every15(), t(0, 0, 0), t(11, 59, 30), 3);
         assert_eq!(m, vec![t(11, 15, 0), t(11, 30, 0), t(11, 45, 0)]);
     }
 

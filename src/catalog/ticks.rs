@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 impl Catalog {
     /// Records what became of a tick; the first record of a tick wins, so a
     /// tick recorded as `ran` is never turned into `missed` by a restart.
+    /// True when this call recorded it.
     pub async fn record_tick(
         &self,
         policy: &PolicyName,
@@ -18,8 +19,8 @@ impl Catalog {
         point: Option<PointId>,
         reason: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Result<()> {
-        sqlx::query(
+    ) -> Result<bool> {
+        let done = sqlx::query(
             "INSERT INTO ticks (policy, tick_at, outcome, point_id, reason, recorded_at)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (policy, tick_at) DO NOTHING",
         )
@@ -32,7 +33,58 @@ impl Catalog {
         .execute(&self.pool)
         .await
         .map_err(q("record tick"))?;
-        Ok(())
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// The newest firing of `policy` the ledger has recorded, if any.
+    pub async fn last_recorded_tick(&self, policy: &PolicyName) -> Result<Option<DateTime<Utc>>> {
+        let row = sqlx::query("SELECT MAX(tick_at) AS t FROM ticks WHERE policy = $1")
+            .bind(policy.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("read the last tick"))?;
+        get::<Option<i64>>(&row, "t")?
+            .map(|t| from_ms("ticks.tick_at", t))
+            .transpose()
+    }
+
+    /// Whether the ledger has a record of this firing.
+    pub async fn tick_recorded(&self, policy: &PolicyName, tick_at: DateTime<Utc>) -> Result<bool> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM ticks WHERE policy = $1 AND tick_at = $2")
+            .bind(policy.as_str())
+            .bind(ms(tick_at))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(q("read a tick"))?;
+        Ok(get::<i64>(&row, "n")? > 0)
+    }
+
+    /// The points begun for firings of `policy` in (after, until]: a firing
+    /// with a point ran, even when a crash cut it short.
+    pub async fn points_of_ticks(
+        &self,
+        policy: &PolicyName,
+        after: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<BTreeMap<DateTime<Utc>, PointId>> {
+        let rows = sqlx::query(
+            "SELECT id, tick_at FROM recovery_points
+             WHERE policy = $1 AND tick_at > $2 AND tick_at <= $3",
+        )
+        .bind(policy.as_str())
+        .bind(ms(after))
+        .bind(ms(until))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list the points of ticks"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    from_ms("recovery_points.tick_at", get(r, "tick_at")?)?,
+                    PointId(get(r, "id")?),
+                ))
+            })
+            .collect()
     }
 
     /// A policy's ticks, newest first.

@@ -20,6 +20,7 @@ mod rbac_restore;
 mod report;
 mod restore;
 mod serve_crash;
+mod serve_kill;
 mod testbed_k8s;
 mod testbed_pg;
 mod testbed_s3;

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
 
-fn spawn_serve(config: &std::path::Path, catalog: &str) -> Child {
+pub(crate) fn spawn_serve(config: &std::path::Path, catalog: &str) -> Child {
     let tb = testbed::get();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dr"))
         .args(["--config"])
@@ -45,7 +45,7 @@ fn spawn_serve(config: &std::path::Path, catalog: &str) -> Child {
     child
 }
 
-async fn wait_for<F, Fut>(what: &str, mut f: F)
+pub(crate) async fn wait_for<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
