@@ -43,6 +43,37 @@ pub struct Config {
     pub store: StoreConfig,
     #[serde(default)]
     pub policies: Vec<PolicyConfig>,
+    #[serde(default)]
+    pub history: HistoryConfig,
+}
+
+/// How long the catalog keeps what the report reads (see
+/// `catalog::history`): points and tick outcomes for `points`, the backup
+/// rows of a pruned point for `pruned_backups` after it was pruned.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryConfig {
+    #[serde(default = "default_history_points")]
+    pub points: Span,
+    #[serde(default = "default_history_pruned_backups")]
+    pub pruned_backups: Span,
+}
+
+impl Default for HistoryConfig {
+    fn default() -> Self {
+        HistoryConfig {
+            points: default_history_points(),
+            pruned_backups: default_history_pruned_backups(),
+        }
+    }
+}
+
+fn default_history_points() -> Span {
+    Span::from_secs(400 * 86_400)
+}
+
+fn default_history_pruned_backups() -> Span {
+    Span::from_secs(30 * 86_400)
 }
 
 /// How dr reaches Longhorn's manager API.

@@ -92,6 +92,8 @@ pub struct Daemon {
     /// Retention runs apart from ticks (it never touches a pending point),
     /// one at a time per policy, so a slow prune never makes a tick skip.
     retention_locks: HashMap<String, Arc<Mutex<()>>>,
+    /// One history compaction at a time, over every policy.
+    compaction: Mutex<()>,
     metrics: Arc<Metrics>,
 }
 
@@ -141,6 +143,7 @@ impl Daemon {
                 .iter()
                 .map(|p| (p.name.to_string(), Arc::new(Mutex::new(()))))
                 .collect(),
+            compaction: Mutex::new(()),
             metrics,
         })
     }
@@ -454,6 +457,30 @@ impl Daemon {
                 tracing::info!(policy = %p.name, points = r.points_pruned, backups = r.backups_deleted, errors = r.errors.len(), "retention applied")
             }
             Err(e) => tracing::warn!(policy = %p.name, error = %e, "retention failed"),
+        }
+        self.compact().await;
+    }
+
+    /// Compacts the catalog's history (one compaction at a time).
+    async fn compact(&self) {
+        let Ok(_guard) = self.compaction.try_lock() else {
+            return;
+        };
+        let history = self.app.config.history;
+        let now = self.app.clock.now();
+        match crate::prune::compact_history(&self.protect.catalog, &history, now).await {
+            Ok(c) if c.total() == 0 => {}
+            Ok(c) => {
+                tracing::info!(
+                    backup_rows = c.backup_rows,
+                    points = c.points,
+                    ticks = c.ticks,
+                    "history compacted"
+                )
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "history not compacted (tried again after the next retention)")
+            }
         }
     }
 }

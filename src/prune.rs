@@ -112,3 +112,37 @@ async fn delete_one(
     catalog.update_backup(b.id, &pruned).await?;
     Ok(Ok(()))
 }
+
+/// Rows removed from the catalog's history by [`compact_history`].
+pub use crate::catalog::Compacted;
+
+/// Statements' batch size: small enough that a tick's writes never wait long.
+const COMPACT_BATCH: i64 = 500;
+
+/// Compacts the catalog's history (see `catalog::history`) in small
+/// batches until nothing is left to remove, pausing between batches.
+pub async fn compact_history(
+    catalog: &Catalog,
+    history: &crate::config::HistoryConfig,
+    now: DateTime<Utc>,
+) -> Result<Compacted, PruneError> {
+    // A span longer than the calendar reaches keeps everything.
+    let before = |span: crate::span::Span| {
+        now.checked_sub_signed(span.as_chrono())
+            .unwrap_or(DateTime::<Utc>::MIN_UTC)
+    };
+    let (backups_before, points_before) = (before(history.pruned_backups), before(history.points));
+    let mut total = Compacted::default();
+    loop {
+        let c = catalog
+            .compact(backups_before, points_before, COMPACT_BATCH)
+            .await?;
+        total.backup_rows += c.backup_rows;
+        total.points += c.points;
+        total.ticks += c.ticks;
+        if c.total() == 0 {
+            return Ok(total);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

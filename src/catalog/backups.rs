@@ -206,6 +206,29 @@ impl Catalog {
                 to: format!("verification {v} (only completed backups are verified)"),
             });
         }
+        // The point's own verification date follows (one statement: this
+        // runs once per backup of every tick).
+        let query = if v == Verification::Verified {
+            sqlx::query(
+                "UPDATE recovery_points SET verified_at = $2
+                 WHERE id = (SELECT point_id FROM backups WHERE id = $1)
+                   AND state = 'complete' AND verified_at IS NULL
+                   AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.point_id = recovery_points.id
+                                   AND b.verification <> 'verified')",
+            )
+            .bind(id.0)
+            .bind(ms(now))
+        } else {
+            sqlx::query(
+                "UPDATE recovery_points SET verified_at = NULL
+                 WHERE id = (SELECT point_id FROM backups WHERE id = $1)",
+            )
+            .bind(id.0)
+        };
+        query
+            .execute(&self.pool)
+            .await
+            .map_err(q("date the point's verification"))?;
         Ok(())
     }
 

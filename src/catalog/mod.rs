@@ -13,6 +13,7 @@
 //! seeding that benchmarks and tests use is in `seed`, behind the `seed` feature.
 
 mod backups;
+mod history;
 mod incidents;
 mod points;
 mod policies;
@@ -22,6 +23,7 @@ mod seed;
 mod ticks;
 mod types;
 
+pub use history::Compacted;
 pub use types::*;
 
 use crate::config::CatalogUrl;

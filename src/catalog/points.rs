@@ -129,7 +129,27 @@ impl Catalog {
             // Someone else moved it meanwhile: check the rule against what is there now.
             return Box::pin(self.finish_point(id, state, point_at, reason, now)).await;
         }
+        if state == PointState::Complete {
+            self.mark_verified(id, now).await?;
+        }
         self.point(id).await
+    }
+
+    /// Dates a complete point's verification once every backup of it has
+    /// been verified (the RPO counts from it); a no-op otherwise.
+    pub(super) async fn mark_verified(&self, id: PointId, now: DateTime<Utc>) -> Result<()> {
+        sqlx::query(
+            "UPDATE recovery_points SET verified_at = $2
+             WHERE id = $1 AND state = 'complete' AND verified_at IS NULL
+               AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.point_id = $1
+                               AND b.verification <> 'verified')",
+        )
+        .bind(id.0)
+        .bind(ms(now))
+        .execute(&self.pool)
+        .await
+        .map_err(q("mark a point verified"))?;
+        Ok(())
     }
 
     /// One recovery point.
@@ -303,8 +323,7 @@ impl Catalog {
         let row = composed(format!(
             "SELECT {POINT_COLS} FROM recovery_points p
              WHERE p.policy = $1 AND p.state = 'complete' AND p.point_at IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.point_id = p.id
-                               AND b.verification <> 'verified')
+               AND p.verified_at IS NOT NULL
              ORDER BY p.point_at DESC LIMIT 1"
         ))
         .bind(policy.as_str())
@@ -314,9 +333,10 @@ impl Catalog {
         row.as_ref().map(point_row).transpose()
     }
 
-    /// Every complete point of `policy` whose backups were all verified (pruned
-    /// ones too: they counted while they existed), as (point time, time it
-    /// became available), by availability.
+    /// Every point of `policy` that was complete with all its backups
+    /// verified (pruned ones too: they counted while they existed; their
+    /// backup rows may be compacted away), as (point time, time it became
+    /// available), by availability.
     pub async fn verified_point_times(
         &self,
         policy: &PolicyName,
@@ -324,9 +344,8 @@ impl Catalog {
         let rows = sqlx::query(
             "SELECT p.point_at, COALESCE(p.finished_at, p.point_at) AS available_at
              FROM recovery_points p
-             WHERE p.policy = $1 AND p.state = 'complete' AND p.point_at IS NOT NULL
-               AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.point_id = p.id
-                               AND b.verification <> 'verified')
+             WHERE p.policy = $1 AND p.state IN ('complete', 'pruned')
+               AND p.point_at IS NOT NULL AND p.verified_at IS NOT NULL
              ORDER BY available_at, p.point_at",
         )
         .bind(policy.as_str())

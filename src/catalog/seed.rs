@@ -38,8 +38,9 @@ impl Catalog {
         let mut tx = self.pool.begin().await.map_err(q("seed"))?;
         composed(format!(
             "{series_points}
-             INSERT INTO recovery_points (policy, tick_at, point_at, state, created_at, finished_at)
-             SELECT $1, $3 + i * $4, $3 + i * $4 - 1000, 'complete', $3 + i * $4, $3 + i * $4 + 60000 FROM s
+             INSERT INTO recovery_points (policy, tick_at, point_at, state, created_at, finished_at, verified_at)
+             SELECT $1, $3 + i * $4, $3 + i * $4 - 1000, 'complete', $3 + i * $4, $3 + i * $4 + 60000,
+                    $3 + i * $4 + 60000 FROM s
              WHERE true ON CONFLICT (policy, tick_at) DO NOTHING"
         ))
         .bind(policy.as_str())

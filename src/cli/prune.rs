@@ -1,4 +1,5 @@
-//! `dr prune`: apply retention now, or show what it would remove and why.
+//! `dr prune`: apply retention now, or show what it would remove and why;
+//! then compact the catalog's history (`history` in the configuration).
 
 use super::output::{self, Format, Table};
 use super::{Context, Failure};
@@ -35,6 +36,7 @@ pub async fn run(ctx: &Context, a: PruneArgs) -> Result<(), Failure> {
     let catalog = ctx.catalog().await?;
     let now = ctx.app.clock.now();
     let mut json = Vec::new();
+    let mut not_deleted = 0;
     for p in policies {
         let verdicts = crate::prune::plan(&catalog, p, now).await?;
         let report = if a.dry_run {
@@ -53,6 +55,7 @@ pub async fn run(ctx: &Context, a: PruneArgs) -> Result<(), Failure> {
                 .await?,
             )
         };
+        not_deleted += report.as_ref().map_or(0, |r| r.errors.len());
         match ctx.output {
             Format::Json => json.push(serde_json::json!({
                 "policy": p.name, "dry_run": a.dry_run, "verdicts": verdicts, "report": report,
@@ -98,8 +101,33 @@ pub async fn run(ctx: &Context, a: PruneArgs) -> Result<(), Failure> {
             }
         }
     }
-    if ctx.output == Format::Json {
-        output::json(&serde_json::json!({ "policies": json }))?;
+    let history = ctx.config().history;
+    let compacted = if a.dry_run {
+        None
+    } else {
+        Some(crate::prune::compact_history(&catalog, &history, ctx.app.clock.now()).await?)
+    };
+    match ctx.output {
+        Format::Json => output::json(&serde_json::json!({
+            "policies": json,
+            "history": compacted.map(|c| serde_json::json!({
+                "backup_rows": c.backup_rows, "points": c.points, "ticks": c.ticks,
+            })),
+        }))?,
+        Format::Table => {
+            if let Some(c) = compacted {
+                println!(
+                    "history: removed {} backup rows of points pruned over {} ago, {} points and {} tick outcomes older than {}",
+                    c.backup_rows, history.pruned_backups, c.points, c.ticks, history.points
+                );
+            }
+        }
+    }
+    // Deletions that failed stay for the next prune: not a success.
+    if not_deleted > 0 {
+        return Err(Failure::failed(anyhow::anyhow!(
+            "{not_deleted} backups could not be deleted in Longhorn (listed above); their points stay pruned and the next prune tries again"
+        )));
     }
     Ok(())
 }

@@ -47,6 +47,7 @@ on_both!(
     synthetic_seed_is_plannable,
     ticks_record_first_outcome_and_rpo_needs_verified_points,
     batch_records_are_idempotent,
+    history_compacts_what_the_report_does_not_need,
 );
 
 mod reopen_is_idempotent {
@@ -717,4 +718,62 @@ async fn batch_records_are_idempotent(c: &Catalog) {
     );
     assert_eq!(c.backups_of(point.id).await.unwrap().len(), 250);
     assert!(c.record_backups(&[]).await.unwrap().is_empty());
+}
+
+async fn verified(c: &Catalog, point: &PointRecord, at: DateTime<Utc>) {
+    for b in c.backups_of(point.id).await.unwrap() {
+        c.set_verification(b.id, Verification::Verified, at)
+            .await
+            .unwrap();
+    }
+}
+
+async fn history_compacts_what_the_report_does_not_need(c: &Catalog) {
+    let p = with_policy(c, "shop").await;
+    let done = [BackupState::Completed, BackupState::Completed];
+    let old = point_with(c, &p, t(9, 0), &done).await;
+    verified(c, &old, t(9, 2)).await;
+    c.record_tick(&p, t(9, 0), TickOutcome::Ran, Some(old.id), None, t(9, 2))
+        .await
+        .unwrap();
+    let live = point_with(c, &p, t(9, 15), &done).await;
+    verified(c, &live, t(9, 17)).await;
+    c.finish_point(old.id, PointState::Pruned, None, None, t(10, 0))
+        .await
+        .unwrap();
+    let times = c.verified_point_times(&p).await.unwrap();
+    assert_eq!(times.len(), 2, "a pruned point counted while it existed");
+
+    // Backup rows of points pruned before 10:30: none yet.
+    let none = c.compact(t(9, 59), t(8, 0), 1).await.unwrap();
+    assert_eq!(none, Compacted::default());
+    // In batches of one: the pruned point's two rows, then nothing.
+    let mut removed = Compacted::default();
+    loop {
+        let b = c.compact(t(10, 30), t(8, 0), 1).await.unwrap();
+        assert!(b.backup_rows <= 1, "{b:?}");
+        if b.total() == 0 {
+            break;
+        }
+        removed.backup_rows += b.backup_rows;
+    }
+    assert_eq!(removed.backup_rows, 2);
+    assert!(c.backups_of(old.id).await.unwrap().is_empty());
+    assert_eq!(c.backups_of(live.id).await.unwrap().len(), 2);
+    assert_eq!(
+        c.verified_point_times(&p).await.unwrap(),
+        times,
+        "the report's RPO history survives the compaction of backup rows"
+    );
+
+    // Points and tick outcomes older than 9:10: the pruned point and its
+    // tick go; the live point (older than the cut too, later) never does.
+    let gone = c.compact(t(10, 30), t(9, 10), 100).await.unwrap();
+    assert_eq!((gone.points, gone.ticks), (1, 1), "{gone:?}");
+    let all = c.compact(t(10, 30), t(12, 0), 100).await.unwrap();
+    assert_eq!(all.points, 0, "a live point is kept whatever its age");
+    assert_eq!(
+        c.newest_verified_point(&p).await.unwrap().map(|x| x.id),
+        Some(live.id)
+    );
 }

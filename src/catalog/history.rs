@@ -1,0 +1,85 @@
+//! Bounded history: the catalog keeps what restores and the report need and
+//! compacts what they do not, a small batch per statement so that ticks
+//! writing meanwhile never wait long.
+//!
+//! Kept: every point that can still be restored (not pruned), runs, run
+//! steps and incidents (small, and what RTO and availability are made of),
+//! and points and tick outcomes younger than the history's `points` span
+//! (the report's RPO needs only a point's times and its `verified_at`).
+//! Compacted: the backup rows of points pruned longer ago than the
+//! `pruned_backups` span, then pruned or failed points and tick outcomes
+//! older than `points`. A point a restore or drill ran from is kept.
+
+use super::{Catalog, Result, ms, q};
+use chrono::{DateTime, Utc};
+
+/// What one batch of compaction removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compacted {
+    pub backup_rows: u64,
+    pub points: u64,
+    pub ticks: u64,
+}
+
+impl Compacted {
+    pub fn total(&self) -> u64 {
+        self.backup_rows + self.points + self.ticks
+    }
+}
+
+impl Catalog {
+    /// Removes at most `batch` rows of each kind: backup rows of points
+    /// pruned before `backups_before`, and tick outcomes and finished,
+    /// unrestorable points that ticked before `points_before`. Call again
+    /// until it removes nothing.
+    pub async fn compact(
+        &self,
+        backups_before: DateTime<Utc>,
+        points_before: DateTime<Utc>,
+        batch: i64,
+    ) -> Result<Compacted> {
+        let backup_rows = sqlx::query(
+            "DELETE FROM backups WHERE id IN (
+               SELECT b.id FROM recovery_points p JOIN backups b ON b.point_id = p.id
+               WHERE p.state = 'pruned' AND p.pruned_at < $1 LIMIT $2)",
+        )
+        .bind(ms(backups_before))
+        .bind(batch)
+        .execute(&self.pool)
+        .await
+        .map_err(q("compact backup rows"))?
+        .rows_affected();
+        let ticks = sqlx::query(
+            "DELETE FROM ticks WHERE (policy, tick_at) IN (
+               SELECT policy, tick_at FROM ticks WHERE tick_at < $1 LIMIT $2)",
+        )
+        .bind(ms(points_before))
+        .bind(batch)
+        .execute(&self.pool)
+        .await
+        .map_err(q("compact tick outcomes"))?
+        .rows_affected();
+        // Only points with no backup rows left (those go first, above), no
+        // tick naming them, and no run that restored from them.
+        let points = sqlx::query(
+            "DELETE FROM recovery_points WHERE id IN (
+               SELECT p.id FROM recovery_points p
+               WHERE p.state IN ('pruned', 'failed') AND p.tick_at < $1
+                 AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.point_id = p.id)
+                 AND NOT EXISTS (SELECT 1 FROM ticks t WHERE t.point_id = p.id)
+                 AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.point_id = p.id)
+               LIMIT $2)",
+        )
+        .bind(ms(points_before))
+        .bind(batch)
+        .execute(&self.pool)
+        .await
+        .map_err(q("compact points"))?
+        .rows_affected();
+        Ok(Compacted {
+            backup_rows,
+            points,
+            ticks,
+        })
+    }
+}
