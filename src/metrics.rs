@@ -269,7 +269,12 @@ mod tests {
             policy: "shop".into(),
             last_drill: Some((42.5, true, at)),
             last_restore_seconds: None,
-            availability: crate::report::availability(&[], at, at + chrono::TimeDelta::days(30)),
+            availability: crate::report::availability(
+                &[],
+                at,
+                at + chrono::TimeDelta::days(30),
+                at + chrono::TimeDelta::days(30),
+            ),
         };
         let text = render_runs(&[f]);
         assert!(
