@@ -141,7 +141,7 @@ impl Metrics {
         }
         let _ = writeln!(
             s,
-            "# HELP dr_rpo_exposure_seconds Now minus the newest complete and verified recovery point (absent: none yet)."
+            "# HELP dr_rpo_exposure_seconds Now minus the newest complete and verified recovery point (absent: none yet, or it is dated after now)."
         );
         let _ = writeln!(s, "# TYPE dr_rpo_exposure_seconds gauge");
         for st in statuses {
