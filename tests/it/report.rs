@@ -1,7 +1,8 @@
 //! `dr report` over a catalog seeded with known incidents and runs prints the
 //! hand-computed MTBF, MTTR and availability; its HTML renders in headless
 //! Chromium (Debian's `chromium`, installed by `tests/testbed/up`) to a
-//! non-blank screenshot.
+//! non-blank screenshot. A policy a few minutes old, and one the
+//! configuration no longer lists, read honestly in `dr report` and `dr status`.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -279,6 +280,65 @@ async fn a_new_policy_is_measured_from_its_first_tick() {
     assert!(
         text.contains("Policy shop (no longer configured")
             && text.contains("not enough data (less than one RPO"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn status_tells_a_policy_no_longer_configured_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _) = five_minutes_old(dir.path()).await;
+    let out = dr().args(["--catalog", &url, "status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("within RPO"),
+        "{text}"
+    );
+    let cfg = dir.path().join("dr.yaml");
+    std::fs::write(
+        &cfg,
+        format!("catalog: {url}\npolicies:\n  - name: blog\n    namespace: blog\n    rpo: 15m\n"),
+    )
+    .unwrap();
+    let out = dr()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--output", "json", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts: Vec<(String, String)> = r["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["policy"].as_str().unwrap().to_owned(),
+                p["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("blog".into(), "unprotected".into()),
+            ("shop".into(), "not_configured".into())
+        ]
+    );
+    let out = dr()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("not configured") && text.contains("shop: not in the configuration"),
         "{text}"
     );
 }
