@@ -141,7 +141,7 @@ impl Metrics {
         }
         let _ = writeln!(
             s,
-            "# HELP dr_rpo_exposure_seconds Now minus the newest complete and verified recovery point (absent: none yet)."
+            "# HELP dr_rpo_exposure_seconds Now minus the newest complete and verified recovery point (absent: none yet, or it is dated after now)."
         );
         let _ = writeln!(s, "# TYPE dr_rpo_exposure_seconds gauge");
         for st in statuses {
@@ -269,7 +269,12 @@ mod tests {
             policy: "shop".into(),
             last_drill: Some((42.5, true, at)),
             last_restore_seconds: None,
-            availability: crate::report::availability(&[], at, at + chrono::TimeDelta::days(30)),
+            availability: crate::report::availability(
+                &[],
+                at,
+                at + chrono::TimeDelta::days(30),
+                at + chrono::TimeDelta::days(30),
+            ),
         };
         let text = render_runs(&[f]);
         assert!(

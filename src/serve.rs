@@ -132,6 +132,7 @@ async fn run_figures(
             &incidents,
             now - chrono::TimeDelta::days(30),
             now,
+            now,
         ),
     })
 }

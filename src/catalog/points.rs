@@ -362,6 +362,39 @@ impl Catalog {
             .collect()
     }
 
+    /// The first and the last tick of `policy`: the earliest and latest of
+    /// its recorded ticks and its points' ticks (a point rebuilt by `dr
+    /// catalog sync` has no tick row). None: nothing recorded. What the
+    /// report measures RPO compliance from (`ticks` lists newest first).
+    pub async fn first_and_last_tick(
+        &self,
+        policy: &PolicyName,
+    ) -> Result<Option<(DateTime<Utc>, DateTime<Utc>)>> {
+        let row = sqlx::query(
+            "SELECT
+               (SELECT tick_at FROM ticks WHERE policy = $1 ORDER BY tick_at ASC LIMIT 1) AS first_tick,
+               (SELECT tick_at FROM recovery_points WHERE policy = $1 ORDER BY tick_at ASC LIMIT 1) AS first_point,
+               (SELECT tick_at FROM ticks WHERE policy = $1 ORDER BY tick_at DESC LIMIT 1) AS last_tick,
+               (SELECT tick_at FROM recovery_points WHERE policy = $1 ORDER BY tick_at DESC LIMIT 1) AS last_point",
+        )
+        .bind(policy.as_str())
+        .fetch_one(&self.pool)
+        .await
+        .map_err(q("first and last tick"))?;
+        let col = |c: &'static str| -> Result<Option<DateTime<Utc>>> {
+            opt_ms("first_and_last_tick", get::<Option<i64>>(&row, c)?)
+        };
+        let first = [col("first_tick")?, col("first_point")?]
+            .into_iter()
+            .flatten()
+            .min();
+        let last = [col("last_tick")?, col("last_point")?]
+            .into_iter()
+            .flatten()
+            .max();
+        Ok(first.zip(last))
+    }
+
     /// Points still `pending` (a tick interrupted by a crash), oldest first.
     pub async fn pending_points(&self) -> Result<Vec<PointRecord>> {
         let rows = composed(format!(

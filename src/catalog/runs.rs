@@ -192,6 +192,34 @@ impl Catalog {
         rows.iter().map(run_row).collect()
     }
 
+    /// The newest `limit` finished runs of `kind` and `policy` that started
+    /// in [since, until) and have a stored summary, newest first: what the
+    /// report's RTO figures read, however many runs came after the window.
+    pub async fn finished_runs_between(
+        &self,
+        kind: RunKind,
+        policy: &PolicyName,
+        since: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<RunRecord>> {
+        let rows = composed(format!(
+            "SELECT {RUN_COLS} FROM runs
+             WHERE kind = $1 AND policy = $2 AND state <> 'running' AND summary IS NOT NULL
+               AND started_at >= $3 AND started_at < $4
+             ORDER BY started_at DESC, id DESC LIMIT $5"
+        ))
+        .bind(kind.as_str())
+        .bind(policy.as_str())
+        .bind(ms(since))
+        .bind(ms(until))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list finished runs"))?;
+        rows.iter().map(run_row).collect()
+    }
+
     /// Ends a run.
     pub async fn finish_run(
         &self,

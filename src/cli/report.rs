@@ -61,7 +61,24 @@ pub async fn run(ctx: &Context, a: ReportArgs) -> Result<(), Failure> {
         Some(p) => vec![catalog.policy(p.as_str()).await.map_err(Failure::input)?],
         None => catalog.policies().await?,
     };
-    let r = report::gather(&catalog, &policies, since, until, now).await?;
+    // With a configuration, a policy it no longer lists (removed, renamed)
+    // is measured up to its last tick; without one, it cannot be told.
+    let configured: Option<Vec<PolicyName>> = ctx.config_path.is_some().then(|| {
+        ctx.config()
+            .policies
+            .iter()
+            .map(|p| p.name.clone())
+            .collect()
+    });
+    let r = report::gather(
+        &catalog,
+        &policies,
+        configured.as_deref(),
+        since,
+        until,
+        now,
+    )
+    .await?;
     let format = a.format.unwrap_or(match ctx.output {
         Format::Json => ReportFormat::Json,
         Format::Table => ReportFormat::Table,

@@ -28,6 +28,13 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
         catalog.policy(p.as_str()).await.map_err(Failure::input)?;
         policies.retain(|x| &x.name == p);
     }
+    // With a configuration, a policy it no longer lists is told apart;
+    // without one, it cannot be.
+    let listed = |name: &PolicyName| {
+        ctx.config_path
+            .is_some()
+            .then(|| ctx.config().policies.iter().any(|c| &c.name == name))
+    };
     let mut out: Vec<PolicyStatus> = Vec::new();
     for p in &policies {
         let newest = catalog.newest_verified_point(&p.name).await?;
@@ -37,7 +44,7 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
             .parse::<Schedule>()
             .ok()
             .and_then(|s| s.next_after(now));
-        out.push(policy_status(
+        let s = policy_status(
             p.name.as_str(),
             p.namespace.as_str(),
             p.rpo,
@@ -45,7 +52,11 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
             ticks,
             next,
             now,
-        ));
+        );
+        out.push(match listed(&p.name) {
+            Some(yes) => s.configured(yes),
+            None => s,
+        });
     }
     match ctx.output {
         Format::Json => output::json(&serde_json::json!({ "now": now, "policies": out }))?,
@@ -70,11 +81,7 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
                     s.namespace.clone(),
                     s.exposure.map(human).unwrap_or_else(|| "-".into()),
                     s.rpo.to_string(),
-                    match (s.exposure, s.within_rpo) {
-                        (None, _) => "UNPROTECTED".into(),
-                        (Some(_), true) => "within RPO".into(),
-                        (Some(_), false) => "OVER RPO".into(),
-                    },
+                    s.verdict.as_str().into(),
                     output::time_or_dash(s.newest_verified),
                     s.consistency
                         .map_or_else(|| "-".into(), |c| c.as_str().to_owned()),
@@ -82,6 +89,9 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
                 ]);
             }
             print!("{}", t.render());
+            for note in out.iter().filter_map(PolicyStatus::note) {
+                println!("{note}");
+            }
             for s in &out {
                 if s.last_ticks.is_empty() {
                     continue;

@@ -8,6 +8,10 @@
 //! writes those as aligned text, Markdown or HTML ([`render_table`],
 //! [`render_markdown`], [`render_html`]), and the report itself as JSON
 //! ([`render_json`]).
+//!
+//! A figure its inputs cannot support (an empty window, a policy younger
+//! than its RPO, a point dated after now) is left out with a [`Why`] that
+//! every format shows, rather than made up.
 
 pub mod gather;
 pub mod measures;
@@ -15,8 +19,8 @@ pub mod render;
 
 pub use gather::{LAST_RUNS, gather, policy_report};
 pub use measures::{
-    Availability, DEFINITIONS, Durations, RpoStats, RtoStats, StageStat, availability, durations,
-    rpo_stats, rto_stats,
+    Availability, DEFINITIONS, Durations, Protected, RpoStats, RtoStats, StageStat, Why,
+    availability, count_span, durations, measured_window, protected_span, rpo_stats, rto_stats,
 };
 pub use render::{
     dur, exposure_svg, render_html, render_json, render_markdown, render_table, stages_svg,
@@ -29,6 +33,10 @@ use serde::Serialize;
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PolicyReport {
     pub policy: String,
+    /// Whether the configuration the report ran with lists the policy
+    /// (None: it ran without one). A policy no longer configured is
+    /// measured up to its last tick.
+    pub configured: Option<bool>,
     pub rpo: RpoStats,
     pub rto: RtoStats,
     pub availability: Availability,

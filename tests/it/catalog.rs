@@ -48,6 +48,8 @@ on_both!(
     ticks_record_first_outcome_and_rpo_needs_verified_points,
     batch_records_are_idempotent,
     history_compacts_what_the_report_does_not_need,
+    first_and_last_tick_span_ticks_and_points,
+    finished_runs_between_reads_the_window_only,
 );
 
 mod reopen_is_idempotent {
@@ -776,4 +778,79 @@ async fn history_compacts_what_the_report_does_not_need(c: &Catalog) {
         c.newest_verified_point(&p).await.unwrap().map(|x| x.id),
         Some(live.id)
     );
+}
+
+async fn first_and_last_tick_span_ticks_and_points(c: &Catalog) {
+    let p = with_policy(c, "shop").await;
+    let other = with_policy(c, "blog").await;
+    assert_eq!(c.first_and_last_tick(&p).await.unwrap(), None);
+    // A point rebuilt by sync (no tick row) before the first recorded tick,
+    // and a missed tick after the last point: the span covers both.
+    c.begin_point(&p, t(8, 45), t(8, 45)).await.unwrap();
+    c.record_tick(&p, t(9, 0), TickOutcome::Ran, None, None, t(9, 0))
+        .await
+        .unwrap();
+    c.record_tick(&p, t(9, 30), TickOutcome::Missed, None, None, t(10, 0))
+        .await
+        .unwrap();
+    c.record_tick(&other, t(7, 0), TickOutcome::Ran, None, None, t(7, 0))
+        .await
+        .unwrap();
+    assert_eq!(
+        c.first_and_last_tick(&p).await.unwrap(),
+        Some((t(8, 45), t(9, 30)))
+    );
+    assert_eq!(
+        c.first_and_last_tick(&other).await.unwrap(),
+        Some((t(7, 0), t(7, 0)))
+    );
+}
+
+async fn finished_runs_between_reads_the_window_only(c: &Catalog) {
+    let p = with_policy(c, "shop").await;
+    let run = |k: u32, kind: RunKind| NewRun {
+        kind,
+        policy: p.clone(),
+        point_id: None,
+        target_namespace: format!("dr-drill-shop-{k}").parse().unwrap(),
+        target_at: None,
+        incident_id: None,
+        started_at: t(k, 0),
+        holder: "a".into(),
+    };
+    // Drills at 1:00 .. 6:00 (finished, with summaries), a restore at 3:00,
+    // a drill at 7:00 still running, one at 8:00 without a summary.
+    for k in 1..=8 {
+        let kind = if k == 3 {
+            RunKind::Restore
+        } else {
+            RunKind::Drill
+        };
+        let r = c.start_run(&run(k, kind)).await.unwrap();
+        if k == 7 {
+            continue;
+        }
+        c.finish_run(r.id, RunState::Succeeded, None, t(k, 30))
+            .await
+            .unwrap();
+        if k != 8 {
+            c.set_run_summary(r.id, "{}").await.unwrap();
+        }
+    }
+    let starts = |runs: Vec<RunRecord>| runs.iter().map(|r| r.started_at).collect::<Vec<_>>();
+    let drills = c
+        .finished_runs_between(RunKind::Drill, &p, t(2, 0), t(9, 0), 10)
+        .await
+        .unwrap();
+    assert_eq!(starts(drills), vec![t(6, 0), t(5, 0), t(4, 0), t(2, 0)]);
+    let limited = c
+        .finished_runs_between(RunKind::Drill, &p, t(0, 0), t(5, 0), 2)
+        .await
+        .unwrap();
+    assert_eq!(starts(limited), vec![t(4, 0), t(2, 0)]);
+    let restores = c
+        .finished_runs_between(RunKind::Restore, &p, t(0, 0), t(9, 0), 10)
+        .await
+        .unwrap();
+    assert_eq!(starts(restores), vec![t(3, 0)]);
 }

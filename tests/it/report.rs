@@ -1,7 +1,8 @@
 //! `dr report` over a catalog seeded with known incidents and runs prints the
 //! hand-computed MTBF, MTTR and availability; its HTML renders in headless
 //! Chromium (Debian's `chromium`, installed by `tests/testbed/up`) to a
-//! non-blank screenshot.
+//! non-blank screenshot. A policy a few minutes old, and one the
+//! configuration no longer lists, read honestly in `dr report` and `dr status`.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
@@ -147,15 +148,18 @@ async fn the_report_prints_hand_computed_mtbf_mttr_and_availability() {
     );
     let r: Value = serde_json::from_slice(&out.stdout).unwrap();
     let a = &r["policies"][0]["availability"];
-    // n = 3 (the one that began before the window does not count);
-    // D = 2 h + 30 min + 1 h 30 min = 4 h; window 10 days; U = 236 h.
+    // n = 3 (the one that began before the window is not a failure of it,
+    // but its 30 min inside the window are downtime);
+    // D = 2 h + 30 min + 30 min + 1 h 30 min = 4 h 30 min; window 10 days;
+    // U = 235 h 30 min.
     assert_eq!(a["failures"], 3);
-    assert_eq!(a["downtime_seconds"], 14_400.0);
-    assert_eq!(a["uptime_seconds"], 849_600.0);
-    assert_eq!(a["mtbf_seconds"], 283_200.0); // 236 h / 3 = 78 h 40 min
-    assert_eq!(a["mttr_seconds"], 4_800.0); // 4 h / 3 = 80 min
+    assert_eq!(a["incidents"], 4);
+    assert_eq!(a["downtime_seconds"], 16_200.0);
+    assert_eq!(a["uptime_seconds"], 847_800.0);
+    assert_eq!(a["mtbf_seconds"], 282_600.0); // 235.5 h / 3 = 78 h 30 min
+    assert_eq!(a["mttr_seconds"], 4_800.0); // the three were open 4 h: 80 min each
     let av = a["availability"].as_f64().unwrap();
-    assert!((av - 0.983_333_333_333_333_3).abs() < 1e-12, "{av}");
+    assert!((av - 0.981_25).abs() < 1e-12, "{av}");
     // RTO: two passed drills of 600 s and 400 s, one failed; data over its
     // 1800 s budget once.
     let rto = &r["policies"][0]["rto"];
@@ -175,7 +179,7 @@ async fn the_report_prints_hand_computed_mtbf_mttr_and_availability() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("MTBF") && text.contains("3d 6h"), "{text}");
     assert!(text.contains("MTTR") && text.contains("1h 20m"), "{text}");
-    assert!(text.contains("98.3333%"), "{text}");
+    assert!(text.contains("98.1250%"), "{text}");
     assert!(text.contains("availability = U / (U + D)"), "{text}");
 
     // Bad windows are refused and say why.
@@ -185,6 +189,158 @@ async fn the_report_prints_hand_computed_mtbf_mttr_and_availability() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--since"));
+}
+
+/// A catalog whose policy `shop` (RPO 15 min) began 5 minutes ago: one
+/// tick and its verified point.
+async fn five_minutes_old(dir: &std::path::Path) -> (String, DateTime<Utc>) {
+    let url = format!("sqlite://{}/c.db", dir.display());
+    let c = Catalog::open(&url.parse().unwrap()).await.unwrap();
+    let cfg = Config::parse(
+        "policies:\n  - name: shop\n    namespace: shop\n    rpo: 15m\n",
+        "t",
+    )
+    .unwrap();
+    let now = Utc::now();
+    let first = now - chrono::TimeDelta::minutes(5);
+    c.upsert_policy(&(&cfg.policies[0]).into(), first)
+        .await
+        .unwrap();
+    let shop = &cfg.policies[0].name;
+    let point = c.begin_point(shop, first, first).await.unwrap();
+    c.finish_point(
+        point.id,
+        dr::catalog::PointState::Complete,
+        Some(first),
+        None,
+        first + chrono::TimeDelta::seconds(30),
+    )
+    .await
+    .unwrap();
+    c.record_tick(
+        shop,
+        first,
+        dr::catalog::TickOutcome::Ran,
+        Some(point.id),
+        None,
+        first,
+    )
+    .await
+    .unwrap();
+    c.close().await;
+    (url, first)
+}
+
+#[tokio::test]
+async fn a_new_policy_is_measured_from_its_first_tick() {
+    // Issue 18: the first report of a policy a few minutes old said "time
+    // within RPO 1.78%", the hour before its first tick counted as exposure.
+    let dir = tempfile::tempdir().unwrap();
+    let (url, first) = five_minutes_old(dir.path()).await;
+    let out = dr()
+        .args(["--catalog", &url, "--output", "json", "report"])
+        .args(["--since", "1 hour ago"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let rpo = &r["policies"][0]["rpo"];
+    assert!(rpo["within_rpo_percent"].is_null(), "{rpo}");
+    assert_eq!(rpo["within_rpo_why"], "less_than_one_rpo");
+    let since: DateTime<Utc> = serde_json::from_value(rpo["protected_since"].clone()).unwrap();
+    assert_eq!(since.timestamp_millis(), first.timestamp_millis());
+    assert_eq!(rpo["ticks"], 1);
+    let e = rpo["exposure_now_seconds"].as_f64().unwrap();
+    assert!((299.0..400.0).contains(&e), "{e}");
+    assert_eq!(r["policies"][0]["configured"], Value::Null);
+
+    // With a configuration that no longer lists it, the report says so.
+    let cfg = dir.path().join("dr.yaml");
+    std::fs::write(
+        &cfg,
+        format!("catalog: {url}\npolicies:\n  - name: blog\n    namespace: blog\n    rpo: 15m\n"),
+    )
+    .unwrap();
+    let out = dr()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["report", "--since", "1 hour ago", "--policy", "shop"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("Policy shop (no longer configured")
+            && text.contains("not enough data (less than one RPO"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn status_tells_a_policy_no_longer_configured_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let (url, _) = five_minutes_old(dir.path()).await;
+    let out = dr().args(["--catalog", &url, "status"]).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && text.contains("within RPO"),
+        "{text}"
+    );
+    let cfg = dir.path().join("dr.yaml");
+    std::fs::write(
+        &cfg,
+        format!("catalog: {url}\npolicies:\n  - name: blog\n    namespace: blog\n    rpo: 15m\n"),
+    )
+    .unwrap();
+    let out = dr()
+        .arg("--config")
+        .arg(&cfg)
+        .args(["--output", "json", "status"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let verdicts: Vec<(String, String)> = r["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["policy"].as_str().unwrap().to_owned(),
+                p["verdict"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        verdicts,
+        vec![
+            ("blog".into(), "unprotected".into()),
+            ("shop".into(), "not_configured".into())
+        ]
+    );
+    let out = dr()
+        .arg("--config")
+        .arg(&cfg)
+        .arg("status")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("not configured") && text.contains("shop: not in the configuration"),
+        "{text}"
+    );
 }
 
 #[tokio::test]

@@ -15,7 +15,7 @@ pub use svg::{exposure_svg, stages_svg};
 pub use text::{render_markdown, render_table};
 
 use super::Report;
-use super::measures::{RpoStats, RtoStats};
+use super::measures::{RpoStats, RtoStats, Why, secs};
 use chrono::{DateTime, Utc};
 
 /// The report as a page: its window and its sections, in order.
@@ -96,17 +96,22 @@ pub fn dur(s: Option<f64>) -> String {
     }
 }
 
-/// A share as a percentage, or "not enough data".
-fn pct(x: Option<f64>) -> String {
-    x.map_or_else(
-        || "not enough data".into(),
-        |a| format!("{:.4}%", a * 100.0),
-    )
+/// "not enough data", and why where it is known.
+fn not_enough(why: Option<Why>) -> String {
+    match why {
+        Some(w) => format!("not enough data ({w})"),
+        None => "not enough data".into(),
+    }
 }
 
-/// A duration, or "not enough data".
-fn nedata(x: Option<f64>) -> String {
-    x.map_or_else(|| "not enough data".into(), |v| dur(Some(v)))
+/// A share as a percentage, or "not enough data" and why.
+fn pct(x: Option<f64>, why: Option<Why>) -> String {
+    x.map_or_else(|| not_enough(why), |a| format!("{:.4}%", a * 100.0))
+}
+
+/// A duration, or "not enough data" and why.
+fn nedata(x: Option<f64>, why: Option<Why>) -> String {
+    x.map_or_else(|| not_enough(why), |v| dur(Some(v)))
 }
 
 /// Text made safe inside HTML and SVG.
@@ -120,7 +125,7 @@ fn esc(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::measures::{DEFINITIONS, availability, rpo_stats, rto_stats};
+    use crate::report::measures::{DEFINITIONS, Protected, availability, rpo_stats, rto_stats};
     use crate::report::{PolicyReport, Report};
     use chrono::{TimeDelta, TimeZone};
 
@@ -128,9 +133,28 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 11, day, h, m, 0).unwrap()
     }
 
+    /// A report of one policy over day 1, generated at its end.
+    fn report(policy: &str, rpo: RpoStats, configured: Option<bool>) -> Report {
+        let (since, until) = (d(1, 0, 0), d(2, 0, 0));
+        Report {
+            generated_at: until,
+            since,
+            until,
+            policies: vec![PolicyReport {
+                policy: policy.into(),
+                configured,
+                rpo,
+                rto: rto_stats(&[], TimeDelta::hours(1), 10),
+                availability: availability(&[], since, until, until),
+            }],
+            total: availability(&[], since, until, until),
+            definitions: DEFINITIONS,
+        }
+    }
+
     #[test]
     fn no_incidents_is_not_enough_data() {
-        let a = availability(&[], d(1, 0, 0), d(2, 0, 0));
+        let a = availability(&[], d(1, 0, 0), d(2, 0, 0), d(2, 0, 0));
         let r = Report {
             generated_at: d(2, 0, 0),
             since: d(1, 0, 0),
@@ -141,7 +165,7 @@ mod tests {
         };
         let text = render_table(&r);
         assert!(
-            text.contains("MTBF") && text.contains("not enough data"),
+            text.contains("MTBF") && text.contains("not enough data (no incident in the window)"),
             "{text}"
         );
         assert!(text.contains("MTBF = U / n"), "{text}");
@@ -149,25 +173,18 @@ mod tests {
 
     #[test]
     fn html_is_self_contained() {
-        let r = Report {
-            generated_at: d(2, 0, 0),
-            since: d(1, 0, 0),
-            until: d(2, 0, 0),
-            policies: vec![PolicyReport {
-                policy: "shop<script>".into(),
-                rpo: rpo_stats(
-                    &[(d(1, 1, 0), d(1, 1, 1))],
-                    TimeDelta::minutes(15),
-                    d(1, 0, 0),
-                    d(2, 0, 0),
-                    d(2, 0, 0),
-                ),
-                rto: rto_stats(&[], TimeDelta::hours(1), 10),
-                availability: availability(&[], d(1, 0, 0), d(2, 0, 0)),
-            }],
-            total: availability(&[], d(1, 0, 0), d(2, 0, 0)),
-            definitions: DEFINITIONS,
-        };
+        let rpo = rpo_stats(
+            &[(d(1, 1, 0), d(1, 1, 1))],
+            TimeDelta::minutes(15),
+            Protected {
+                since: Some(d(1, 1, 0)),
+                until: None,
+            },
+            d(1, 0, 0),
+            d(2, 0, 0),
+            d(2, 0, 0),
+        );
+        let r = report("shop<script>", rpo, None);
         let h = render_html(&r);
         assert!(h.starts_with("<!DOCTYPE html>") && h.contains("<svg") && h.contains("polyline"));
         assert!(!h.contains("<script>") && h.contains("shop&lt;script&gt;"));
@@ -176,6 +193,66 @@ mod tests {
             "nothing fetched"
         );
         let md = render_markdown(&r);
-        assert!(md.contains("| MTBF | not enough data |"), "{md}");
+        assert!(
+            md.contains("| MTBF | not enough data (no incident in the window) |"),
+            "{md}"
+        );
+    }
+
+    #[test]
+    fn a_figure_left_out_says_why_in_every_format() {
+        // A policy whose first tick came 5 minutes before the window's end:
+        // less than one RPO of history.
+        let rpo = rpo_stats(
+            &[(d(1, 23, 55), d(1, 23, 56))],
+            TimeDelta::minutes(15),
+            Protected {
+                since: Some(d(1, 23, 55)),
+                until: None,
+            },
+            d(1, 0, 0),
+            d(2, 0, 0),
+            d(2, 0, 0),
+        );
+        let r = report("shop", rpo, Some(true));
+        let why = "not enough data (less than one RPO of protected time in the window)";
+        let text = render_table(&r);
+        assert!(text.contains(why), "{text}");
+        assert!(text.contains("since 2026-11-01"), "{text}");
+        assert!(
+            render_markdown(&r).contains(&format!("| time within RPO while protected | {why} |"))
+        );
+        assert!(render_html(&r).contains(&format!("<td>{why}</td>")));
+        let json: serde_json::Value = serde_json::from_str(&render_json(&r).unwrap()).unwrap();
+        let p = &json["policies"][0]["rpo"];
+        assert!(p["within_rpo_percent"].is_null(), "{p}");
+        assert_eq!(p["within_rpo_why"], "less_than_one_rpo");
+        assert_eq!(p["exposure_now_seconds"], 300.0);
+        assert_eq!(json["policies"][0]["configured"], true);
+        // With no drill or restore in the window, the rows say so.
+        assert!(text.contains("no drill in the window"), "{text}");
+        assert!(text.contains("no restore in the window"), "{text}");
+    }
+
+    #[test]
+    fn a_policy_no_longer_configured_is_marked() {
+        let rpo = rpo_stats(
+            &[],
+            TimeDelta::minutes(15),
+            Protected {
+                since: Some(d(1, 1, 0)),
+                until: Some(d(1, 2, 0)),
+            },
+            d(1, 0, 0),
+            d(2, 0, 0),
+            d(2, 0, 0),
+        );
+        let text = render_table(&report("old", rpo, Some(false)));
+        assert!(
+            text.contains("Policy old (no longer configured: measured up to its last tick)"),
+            "{text}"
+        );
+        assert!(text.contains("(first and last tick)"), "{text}");
+        assert!(text.contains("0.00% of 1h 00m"), "{text}");
     }
 }

@@ -4,6 +4,7 @@
 use super::{Block, Cell, Chart, Mark, Page, Section, Table, dur, nedata, pct};
 use crate::report::measures::{Availability, Durations, RpoStats, RtoStats};
 use crate::report::{PolicyReport, Report};
+use crate::timespec::fmt_time;
 use chrono::{DateTime, Utc};
 
 /// Lays the report out: a section per policy, then the total and the
@@ -31,8 +32,15 @@ pub(super) fn page(r: &Report) -> Page<'_> {
 }
 
 fn policy_section(p: &PolicyReport, since: DateTime<Utc>, until: DateTime<Utc>) -> Section<'_> {
+    let title = match p.configured {
+        Some(false) => format!(
+            "Policy {} (no longer configured: measured up to its last tick)",
+            p.policy
+        ),
+        _ => format!("Policy {}", p.policy),
+    };
     Section {
-        title: format!("Policy {}", p.policy),
+        title,
         blocks: vec![
             Block::Table(rpo_table(&p.rpo)),
             Block::Chart {
@@ -67,7 +75,7 @@ fn plain(text: String) -> Cell {
 fn rpo_table(p: &RpoStats) -> Table {
     let within = p.exposure_now_seconds.is_some_and(|e| e <= p.rpo_seconds);
     let exposure_now = Cell {
-        text: nedata(p.exposure_now_seconds),
+        text: nedata(p.exposure_now_seconds, p.exposure_now_why),
         mark: Some(if within { Mark::Ok } else { Mark::Over }),
     };
     Table {
@@ -75,14 +83,18 @@ fn rpo_table(p: &RpoStats) -> Table {
         rows: vec![
             row("RPO", dur(Some(p.rpo_seconds))),
             vec![plain("exposure now".into()), exposure_now],
+            row("protected", protected(p)),
             row(
-                "worst exposure in the window",
-                nedata(p.worst_exposure_seconds),
+                "worst exposure while protected",
+                nedata(p.worst_exposure_seconds, p.worst_exposure_why),
             ),
-            row("time within RPO", format!("{:.2}%", p.within_rpo_percent)),
+            row("time within RPO while protected", within_rpo(p)),
             row(
                 "missed / skipped ticks",
-                format!("{} / {}", p.missed_ticks, p.skipped_ticks),
+                format!(
+                    "{} / {} of {} ticks",
+                    p.missed_ticks, p.skipped_ticks, p.ticks
+                ),
             ),
             row(
                 "failed / partial points",
@@ -97,34 +109,78 @@ fn rpo_table(p: &RpoStats) -> Table {
     }
 }
 
-fn rto_table(t: &RtoStats) -> Table {
-    let runs = |d: &Durations, failed: usize, passed: &str| {
-        format!(
-            "{} / {} / {} ({} {passed}, {failed} failed)",
-            dur(d.last_seconds),
-            dur(d.median_seconds),
-            dur(d.worst_seconds),
-            d.count,
-        )
+/// The protected part of the window: from the first tick (to the last, for
+/// a policy no longer configured).
+fn protected(p: &RpoStats) -> String {
+    match (p.protected_since, p.protected_until) {
+        (None, _) => "never (no tick recorded)".into(),
+        (Some(a), None) => format!("since {} (first tick)", fmt_time(a)),
+        (Some(a), Some(b)) => format!("{} .. {} (first and last tick)", fmt_time(a), fmt_time(b)),
+    }
+}
+
+/// Time within the RPO, with the span it is a share of.
+fn within_rpo(p: &RpoStats) -> String {
+    let span = match (p.measured_since, p.measured_until) {
+        (Some(a), Some(b)) => dur(Some(super::secs(b - a))),
+        _ => "-".into(),
     };
+    match p.within_rpo_percent {
+        Some(x) => format!("{x:.2}% of {span}"),
+        None => nedata(None, p.within_rpo_why),
+    }
+}
+
+/// Last, median and worst of some runs, or that there were none.
+fn runs(d: &Durations, failed: usize, passed: &str, none: &str) -> String {
+    if d.count == 0 && failed == 0 {
+        return none.into();
+    }
+    format!(
+        "{} / {} / {} ({} {passed}, {failed} failed)",
+        dur(d.last_seconds),
+        dur(d.median_seconds),
+        dur(d.worst_seconds),
+        d.count,
+    )
+}
+
+fn rto_table(t: &RtoStats) -> Table {
+    let mut rows = vec![
+        row("RTO", dur(Some(t.rto_seconds))),
+        row(
+            "drills (last / median / worst)",
+            runs(
+                &t.drills,
+                t.drills_failed,
+                "passed",
+                "no drill in the window",
+            ),
+        ),
+        row(
+            "restores (last / median / worst)",
+            runs(
+                &t.restores,
+                t.restores_failed,
+                "succeeded",
+                "no restore in the window",
+            ),
+        ),
+        row("forecast RTO for a restore now", forecast(t)),
+        row(
+            "stage most often over budget",
+            t.most_over_budget.clone().unwrap_or_else(|| "none".into()),
+        ),
+    ];
+    if t.unmeasured > 0 {
+        rows.push(row(
+            "runs left out (negative duration: a clock was stepped)",
+            t.unmeasured.to_string(),
+        ));
+    }
     Table {
         head: &["RTO", "value"],
-        rows: vec![
-            row("RTO", dur(Some(t.rto_seconds))),
-            row(
-                "drills (last / median / worst)",
-                runs(&t.drills, t.drills_failed, "passed"),
-            ),
-            row(
-                "restores (last / median / worst)",
-                runs(&t.restores, t.restores_failed, "succeeded"),
-            ),
-            row("forecast RTO for a restore now", forecast(t)),
-            row(
-                "stage most often over budget",
-                t.most_over_budget.clone().unwrap_or_else(|| "none".into()),
-            ),
-        ],
+        rows,
     }
 }
 
@@ -172,6 +228,7 @@ fn availability_table(a: &Availability) -> Table {
                 "failures (incidents that began in the window)",
                 a.failures.to_string(),
             ),
+            row("incidents open in the window", a.incidents.to_string()),
             row(
                 "downtime D / uptime U",
                 format!(
@@ -180,9 +237,9 @@ fn availability_table(a: &Availability) -> Table {
                     dur(Some(a.uptime_seconds))
                 ),
             ),
-            row("MTBF", nedata(a.mtbf_seconds)),
-            row("MTTR", nedata(a.mttr_seconds)),
-            row("availability", pct(a.availability)),
+            row("MTBF", nedata(a.mtbf_seconds, a.mtbf_mttr_why)),
+            row("MTTR", nedata(a.mttr_seconds, a.mtbf_mttr_why)),
+            row("availability", pct(a.availability, a.availability_why)),
         ],
     }
 }

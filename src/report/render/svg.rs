@@ -41,14 +41,17 @@ pub fn exposure_svg(p: &RpoStats, since: DateTime<Utc>, until: DateTime<Utc>) ->
         ty = ry - 4.0,
         rpo = esc(&dur(Some(p.rpo_seconds)))
     );
-    s.push_str(&exposure_line(&pts, pad, h));
+    let none = p
+        .worst_exposure_why
+        .map_or("no verified recovery point in the window", |w| w.text());
+    s.push_str(&exposure_line(&pts, none, pad, h));
     s.push_str(&axis_labels(since, until, ymax, (w, h, pad)));
     s.push_str("</svg>");
     s
 }
 
-/// The exposure line through `pts`, or a note that there is none.
-fn exposure_line(pts: &[String], pad: f64, h: f64) -> String {
+/// The exposure line through `pts`, or `none`: why there is none.
+fn exposure_line(pts: &[String], none: &str, pad: f64, h: f64) -> String {
     if !pts.is_empty() {
         format!(
             r##"<polyline fill="none" stroke="#1f6feb" stroke-width="2" points="{}"/>"##,
@@ -56,9 +59,10 @@ fn exposure_line(pts: &[String], pad: f64, h: f64) -> String {
         )
     } else {
         format!(
-            r##"<text x="{}" y="{}" font-size="14" fill="#666">no verified recovery point in the window</text>"##,
+            r##"<text x="{}" y="{}" font-size="14" fill="#666">{}</text>"##,
             pad + 10.0,
-            h / 2.0
+            h / 2.0,
+            esc(none)
         )
     }
 }
