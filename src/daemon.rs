@@ -263,7 +263,9 @@ impl Daemon {
 
     /// Records every firing of `p` after the newest recorded one and at or
     /// before `until`: `ran` where a point was begun for it, else `missed`
-    /// for `reason`. Returns how many were missed.
+    /// for `reason`. A point whose tick a crash cut short before its record
+    /// is recorded `ran` first (also one older than the newest record, or
+    /// when the ledger is still empty). Returns how many were missed.
     async fn record_unrecorded(
         &self,
         p: &PolicyConfig,
@@ -271,14 +273,26 @@ impl Daemon {
         reason: &str,
     ) -> Result<usize, crate::catalog::CatalogError> {
         let catalog = &self.protect.catalog;
-        let Some(last) = catalog.last_recorded_tick(&p.name).await? else {
-            return Ok(0);
+        let last = catalog.last_recorded_tick(&p.name).await?;
+        // A day back from the newest record is far more than a tick lasts.
+        let since = last
+            .and_then(|l| l.checked_sub_signed(TimeDelta::days(1)))
+            .unwrap_or(DateTime::<Utc>::MIN_UTC);
+        let begun = catalog.unrecorded_points(&p.name, since).await?;
+        for (t, id) in begun.range(..=until) {
+            self.record(p, *t, TickOutcome::Ran, Some(*id), None)
+                .await?;
+        }
+        let after = match (last, begun.keys().next()) {
+            (Some(l), _) => l,
+            (None, Some(first)) => *first - TimeDelta::milliseconds(1),
+            (None, None) => return Ok(0),
         };
-        let firings = schedule::firings(&p.schedule, last, until, MISSED_CAP);
+        let firings = schedule::firings(&p.schedule, after, until, MISSED_CAP);
         if firings.is_empty() {
             return Ok(0);
         }
-        let points = catalog.points_of_ticks(&p.name, last, until).await?;
+        let points = catalog.points_of_ticks(&p.name, after, until).await?;
         let mut missed = 0;
         for t in firings {
             match points.get(&t) {

@@ -87,6 +87,34 @@ impl Catalog {
             .collect()
     }
 
+    /// The points of `policy` that ticked after `since` and have no ledger
+    /// record: a crash cut their tick short before it was recorded.
+    pub async fn unrecorded_points(
+        &self,
+        policy: &PolicyName,
+        since: DateTime<Utc>,
+    ) -> Result<BTreeMap<DateTime<Utc>, PointId>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.tick_at FROM recovery_points p
+             WHERE p.policy = $1 AND p.tick_at > $2
+               AND NOT EXISTS (SELECT 1 FROM ticks t
+                               WHERE t.policy = p.policy AND t.tick_at = p.tick_at)",
+        )
+        .bind(policy.as_str())
+        .bind(ms(since))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list unrecorded points"))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    from_ms("recovery_points.tick_at", get(r, "tick_at")?)?,
+                    PointId(get(r, "id")?),
+                ))
+            })
+            .collect()
+    }
+
     /// A policy's ticks, newest first.
     pub async fn ticks(&self, policy: &PolicyName, limit: i64) -> Result<Vec<TickRecord>> {
         let rows = sqlx::query(

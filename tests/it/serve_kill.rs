@@ -6,7 +6,9 @@
 //!   (with that point, also for ticks a kill cut short and a restart adopted);
 //!   no point for a `missed` or `skipped` firing (nothing ran late);
 //! - the catalog offers only what it can restore: every `complete` point's
-//!   backups are completed, not pruned, and still in Longhorn.
+//!   backups are completed, not pruned, and still in Longhorn;
+//! - retention kept up with a tick every 2 s: at most the last tick's
+//!   points are left for it to prune.
 //!
 //! The seed is printed; `DR_TEST_SEED=N` replays a run.
 
@@ -152,6 +154,7 @@ async fn kills_at_random_moments(catalog_url: &str, label: &str) {
     assert!(Instant::now() < deadline);
 
     assert_ledger_is_honest(&catalog, &policy, label).await;
+    assert_retention_kept_up(&catalog, &config, label).await;
     emu.control().clear_faults().await.unwrap();
     let in_longhorn: BTreeSet<String> = emu
         .control()
@@ -257,4 +260,28 @@ async fn assert_only_restorable_points_offered(
     }
     assert!(offered > 0, "[{label}] some point is complete");
     eprintln!("[{label}] {offered} complete points, every backup in Longhorn");
+}
+
+/// Retention runs after every tick: what it would prune now is at most what
+/// the last tick (and its cut-short retention) left.
+async fn assert_retention_kept_up(catalog: &Catalog, config: &std::path::Path, label: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let cfg = dr::config::Config::parse(&text, "dr.yaml").unwrap();
+    let verdicts = dr::prune::plan(catalog, &cfg.policies[0], chrono::Utc::now())
+        .await
+        .unwrap();
+    let backlog = verdicts.iter().filter(|v| v.prune()).count();
+    let pruned = catalog
+        .list_points(None, 100_000)
+        .await
+        .unwrap()
+        .iter()
+        .filter(|p| p.point.state == PointState::Pruned)
+        .count();
+    eprintln!("[{label}] retention: {pruned} points pruned, {backlog} left to prune");
+    assert!(pruned > 0, "[{label}] retention pruned nothing");
+    assert!(
+        backlog <= 2,
+        "[{label}] retention fell behind: {backlog} points left to prune"
+    );
 }
