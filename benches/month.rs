@@ -26,8 +26,9 @@
 //!   (`backupListByVolume`) are exactly the catalog's non-pruned backups of
 //!   live points; the live points are exactly what retention keeps of every
 //!   point made (decided again here over all of them); the backup store holds
-//!   a `backup_<name>.cfg` for exactly those backups; each volume ends with
-//!   one snapshot of dr's, the last tick's.
+//!   a `backup_<name>.cfg` for exactly those backups, and dr's bucket the
+//!   manifest bundles of exactly the live points; each volume ends with one
+//!   snapshot of dr's, the last tick's.
 //!
 //! Prints: ticks per second and wall time (and the time per tick: median,
 //! p95, max, of which retention), points made, kept and pruned, backups
@@ -269,6 +270,7 @@ async fn run() -> anyhow::Result<Vec<String>> {
             let r = dr::prune::execute(
                 &catalog,
                 &longhorn,
+                &store,
                 &policy.name,
                 &verdicts,
                 Duration::from_secs(600),
@@ -407,7 +409,19 @@ async fn run() -> anyhow::Result<Vec<String>> {
             &snaps,
         ));
     }
-    let bundles = store.list_bundles(policy.name.as_str()).await?.len();
+    // Retention deletes the bundles of the points it prunes.
+    let in_s3: BTreeSet<String> = store
+        .list_bundles(policy.name.as_str())
+        .await?
+        .into_iter()
+        .collect();
+    let of_live: BTreeSet<String> = live.iter().filter_map(|p| p.bundle_key.clone()).collect();
+    failures.extend(differ(
+        "manifest bundles in S3 against the live points'",
+        &of_live,
+        &in_s3,
+    ));
+    let bundles = in_s3.len();
 
     // Figures.
     let secs = elapsed.as_secs_f64();
@@ -471,13 +485,8 @@ async fn run() -> anyhow::Result<Vec<String>> {
             .join(", ")
     );
     println!(
-        "month: manifest bundles in S3: {bundles} for {} live points ({})",
-        live_ids.len(),
-        if bundles > live_ids.len() {
-            "retention deletes backups, not the bundles of the points it prunes"
-        } else {
-            "one per live point"
-        }
+        "month: manifest bundles in S3: {bundles} for {} live points",
+        live_ids.len()
     );
 
     ns.delete().await;

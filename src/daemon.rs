@@ -459,6 +459,7 @@ impl Daemon {
         match crate::prune::execute(
             &self.protect.catalog,
             &self.protect.longhorn,
+            &self.protect.store,
             &p.name,
             &verdicts,
             Duration::from_secs(600),
@@ -466,9 +467,11 @@ impl Daemon {
         )
         .await
         {
-            Ok(r) if r.points_pruned + r.backups_deleted + r.errors.len() == 0 => {}
+            Ok(r)
+                if r.points_pruned + r.backups_deleted + r.bundles_deleted + r.errors.len()
+                    == 0 => {}
             Ok(r) => {
-                tracing::info!(policy = %p.name, points = r.points_pruned, backups = r.backups_deleted, errors = r.errors.len(), "retention applied")
+                tracing::info!(policy = %p.name, points = r.points_pruned, backups = r.backups_deleted, bundles = r.bundles_deleted, errors = r.errors.len(), "retention applied")
             }
             Err(e) => tracing::warn!(policy = %p.name, error = %e, "retention failed"),
         }

@@ -1,7 +1,8 @@
 //! Retention applied: the pure decision of [`crate::retention`] over the
 //! catalog's points, the intent recorded (each pruned point marked before
 //! anything is deleted), then the pruned points' backups deleted in Longhorn
-//! and their rows marked pruned. Deleting is idempotent, so an interrupted
+//! and their rows marked pruned, and then the pruned points' manifest
+//! bundles deleted from the store. Deleting is idempotent, so an interrupted
 //! prune is finished by the next one.
 
 use crate::catalog::{BackupRecord, BackupState, BackupUpdate, Catalog, CatalogError, PointState};
@@ -10,6 +11,7 @@ use crate::config::PolicyConfig;
 use crate::longhorn::LonghornClient;
 use crate::names::PolicyName;
 use crate::retention::{self, Candidate, Verdict};
+use crate::store::Store;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde::Serialize;
@@ -45,6 +47,8 @@ pub async fn plan(
 pub struct PruneReport {
     pub points_pruned: usize,
     pub backups_deleted: usize,
+    /// Manifest bundles of pruned points deleted from the store.
+    pub bundles_deleted: usize,
     /// Backups Longhorn would not delete now; they are deleted by the next
     /// prune (their points are already pruned, never planned again).
     pub errors: Vec<String>,
@@ -64,6 +68,7 @@ pub const DELETIONS_AT_ONCE: usize = 8;
 pub async fn execute(
     catalog: &Catalog,
     longhorn: &LonghornClient,
+    store: &Store,
     policy: &PolicyName,
     verdicts: &[Verdict],
     wait: Duration,
@@ -85,6 +90,17 @@ pub async fn execute(
         match done? {
             Ok(()) => report.backups_deleted += 1,
             Err(e) => report.errors.push(e),
+        }
+    }
+    // A bundle goes last, when its point's backups are all gone: a crash
+    // before leaves it for the next prune.
+    for (point, key) in catalog.bundles_of_pruned_points(policy).await? {
+        match store.delete_bundle(&key).await {
+            Ok(()) => {
+                catalog.clear_bundle(point).await?;
+                report.bundles_deleted += 1;
+            }
+            Err(e) => report.errors.push(format!("bundle of point {point}: {e}")),
         }
     }
     Ok(report)

@@ -136,6 +136,26 @@ impl Store {
         })
     }
 
+    /// Deletes a bundle (deleting one already gone succeeds: S3's
+    /// DeleteObject is idempotent).
+    pub async fn delete_bundle(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(|e| {
+                s3_err(
+                    "delete",
+                    &self.bucket,
+                    key,
+                    aws_sdk_s3::error::DisplayErrorContext(e),
+                )
+            })?;
+        Ok(())
+    }
+
     /// Keys of a policy's bundles, oldest first.
     pub async fn list_bundles(&self, policy: &str) -> Result<Vec<String>, StoreError> {
         let prefix = join(&self.prefix, &format!("dr/bundles/{policy}/"));

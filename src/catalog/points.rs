@@ -395,6 +395,37 @@ impl Catalog {
         Ok(first.zip(last))
     }
 
+    /// The manifest bundles of `policy`'s pruned points whose backups are
+    /// all gone: retention deletes them from the store next.
+    pub async fn bundles_of_pruned_points(
+        &self,
+        policy: &PolicyName,
+    ) -> Result<Vec<(PointId, String)>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.bundle_key FROM recovery_points p
+             WHERE p.state = 'pruned' AND p.policy = $1 AND p.bundle_key IS NOT NULL
+               AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.point_id = p.id
+                               AND b.state IN ('completed', 'failed'))",
+        )
+        .bind(policy.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(q("list bundles of pruned points"))?;
+        rows.iter()
+            .map(|r| Ok((PointId(get(r, "id")?), get(r, "bundle_key")?)))
+            .collect()
+    }
+
+    /// Forgets a point's bundle once it is deleted from the store.
+    pub async fn clear_bundle(&self, id: PointId) -> Result<()> {
+        sqlx::query("UPDATE recovery_points SET bundle_key = NULL WHERE id = $1")
+            .bind(id.0)
+            .execute(&self.pool)
+            .await
+            .map_err(q("clear a point's bundle"))?;
+        Ok(())
+    }
+
     /// Points still `pending` (a tick interrupted by a crash), oldest first.
     pub async fn pending_points(&self) -> Result<Vec<PointRecord>> {
         let rows = composed(format!(

@@ -42,11 +42,12 @@ pub async fn run(ctx: &Context, a: PruneArgs) -> Result<(), Failure> {
         let report = if a.dry_run {
             None
         } else {
-            let longhorn = &ctx.app.clients().await?.longhorn;
+            let clients = ctx.app.clients().await?;
             Some(
                 crate::prune::execute(
                     &catalog,
-                    longhorn,
+                    &clients.longhorn,
+                    &clients.store,
                     &p.name,
                     &verdicts,
                     Duration::from_secs(600),
@@ -91,8 +92,8 @@ pub async fn run(ctx: &Context, a: PruneArgs) -> Result<(), Failure> {
                 print!("{}", t.render());
                 if let Some(r) = &report {
                     println!(
-                        "pruned {} points, deleted {} backups",
-                        r.points_pruned, r.backups_deleted
+                        "pruned {} points, deleted {} backups and {} manifest bundles",
+                        r.points_pruned, r.backups_deleted, r.bundles_deleted
                     );
                     for e in &r.errors {
                         eprintln!("  not deleted (kept for the next prune): {e}");

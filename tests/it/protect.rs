@@ -359,6 +359,7 @@ async fn retention_leaves_exactly_the_expected_set() {
     let r = dr::prune::execute(
         &b.protect.catalog,
         &b.protect.longhorn,
+        &b.protect.store,
         &b.policy.name,
         &verdicts,
         Duration::from_secs(30),
@@ -382,6 +383,24 @@ async fn retention_leaves_exactly_the_expected_set() {
         stats.backups.len(),
         4,
         "Longhorn keeps the 4 backups of the 2 kept points: {stats:?}"
+    );
+    // The pruned points' manifest bundles go too; the kept points' stay.
+    assert_eq!(r.bundles_deleted, 2, "{r:?}");
+    let mut kept = Vec::new();
+    for id in &ids[2..] {
+        let key = b.protect.catalog.point(*id).await.unwrap().bundle_key;
+        kept.push(key.unwrap());
+    }
+    kept.sort();
+    let in_store = b
+        .protect
+        .store
+        .list_bundles(b.policy.name.as_str())
+        .await
+        .unwrap();
+    assert_eq!(
+        in_store, kept,
+        "the store holds the kept points' bundles only"
     );
     // Pruning again changes nothing.
     let verdicts = dr::prune::plan(&b.protect.catalog, &b.policy, Utc::now())
@@ -667,11 +686,12 @@ async fn a_prune_cut_short_never_leaves_a_plannable_point_and_the_next_finishes_
     let verdicts = dr::prune::plan(catalog, &b.policy, Utc::now())
         .await
         .unwrap();
-    let (lh, policy) = (&b.protect.longhorn, &b.policy.name);
+    let (lh, store, policy) = (&b.protect.longhorn, &b.protect.store, &b.policy.name);
     let execute = |verdicts: Vec<dr::retention::Verdict>| async move {
         dr::prune::execute(
             catalog,
             lh,
+            store,
             policy,
             &verdicts,
             Duration::from_secs(30),
