@@ -1144,6 +1144,45 @@ mod props {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Catalog URLs: kept exactly as given, or refused saying the forms.
+        #[test]
+        fn catalog_urls_are_kept_as_given_or_refused(
+            s in "\\PC{0,30}|(sqlite|postgres|postgresql|mysql)://[ -~]{0,20}|sqlite:[ -~]{0,10}",
+        ) {
+            match s.parse::<CatalogUrl>() {
+                Ok(c) => {
+                    prop_assert_eq!(c.as_str(), s.as_str());
+                    prop_assert_eq!(String::from(c.clone()), s.clone());
+                    let _ = c.to_string();
+                }
+                Err(e) => prop_assert!(e.contains("is not a catalog URL") && e.contains("sqlite://PATH"), "{e}"),
+            }
+        }
+
+        /// A password is never printed, in a URL or in its refusal.
+        #[test]
+        fn catalog_passwords_are_never_shown(scheme in "postgres|postgresql|mysql|http", pw in "[A-Za-z0-9]{8,16}") {
+            let url = format!("{scheme}://dr:{pw}@db.example/dr");
+            let shown = match url.parse::<CatalogUrl>() {
+                Ok(c) => c.to_string(),
+                Err(e) => e,
+            };
+            prop_assert!(!shown.contains(&pw), "{shown}");
+        }
+
+        /// http(s) URLs read back from their printed form as the same URL.
+        #[test]
+        fn http_urls_read_back(s in "\\PC{0,30}|https?://[ -~]{0,20}") {
+            match HttpUrl::try_from(s.clone()) {
+                Ok(u) => prop_assert_eq!(HttpUrl::try_from(String::from(u.clone())), Ok(u)),
+                Err(e) => prop_assert!(e.contains(&format!("{s:?}")) && e.contains("http(s) URL"), "{e}"),
+            }
+        }
+    }
+
     /// Cron expressions of every shape: a schedule that fires, or refused quoting it.
     #[test]
     fn any_cron_text_is_a_schedule_that_fires_or_refused() {
