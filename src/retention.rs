@@ -106,7 +106,9 @@ pub fn decide(points: &[Candidate], retain: &Retain, now: DateTime<Utc>) -> Vec<
     let mut mark = |id: PointId, k: Keep| {
         keep.entry(id).or_default().insert(k);
     };
-    for p in complete.iter().take(retain.last as usize) {
+    // Counts are u32: as usize they are exact (saturating only on a 16-bit target).
+    let take = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    for p in complete.iter().take(take(retain.last)) {
         mark(p.id, Keep::Last);
     }
     let slots: [(Keep, u32, SlotOf); 4] = [
@@ -125,7 +127,7 @@ pub fn decide(points: &[Candidate], retain: &Retain, now: DateTime<Utc>) -> Vec<
     for (kind, count, slot_of) in slots {
         let mut seen = BTreeSet::new();
         for p in &complete {
-            if seen.len() as u32 >= count {
+            if seen.len() >= take(count) {
                 break;
             }
             // The first (newest) point met in a slot represents it.

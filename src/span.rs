@@ -223,6 +223,18 @@ pub fn human(d: chrono::TimeDelta) -> String {
     if neg { format!("-{s}") } else { s }
 }
 
+/// Renders seconds (a run's elapsed time) like [`human`]; a value no
+/// duration holds (NaN, infinite, beyond 292 million years) is shown as
+/// plain seconds, not clamped.
+pub fn human_secs(secs: f64) -> String {
+    let ms = (secs * 1000.0).trunc();
+    // i64::MAX is 9.22e18; anything from 9.2e18 on is out of reach.
+    match chrono::TimeDelta::try_milliseconds(ms as i64) {
+        Some(d) if ms.is_finite() && ms.abs() < 9.2e18 => human(d),
+        _ => format!("{secs}s"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,6 +353,16 @@ mod props {
             let d = chrono::TimeDelta::try_milliseconds(ms).unwrap_or(chrono::TimeDelta::MAX);
             let text = human(d);
             prop_assert_eq!(text.starts_with('-'), ms < 0);
+        }
+
+        /// Any number of seconds renders, exactly when a duration holds it.
+        #[test]
+        fn human_secs_renders_any_number(x in prop_oneof![any::<f64>(), -1e7f64..1e7]) {
+            let text = human_secs(x);
+            if x.is_finite() && x.abs() < 1e12 {
+                let want = human(chrono::TimeDelta::milliseconds((x * 1000.0) as i64));
+                prop_assert_eq!(text, want);
+            }
         }
 
         /// A number where a duration belongs (`rpo: 15`) is refused with the

@@ -1126,49 +1126,52 @@ stages:
         serde_json::to_string(s).unwrap()
     }
 
-    fn span() -> impl Strategy<Value = Knob> {
+    fn span(bad_w: u32) -> impl Strategy<Value = Knob> {
         prop_oneof![
             3 => (1..=i64::MAX.unsigned_abs()).prop_map(|ms| {
                 let t = Span::from_millis(ms).to_string();
                 Knob { yaml: t.clone(), ok: true, shows: t, early: false }
             }),
-            1 => prop::sample::select(&["0s", "0ms"][..]).prop_map(|t| Knob { yaml: t.into(), ok: false, shows: format!("{t:?} must be more than zero"), early: false }),
-            1 => (106_751_991_168u64..).prop_map(|n| Knob { yaml: format!("{n}d"), ok: false, shows: format!("\"{n}d\" is not a duration dr can use"), early: false }),
-            1 => any::<i64>().prop_map(|n| Knob { yaml: n.to_string(), ok: false, shows: format!("found {n}"), early: false }),
-            1 => "[A-Za-z ]{1,8}".prop_map(|t| Knob { yaml: quoted(&t), ok: false, shows: format!("{t:?} is not a duration"), early: false }),
+            bad_w => prop::sample::select(&["0s", "0ms"][..]).prop_map(|t| Knob { yaml: t.into(), ok: false, shows: format!("{t:?} must be more than zero"), early: false }),
+            bad_w => (106_751_991_168u64..).prop_map(|n| Knob { yaml: format!("{n}d"), ok: false, shows: format!("\"{n}d\" is not a duration dr can use"), early: false }),
+            bad_w => any::<i64>().prop_map(|n| Knob { yaml: n.to_string(), ok: false, shows: format!("found {n}"), early: false }),
+            bad_w => "[A-Za-z ]{1,8}".prop_map(|t| Knob { yaml: quoted(&t), ok: false, shows: format!("{t:?} is not a duration"), early: false }),
         ]
     }
 
-    fn whole(min: u64, max: u64) -> impl Strategy<Value = Knob> {
+    fn whole(min: u64, max: u64, bad_w: u32) -> impl Strategy<Value = Knob> {
         prop_oneof![
             3 => (min..=max).prop_map(|n| Knob { yaml: n.to_string(), ok: true, shows: n.to_string(), early: false }),
-            1 => any::<i64>().prop_filter("out of range", move |n| u64::try_from(*n).map_or(true, |n| !(min..=max).contains(&n)))
+            bad_w => any::<i64>().prop_filter("out of range", move |n| u64::try_from(*n).map_or(true, |n| !(min..=max).contains(&n)))
                 .prop_map(|n| Knob { yaml: n.to_string(), ok: false, shows: format!("found {n}"), early: false }),
-            1 => prop::sample::select(&["1.5", "\"8\"", "true", "[]", "-0.0"][..])
+            bad_w => prop::sample::select(&["1.5", "\"8\"", "true", "[]", "-0.0"][..])
                 .prop_map(|t| Knob { yaml: t.into(), ok: false, shows: "found".into(), early: false }),
-            1 => prop::sample::select(&["99999999999999999999999", "-99999999999999999999", ".nan", "-.inf"][..])
+            bad_w => prop::sample::select(&["99999999999999999999999", "-99999999999999999999", ".nan", "-.inf"][..])
                 .prop_map(|t| Knob { yaml: t.into(), ok: false, shows: "is not a number a runbook can use".into(), early: true }),
         ]
     }
 
-    fn text() -> impl Strategy<Value = Knob> {
-        "[ -~]{0,12}|[a-zé∞😀 ]{0,6}".prop_map(|t| Knob {
-            yaml: quoted(&t),
-            ok: !t.trim().is_empty(),
-            shows: if t.trim().is_empty() {
-                "must be a non-empty string".into()
-            } else {
-                t
-            },
-            early: false,
-        })
+    fn text(bad_w: u32) -> impl Strategy<Value = Knob> {
+        let blank = if bad_w == 0 { "[a-z]" } else { "" };
+        proptest::string::string_regex(&format!("{blank}[ -~]{{0,12}}|{blank}[a-zé∞😀 ]{{0,6}}"))
+            .unwrap()
+            .prop_map(|t| Knob {
+                yaml: quoted(&t),
+                ok: !t.trim().is_empty(),
+                shows: if t.trim().is_empty() {
+                    "must be a non-empty string".into()
+                } else {
+                    t
+                },
+                early: false,
+            })
     }
 
-    fn knobs() -> impl Strategy<Value = Vec<Knob>> {
+    fn knobs(bad_w: u32) -> impl Strategy<Value = Vec<Knob>> {
         (
-            (text(), span(), span(), span()),
-            (whole(1, 256), span(), span(), span()),
-            (whole(100, 599), text()),
+            (text(bad_w), span(bad_w), span(bad_w), span(bad_w)),
+            (whole(1, 256, bad_w), span(bad_w), span(bad_w), span(bad_w)),
+            (whole(100, 599, bad_w), text(bad_w)),
         )
             .prop_map(|((n, b0, b1, b2), (c, t0, b3, t1), (e, m))| {
                 vec![n, b0, b1, b2, c, t0, b3, t1, e, m]
@@ -1188,13 +1191,13 @@ stages:
             out.extend([concurrency.to_string(), timeout.to_string()]);
         }
         out.push(rb.stages[3].budget.to_string());
-        if let Action::WaitReady { timeout } = &steps[7].action {
+        if let Action::WaitReady { timeout } = &steps[6].action {
             out.push(timeout.to_string());
         }
-        if let Action::Http { expect, .. } = &steps[8].action {
+        if let Action::Http { expect, .. } = &steps[7].action {
             out.push(expect.to_string());
         }
-        if let Action::Manual { instruction } = &steps[9].action {
+        if let Action::Manual { instruction } = &steps[8].action {
             out.push(instruction.clone());
         }
         out
@@ -1252,41 +1255,61 @@ stages:
         })
     }
 
+    /// Extreme and wrong values in every knob: kept exactly, or refused
+    /// at the first bad one, naming it and quoting the value.
+    fn check_knobs(knobs: &[Knob]) -> Result<(), TestCaseError> {
+        let mut text = TEMPLATE.to_owned();
+        for ((marker, _), k) in KNOBS.iter().zip(knobs) {
+            text = text.replace(marker, &k.yaml);
+        }
+        let first_bad = KNOBS
+            .iter()
+            .zip(knobs)
+            .find(|(_, k)| k.early)
+            .or_else(|| KNOBS.iter().zip(knobs).find(|(_, k)| !k.ok));
+        match (Runbook::parse("rb.yaml", &text), first_bad) {
+            (Ok(rb), None) => {
+                let want: Vec<String> = knobs.iter().map(|k| k.shows.clone()).collect();
+                prop_assert_eq!(shown(&rb), want);
+                // Budgets of any length are checked against any RTO without overflow.
+                match (
+                    rb.check_rto("rb.yaml", Span::MAX),
+                    rb.checked_total_budget(),
+                ) {
+                    (Ok(()), Some(total)) => prop_assert_eq!(total, rb.total_budget()),
+                    (Err(e), None) => {
+                        prop_assert!(e.to_string().contains("more than any RTO"), "{e}")
+                    }
+                    (got, total) => prop_assert!(false, "{got:?} with total {total:?}"),
+                }
+            }
+            (Err(e), Some(((_, at), k))) => {
+                let e = e.to_string();
+                let at = if k.early { "not valid YAML" } else { at };
+                prop_assert!(
+                    e.starts_with(&format!("rb.yaml: {at}: ")),
+                    "{e}, want at {at}\n{text}"
+                );
+                prop_assert!(e.contains(&k.shows), "{e} lacks {:?}", k.shows);
+            }
+            (got, want) => prop_assert!(false, "{got:?}, want {want:?}\n{text}"),
+        }
+        Ok(())
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(256))]
 
-        /// Extreme and wrong values in every knob: kept exactly, or refused
-        /// at the first bad one, naming it and quoting the value.
+        /// Only valid values (of any length): kept exactly.
         #[test]
-        fn every_value_is_kept_exactly_or_refused_where_it_is(knobs in knobs()) {
-            let mut text = TEMPLATE.to_owned();
-            for ((marker, _), k) in KNOBS.iter().zip(&knobs) {
-                text = text.replace(marker, &k.yaml);
-            }
-            let first_bad = KNOBS
-                .iter()
-                .zip(&knobs)
-                .find(|(_, k)| k.early)
-                .or_else(|| KNOBS.iter().zip(&knobs).find(|(_, k)| !k.ok));
-            match (Runbook::parse("rb.yaml", &text), first_bad) {
-                (Ok(rb), None) => {
-                    let want: Vec<String> = knobs.iter().map(|k| k.shows.clone()).collect();
-                    prop_assert_eq!(shown(&rb), want);
-                    // Budgets of any length are checked against any RTO without overflow.
-                    match (rb.check_rto("rb.yaml", Span::MAX), rb.checked_total_budget()) {
-                        (Ok(()), Some(total)) => prop_assert_eq!(total, rb.total_budget()),
-                        (Err(e), None) => prop_assert!(e.to_string().contains("more than any RTO"), "{e}"),
-                        (got, total) => prop_assert!(false, "{got:?} with total {total:?}"),
-                    }
-                }
-                (Err(e), Some(((_, at), k))) => {
-                    let e = e.to_string();
-                    let at = if k.early { "not valid YAML" } else { at };
-                    prop_assert!(e.starts_with(&format!("rb.yaml: {at}: ")), "{e}, want at {at}\n{text}");
-                    prop_assert!(e.contains(&k.shows), "{e} lacks {:?}", k.shows);
-                }
-                (got, want) => prop_assert!(false, "{got:?}, want {want:?}\n{text}"),
-            }
+        fn valid_values_are_kept_exactly(knobs in knobs(0)) {
+            check_knobs(&knobs)?;
+        }
+
+        /// Valid and bad values mixed: refused at the first bad one.
+        #[test]
+        fn every_value_is_kept_exactly_or_refused_where_it_is(knobs in knobs(1)) {
+            check_knobs(&knobs)?;
         }
 
         /// Any text: a runbook or a refusal naming the file, never a panic.
