@@ -365,7 +365,8 @@ mod props {
         );
         prop_oneof![
             (min..=max).prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap()),
-            (1_700_000_000_000i64..1_900_000_000_000).prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap()),
+            (1_700_000_000_000i64..1_900_000_000_000)
+                .prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap()),
         ]
     }
 

@@ -74,7 +74,8 @@ pub struct Cli {
         global = true,
         env = "DR_LOG",
         default_value = "warn",
-        value_name = "FILTER"
+        value_name = "FILTER",
+        value_parser = log_filter
     )]
     pub log: String,
 
@@ -185,6 +186,17 @@ impl Context {
     }
 }
 
+/// A `--log` filter tracing accepts; a bad one is refused, not replaced by
+/// `warn` behind the user's back.
+fn log_filter(s: &str) -> Result<String, String> {
+    match tracing_subscriber::EnvFilter::try_new(s) {
+        Ok(_) => Ok(s.to_owned()),
+        Err(e) => Err(format!(
+            "{s:?} is not a log filter ({e}); use a level (error, warn, info, debug, trace) or directives such as dr=debug,kube=warn"
+        )),
+    }
+}
+
 fn init_tracing(filter: &str) {
     let filter = tracing_subscriber::EnvFilter::try_new(filter)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
@@ -245,5 +257,19 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn log_filters_are_checked() {
+        for ok in ["warn", "info", "dr=debug,kube=warn", ""] {
+            assert_eq!(log_filter(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["dr=loud", "[{", "dr=infoo"] {
+            let e = log_filter(bad).unwrap_err();
+            assert!(
+                e.contains(&format!("{bad:?}")) && e.contains("dr=debug"),
+                "{e}"
+            );
+        }
     }
 }
