@@ -62,7 +62,7 @@ pub struct Cli {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub catalog: Option<CatalogUrl>,
+    pub catalog: Option<String>,
 
     /// Output format.
     #[arg(long, short = 'o', global = true, env = "DR_OUTPUT", value_enum, default_value_t = Format::Table)]
@@ -161,8 +161,12 @@ impl Context {
             Some(p) => Config::load(p).map_err(Failure::input)?,
             None => Config::default(),
         };
+        // Parsed here, not by clap: clap's refusal would echo the URL with
+        // its password; this one prints it redacted.
         let catalog_url = match (&cli.catalog, &config.catalog) {
-            (Some(u), _) => u.clone(),
+            (Some(u), _) => u
+                .parse::<CatalogUrl>()
+                .map_err(|e| Failure::input(anyhow::anyhow!("--catalog: {e}")))?,
             (None, Some(u)) => u.clone(),
             (None, None) => DEFAULT_CATALOG
                 .parse()
