@@ -16,7 +16,8 @@ pub const DEFAULT_CATALOG: &str = "sqlite://dr.db";
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
+    /// The reason follows as the error's source (printed once after it).
+    #[error("cannot read configuration file {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
