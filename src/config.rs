@@ -478,7 +478,8 @@ impl TryFrom<String> for HttpUrl {
         match url::Url::parse(&s) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(HttpUrl(u)),
             _ => Err(format!(
-                "{s:?} is not an http(s) URL; use e.g. http://longhorn-backend.longhorn-system:9500"
+                "{:?} is not an http(s) URL; use e.g. http://longhorn-backend.longhorn-system:9500",
+                redacted(&s)
             )),
         }
     }
@@ -491,6 +492,17 @@ impl From<HttpUrl> for String {
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// A URL with any password replaced by `***`, for printing.
+fn redacted(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => s.to_owned(),
     }
 }
 
@@ -510,13 +522,7 @@ impl CatalogUrl {
     }
     /// The URL with any password replaced by `***`, for printing.
     pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            }
-            _ => self.0.clone(),
-        }
+        redacted(&self.0)
     }
 }
 impl FromStr for CatalogUrl {
@@ -1163,15 +1169,19 @@ mod props {
             }
         }
 
-        /// A password is never printed, in a URL or in its refusal.
+        /// A password is never printed: in a catalog URL, or in the refusal
+        /// of a catalog or http(s) URL.
         #[test]
-        fn catalog_passwords_are_never_shown(scheme in "postgres|postgresql|mysql|http", pw in "[A-Za-z0-9]{8,16}") {
+        fn passwords_are_never_shown(scheme in "postgres|postgresql|mysql|http|ftp", pw in "[A-Za-z0-9]{8,16}") {
             let url = format!("{scheme}://dr:{pw}@db.example/dr");
             let shown = match url.parse::<CatalogUrl>() {
                 Ok(c) => c.to_string(),
                 Err(e) => e,
             };
             prop_assert!(!shown.contains(&pw), "{shown}");
+            if let Err(e) = HttpUrl::try_from(url) {
+                prop_assert!(!e.contains(&pw), "{e}");
+            }
         }
 
         /// http(s) URLs read back from their printed form as the same URL.
