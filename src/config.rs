@@ -4,7 +4,7 @@
 
 use crate::names::{Namespace, PolicyName, Selector};
 use crate::span::Span;
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, de};
 use std::collections::BTreeSet;
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -16,7 +16,8 @@ pub const DEFAULT_CATALOG: &str = "sqlite://dr.db";
 /// Why a configuration file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read configuration file {path}: {source}")]
+    /// The reason follows as the error's source (printed once after it).
+    #[error("cannot read configuration file {}", path.display())]
     Read {
         path: PathBuf,
         source: std::io::Error,
@@ -85,8 +86,8 @@ pub struct LonghornConfig {
     /// Backups requested at once (1–256).
     #[serde(default = "default_concurrency")]
     pub concurrency: Concurrency,
-    /// Deadline of every single API call.
-    #[serde(default = "default_timeout")]
+    /// Deadline of every single API call (more than zero).
+    #[serde(default = "default_timeout", deserialize_with = "positive_span")]
     pub timeout: Span,
 }
 
@@ -200,15 +201,15 @@ fn default_rto() -> Positive {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Retain {
-    #[serde(default = "d8")]
+    #[serde(default = "d8", deserialize_with = "count")]
     pub last: u32,
-    #[serde(default = "d24")]
+    #[serde(default = "d24", deserialize_with = "count")]
     pub hourly: u32,
-    #[serde(default = "d7")]
+    #[serde(default = "d7", deserialize_with = "count")]
     pub daily: u32,
-    #[serde(default = "d4")]
+    #[serde(default = "d4", deserialize_with = "count")]
     pub weekly: u32,
-    #[serde(default = "d6")]
+    #[serde(default = "d6", deserialize_with = "count")]
     pub monthly: u32,
 }
 fn d8() -> u32 {
@@ -254,8 +255,8 @@ pub struct ProbeConfig {
     pub url: HttpUrl,
     #[serde(default = "default_probe_interval")]
     pub interval: Positive,
-    /// Failures in a row that make an outage.
-    #[serde(default = "default_probe_failures")]
+    /// Failures in a row that make an outage (at least 1).
+    #[serde(default = "default_probe_failures", deserialize_with = "threshold")]
     pub failures: u32,
     #[serde(default = "default_probe_timeout")]
     pub timeout: Positive,
@@ -329,15 +330,25 @@ impl Schedule {
     }
 }
 
+const CRON_FORM: &str =
+    "use six fields \"sec min hour day-of-month month day-of-week\", e.g. \"0 */15 * * * *\"";
+
 impl FromStr for Schedule {
     type Err = String;
+    /// A valid expression that fires at least once: cron has no year, so
+    /// one that fires at all fires within 400 years of any date (the
+    /// Gregorian cycle); one that never does (`0 0 0 30 2 *`) is refused.
     fn from_str(s: &str) -> Result<Self, String> {
-        match Self::parser().parse(s) {
-            Ok(_) => Ok(Schedule(s.to_owned())),
-            Err(e) => Err(format!(
-                "{s:?} is not a cron schedule ({e}); use six fields \"sec min hour day-of-month month day-of-week\", e.g. \"0 */15 * * * *\""
-            )),
+        let cron = Self::parser()
+            .parse(s)
+            .map_err(|e| format!("{s:?} is not a cron schedule ({e}); {CRON_FORM}"))?;
+        let epoch = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+        if cron.find_next_occurrence(&epoch, false).is_err() {
+            return Err(format!(
+                "{s:?} never fires (no date matches its day-of-month, month and day-of-week together); {CRON_FORM}"
+            ));
         }
+        Ok(Schedule(s.to_owned()))
     }
 }
 impl TryFrom<String> for Schedule {
@@ -353,9 +364,19 @@ impl From<Schedule> for String {
 }
 
 /// A span that must be greater than zero (RPO, RTO).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "String")]
 pub struct Positive(pub Span);
+impl<'de> Deserialize<'de> for Positive {
+    /// From a string; a bare number is refused with the duration message.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Positive::try_from(crate::span::duration_text(d)?).map_err(de::Error::custom)
+    }
+}
+/// A [`Positive`] read into a plain span (`longhorn.timeout`).
+fn positive_span<'de, D: Deserializer<'de>>(d: D) -> Result<Span, D::Error> {
+    Positive::deserialize(d).map(|p| p.0)
+}
 impl TryFrom<String> for Positive {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
@@ -375,9 +396,17 @@ impl From<Positive> for String {
 }
 
 /// Requests in flight at once, 1–256.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(try_from = "i64", into = "i64")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(into = "i64")]
 pub struct Concurrency(pub usize);
+impl<'de> Deserialize<'de> for Concurrency {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = whole(d, 1, 256)?;
+        usize::try_from(n)
+            .map(Concurrency)
+            .map_err(de::Error::custom)
+    }
+}
 impl TryFrom<i64> for Concurrency {
     type Error = String;
     fn try_from(n: i64) -> Result<Self, String> {
@@ -391,8 +420,83 @@ impl TryFrom<i64> for Concurrency {
 }
 impl From<Concurrency> for i64 {
     fn from(c: Concurrency) -> i64 {
-        c.0 as i64
+        // At most 256: always exact.
+        i64::try_from(c.0).unwrap_or(i64::MAX)
     }
+}
+
+/// A whole number in `min..=max` from any scalar. Anything else (a
+/// negative or too large number, a fraction, text) is refused naming the
+/// value and the range, not with serde's "expected u32".
+struct Whole {
+    min: u64,
+    max: u64,
+}
+
+impl Whole {
+    fn out_of_range<E: de::Error>(&self, v: impl fmt::Display) -> E {
+        E::custom(format!(
+            "{v} is out of range; use a whole number from {} to {}",
+            self.min, self.max
+        ))
+    }
+    fn not_whole<E: de::Error>(&self, v: impl fmt::Debug) -> E {
+        E::custom(format!(
+            "{v:?} is not a whole number; use a whole number from {} to {}",
+            self.min, self.max
+        ))
+    }
+}
+
+impl de::Visitor<'_> for Whole {
+    type Value = u64;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a whole number from {} to {}", self.min, self.max)
+    }
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<u64, E> {
+        if (self.min..=self.max).contains(&v) {
+            Ok(v)
+        } else {
+            Err(self.out_of_range(v))
+        }
+    }
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<u64, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(self.out_of_range(v)),
+        }
+    }
+    fn visit_u128<E: de::Error>(self, v: u128) -> Result<u64, E> {
+        Err(self.out_of_range(v))
+    }
+    fn visit_i128<E: de::Error>(self, v: i128) -> Result<u64, E> {
+        Err(self.out_of_range(v))
+    }
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<u64, E> {
+        Err(self.not_whole(v))
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<u64, E> {
+        Err(self.not_whole(v))
+    }
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<u64, E> {
+        Err(self.not_whole(v))
+    }
+}
+
+fn whole<'de, D: Deserializer<'de>>(d: D, min: u64, max: u64) -> Result<u64, D::Error> {
+    d.deserialize_any(Whole { min, max })
+}
+
+/// A retention count: 0 to `u32::MAX`.
+fn count<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = whole(d, 0, u32::MAX.into())?;
+    u32::try_from(n).map_err(de::Error::custom)
+}
+
+/// A threshold of events in a row: 1 to `u32::MAX` (0 would mean "never").
+fn threshold<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    let n = whole(d, 1, u32::MAX.into())?;
+    u32::try_from(n).map_err(de::Error::custom)
 }
 
 /// An absolute `http://` or `https://` URL.
@@ -405,7 +509,8 @@ impl TryFrom<String> for HttpUrl {
         match url::Url::parse(&s) {
             Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(HttpUrl(u)),
             _ => Err(format!(
-                "{s:?} is not an http(s) URL; use e.g. http://longhorn-backend.longhorn-system:9500"
+                "{:?} is not an http(s) URL; use e.g. http://longhorn-backend.longhorn-system:9500",
+                redacted(&s)
             )),
         }
     }
@@ -418,6 +523,17 @@ impl From<HttpUrl> for String {
 impl fmt::Display for HttpUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         self.0.fmt(f)
+    }
+}
+
+/// A URL with any password replaced by `***`, for printing.
+fn redacted(s: &str) -> String {
+    match url::Url::parse(s) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => s.to_owned(),
     }
 }
 
@@ -437,13 +553,7 @@ impl CatalogUrl {
     }
     /// The URL with any password replaced by `***`, for printing.
     pub fn redacted(&self) -> String {
-        match url::Url::parse(&self.0) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("***"));
-                u.to_string()
-            }
-            _ => self.0.clone(),
-        }
+        redacted(&self.0)
     }
 }
 impl FromStr for CatalogUrl {
@@ -651,5 +761,495 @@ policies:
     fn catalog_url_redacts_password() {
         let c: CatalogUrl = "postgres://dr:secret@db/dr".parse().unwrap();
         assert_eq!(c.to_string(), "postgres://dr:***@db/dr");
+    }
+}
+
+#[cfg(test)]
+mod props {
+    //! Whole configuration files with extreme, wrong and right values in
+    //! every field: parsed exactly as given, or refused at the first bad
+    //! field, by its path, quoting its value.
+
+    use super::*;
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    /// One key's value as written, and what parsing must make of it.
+    #[derive(Debug, Clone)]
+    struct Value {
+        yaml: String,
+        ok: bool,
+        /// Accepted: the field's display after parsing. Refused: text the
+        /// error must contain.
+        shows: String,
+    }
+
+    fn good(yaml: impl Into<String>, shows: impl Into<String>) -> Value {
+        Value {
+            yaml: yaml.into(),
+            ok: true,
+            shows: shows.into(),
+        }
+    }
+    fn bad(yaml: impl Into<String>, shows: impl Into<String>) -> Value {
+        Value {
+            yaml: yaml.into(),
+            ok: false,
+            shows: shows.into(),
+        }
+    }
+    /// A YAML double-quoted string (JSON's escapes are YAML's).
+    fn quoted(s: &str) -> String {
+        serde_json::to_string(s).unwrap()
+    }
+
+    /// Spans that must be more than zero: every length up to the longest,
+    /// zero, longer than the longest, bare numbers, words.
+    fn span(bad_w: u32) -> impl Strategy<Value = Value> {
+        prop_oneof![
+            4 => (1..=MAX_SPAN_MS).prop_map(|ms| {
+                let t = Span::from_millis(ms).to_string();
+                good(t.clone(), t)
+            }),
+            bad_w => prop::sample::select(vec!["0s", "0ms", "0d0h"]).prop_map(|t| bad(t, format!("{t:?} must be greater than zero"))),
+            bad_w => (106_751_991_168u64..).prop_map(|n| bad(format!("{n}d"), format!("\"{n}d\" is not a duration dr can use"))),
+            bad_w => any::<i64>().prop_map(|n| bad(n.to_string(), format!("\"{n}\" is not a duration"))),
+            bad_w => "[A-Za-z ]{1,10}".prop_map(|t| bad(quoted(&t), format!("{t:?} is not a duration"))),
+        ]
+    }
+    const MAX_SPAN_MS: u64 = i64::MAX.unsigned_abs();
+
+    /// Whole numbers in `min..=max` and every way to miss them.
+    fn whole(min: u64, max: u64, bad_w: u32) -> impl Strategy<Value = Value> {
+        let range = format!("use a whole number from {min} to {max}");
+        let (r1, r2, r3, r4) = (range.clone(), range.clone(), range.clone(), range);
+        prop_oneof![
+            4 => (min..=max).prop_map(|n| good(n.to_string(), n.to_string())),
+            bad_w => (i64::MIN..0).prop_map(move |n| bad(n.to_string(), format!("{n} is out of range; {r1}"))),
+            bad_w => (max + 1..).prop_map(move |n| bad(n.to_string(), format!("{n} is out of range; {r2}"))),
+            bad_w => Just("99999999999999999999999").prop_map(move |n| bad(n, format!("{n} is out of range; {r3}"))),
+            bad_w => prop_oneof![Just("1.5"), Just("\"8\""), Just("true"), Just("[]")].prop_map(move |t| bad(t, r4.replace("use a whole", "a whole"))),
+        ]
+    }
+
+    fn http_url(bad_w: u32) -> impl Strategy<Value = Value> {
+        prop_oneof![
+            3 => ("[a-z][a-z0-9]{0,10}", 1000u16..).prop_map(|(h, p)| {
+                let u = format!("http://{h}.example:{p}/v1");
+                good(quoted(&u), u)
+            }),
+            bad_w => prop::sample::select(vec!["ftp://x", "not a url", "http://", "/relative", ""])
+                .prop_map(|t| bad(quoted(t), format!("{t:?} is not an http(s) URL"))),
+        ]
+    }
+
+    fn label(max: usize, bad_w: u32) -> impl Strategy<Value = Value> {
+        prop_oneof![
+            3 => prop::sample::select(vec!["shop", "a", "web-2", "x0"]).prop_map(|t| good(t, t)),
+            1 => Just("a".repeat(max)).prop_map(|t| good(t.clone(), t)),
+            bad_w => prop_oneof![
+                Just("a".repeat(max + 1)),
+                Just("Shop".to_owned()),
+                Just("-x".to_owned()),
+                Just("ünï".to_owned()),
+                Just(String::new()),
+            ]
+            .prop_map(move |t| bad(quoted(&t), format!("{t:?} is not a valid"))),
+        ]
+    }
+
+    fn one_of(
+        goods: &'static [&'static str],
+        bads: &'static [&'static str],
+        says: &'static str,
+        bad_w: u32,
+    ) -> impl Strategy<Value = Value> {
+        prop_oneof![
+            3 => prop::sample::select(goods).prop_map(|t| good(quoted(t), t)),
+            bad_w => prop::sample::select(bads).prop_map(move |t| bad(quoted(t), format!("{t:?} {says}"))),
+        ]
+    }
+
+    /// A schedule that never fires takes croner ~0.3 s (debug) to search to
+    /// its year limit: rarer than the other refusals, to keep the run short.
+    fn schedule(bad_w: u32) -> impl Strategy<Value = Value> {
+        prop_oneof![
+            12 => prop::sample::select(&["0 */15 * * * *", "0 0 3 * * SUN", "*/5 * * * * *", "0 0 0 29 2 *"][..]).prop_map(|t| good(quoted(t), t)),
+            3 * bad_w => prop::sample::select(&["every day", "* * * * *", "61 * * * * *", ""][..]).prop_map(|t| bad(quoted(t), format!("{t:?} is not a cron schedule"))),
+            bad_w => prop::sample::select(&["0 0 0 30 2 *", "0 0 0 31 4 *"][..]).prop_map(|t| bad(quoted(t), format!("{t:?} never fires"))),
+        ]
+    }
+
+    fn any_text() -> impl Strategy<Value = Value> {
+        "[ -~]{0,12}|[a-zé∞😀]{0,6}".prop_map(|t| good(quoted(&t), t))
+    }
+
+    type Section = Vec<(&'static str, Value)>;
+
+    fn policy(bad_w: u32) -> impl Strategy<Value = Section> {
+        let retain = (
+            whole(0, u32::MAX.into(), bad_w),
+            whole(0, u32::MAX.into(), bad_w),
+            whole(0, u32::MAX.into(), bad_w),
+            whole(0, u32::MAX.into(), bad_w),
+            whole(0, u32::MAX.into(), bad_w),
+        );
+        let drill = prop::option::of((schedule(bad_w), span(bad_w), any_text()));
+        let probe = prop::option::of((
+            http_url(bad_w),
+            span(bad_w),
+            whole(1, u32::MAX.into(), bad_w),
+            span(bad_w),
+        ));
+        (
+            (
+                label(40, bad_w),
+                label(63, bad_w),
+                one_of(
+                    &["", "app=web", "tier in (db, cache)", "!legacy"],
+                    &["a=b,", "=x", "a b c"],
+                    "is not a valid label selector",
+                    bad_w,
+                ),
+            ),
+            (schedule(bad_w), span(bad_w), span(bad_w)),
+            retain,
+            (drill, probe, prop::option::of(any_text()), any_text()),
+        )
+            .prop_map(
+                |(
+                    (name, ns, sel),
+                    (sched, rpo, rto),
+                    (l, h, d, w, m),
+                    (drill, probe, content, runbook),
+                )| {
+                    let mut f: Section = vec![
+                        ("name", name),
+                        ("namespace", ns),
+                        ("selector", sel),
+                        ("schedule", sched),
+                        ("rpo", rpo),
+                        ("rto", rto),
+                        ("retain.last", l),
+                        ("retain.hourly", h),
+                        ("retain.daily", d),
+                        ("retain.weekly", w),
+                        ("retain.monthly", m),
+                    ];
+                    if let Some((s, ttl, rb)) = drill {
+                        f.extend([
+                            ("drill.schedule", s),
+                            ("drill.ttl", ttl),
+                            ("drill.runbook", rb),
+                        ]);
+                    }
+                    if let Some((u, i, n, t)) = probe {
+                        f.extend([
+                            ("probe.url", u),
+                            ("probe.interval", i),
+                            ("probe.failures", n),
+                            ("probe.timeout", t),
+                        ]);
+                    }
+                    if let Some(c) = content {
+                        f.push(("content.checksum_url", c));
+                    }
+                    f.push(("runbook", runbook));
+                    f
+                },
+            )
+    }
+
+    fn top(bad_w: u32) -> impl Strategy<Value = Section> {
+        (
+            prop::option::of(one_of(
+                &["sqlite://dr.db", "postgres://dr@db/dr"],
+                &["mysql://x", "sqlite:", "dr.db"],
+                "is not a catalog URL",
+                bad_w,
+            )),
+            (http_url(bad_w), whole(1, 256, bad_w), span(bad_w)),
+            (
+                prop_oneof![3 => Just(good("dr", "dr")), 1 => Just(good("\"\"", ""))],
+                any_text(),
+                any_text(),
+                prop::option::of(http_url(bad_w)),
+                any::<bool>(),
+            ),
+        )
+            .prop_map(
+                |(
+                    catalog,
+                    (url, conc, timeout),
+                    (bucket, prefix, region, endpoint, path_style),
+                )| {
+                    let mut f: Section = Vec::new();
+                    if let Some(c) = catalog {
+                        f.push(("catalog", c));
+                    }
+                    f.extend([
+                        ("longhorn.url", url),
+                        ("longhorn.concurrency", conc),
+                        ("longhorn.timeout", timeout),
+                    ]);
+                    f.extend([
+                        ("store.bucket", bucket),
+                        ("store.prefix", prefix.clone()),
+                        ("store.region", region),
+                    ]);
+                    if let Some(e) = endpoint {
+                        f.push(("store.endpoint", e));
+                    }
+                    f.push((
+                        "store.path_style",
+                        good(path_style.to_string(), path_style.to_string()),
+                    ));
+                    f
+                },
+            )
+    }
+
+    /// YAML of a section: `a.b` keys nest under `a` (kept together, in order).
+    fn yaml(fields: &[(&str, Value)], indent: &str) -> String {
+        let mut out = String::new();
+        let mut open: Option<&str> = None;
+        for (key, v) in fields {
+            match key.split_once('.') {
+                Some((outer, inner)) => {
+                    if open != Some(outer) {
+                        out.push_str(&format!("{indent}{outer}:\n"));
+                        open = Some(outer);
+                    }
+                    out.push_str(&format!("{indent}  {inner}: {}\n", v.yaml));
+                }
+                None => {
+                    open = None;
+                    out.push_str(&format!("{indent}{key}: {}\n", v.yaml));
+                }
+            }
+        }
+        out
+    }
+
+    /// What each generated key reads as in a parsed configuration.
+    fn shown(c: &Config) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        let mut put = |k: String, v: String| {
+            m.insert(k, v);
+        };
+        if let Some(u) = &c.catalog {
+            put("catalog".into(), u.as_str().into());
+        }
+        put("longhorn.url".into(), c.longhorn.url.to_string());
+        put(
+            "longhorn.concurrency".into(),
+            c.longhorn.concurrency.0.to_string(),
+        );
+        put("longhorn.timeout".into(), c.longhorn.timeout.to_string());
+        put("store.bucket".into(), c.store.bucket.clone());
+        put("store.prefix".into(), c.store.prefix.clone());
+        put("store.region".into(), c.store.region.clone());
+        if let Some(e) = &c.store.endpoint {
+            put("store.endpoint".into(), e.to_string());
+        }
+        if let Some(p) = c.store.path_style {
+            put("store.path_style".into(), p.to_string());
+        }
+        for (i, p) in c.policies.iter().enumerate() {
+            let mut put = |k: &str, v: String| put(format!("policies[{i}].{k}"), v);
+            put("name", p.name.to_string());
+            put("namespace", p.namespace.to_string());
+            put("selector", p.selector.to_string());
+            put("schedule", p.schedule.as_str().into());
+            put("rpo", p.rpo.0.to_string());
+            put("rto", p.rto.0.to_string());
+            let r = &p.retain;
+            for (k, v) in [
+                ("last", r.last),
+                ("hourly", r.hourly),
+                ("daily", r.daily),
+                ("weekly", r.weekly),
+                ("monthly", r.monthly),
+            ] {
+                put(&format!("retain.{k}"), v.to_string());
+            }
+            if let Some(d) = &p.drill {
+                put("drill.schedule", d.schedule.as_str().into());
+                put("drill.ttl", d.ttl.0.to_string());
+                put("drill.runbook", d.runbook.display().to_string());
+            }
+            if let Some(pr) = &p.probe {
+                put("probe.url", pr.url.to_string());
+                put("probe.interval", pr.interval.0.to_string());
+                put("probe.failures", pr.failures.to_string());
+                put("probe.timeout", pr.timeout.0.to_string());
+            }
+            if let Some(ct) = &p.content {
+                put("content.checksum_url", ct.checksum_url.clone());
+            }
+            put("runbook", p.runbook.display().to_string());
+        }
+        m
+    }
+
+    /// Where the first refusal must be: the first bad value in the file,
+    /// else a repeated policy name, else an empty bucket.
+    fn first_refusal(fields: &[(String, Value)]) -> Option<(String, String)> {
+        if let Some((path, v)) = fields.iter().find(|(_, v)| !v.ok) {
+            return Some((path.clone(), v.shows.clone()));
+        }
+        let names: Vec<&(String, Value)> = fields
+            .iter()
+            .filter(|(p, _)| p.ends_with("].name"))
+            .collect();
+        for (j, (path, v)) in names.iter().enumerate() {
+            if names[..j].iter().any(|(_, w)| w.shows == v.shows) {
+                return Some((path.clone(), "policy names must be unique".into()));
+            }
+        }
+        fields
+            .iter()
+            .find(|(p, v)| p == "store.bucket" && v.shows.is_empty())
+            .map(|(p, _)| (p.clone(), "must not be empty".into()))
+    }
+
+    fn check_file(top: &Section, policies: &[Section]) -> Result<(), TestCaseError> {
+        let mut text = yaml(top, "");
+        let mut fields: Vec<(String, Value)> = top
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), v.clone()))
+            .collect();
+        if !policies.is_empty() {
+            text.push_str("policies:\n");
+        }
+        for (i, p) in policies.iter().enumerate() {
+            let body = yaml(p, "    ");
+            text.push_str(&format!("  - {}", &body[4..]));
+            fields.extend(
+                p.iter()
+                    .map(|(k, v)| (format!("policies[{i}].{k}"), v.clone())),
+            );
+        }
+        match (Config::parse(&text, "dr.yaml"), first_refusal(&fields)) {
+            (Ok(c), None) => {
+                let got = shown(&c);
+                for (path, v) in &fields {
+                    prop_assert_eq!(got.get(path), Some(&v.shows), "{}\n{}", path, text);
+                }
+                // What `dr config check` prints reads back as the same configuration.
+                let printed = serde_norway::to_string(&c).unwrap();
+                prop_assert_eq!(
+                    Config::parse(&printed, "printed").ok(),
+                    Some(c),
+                    "{}",
+                    printed
+                );
+            }
+            (Err(ConfigError::Invalid { path, message, .. }), Some((want_path, shows))) => {
+                prop_assert_eq!(&path, &want_path, "{}\n{}", message, text);
+                prop_assert!(
+                    message.contains(&shows),
+                    "{} lacks {:?}\n{}",
+                    message,
+                    shows,
+                    text
+                );
+            }
+            (got, want) => prop_assert!(false, "{got:?}, want {want:?}\n{text}"),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Only valid values: every one is kept exactly as written.
+        #[test]
+        fn valid_files_are_kept_exactly(top in top(0), policies in prop::collection::vec(policy(0), 0..3)) {
+            check_file(&top, &policies)?;
+        }
+
+        /// Valid and bad values mixed: refused at the first bad one.
+        #[test]
+        fn every_field_is_kept_exactly_or_refused_by_path(top in top(1), policies in prop::collection::vec(policy(1), 0..3)) {
+            check_file(&top, &policies)?;
+        }
+
+        /// Any text at all: a configuration or a refusal, never a panic.
+        #[test]
+        fn any_text_is_a_configuration_or_refused(text in "\\PC{0,60}|([a-z_.]{1,12}: [ -~]{0,12}\n){0,4}") {
+            if let Err(e) = Config::parse(&text, "dr.yaml") {
+                prop_assert!(e.to_string().starts_with("dr.yaml: "), "{e}");
+            }
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Catalog URLs: kept exactly as given, or refused saying the forms.
+        #[test]
+        fn catalog_urls_are_kept_as_given_or_refused(
+            s in "\\PC{0,30}|(sqlite|postgres|postgresql|mysql)://[ -~]{0,20}|sqlite:[ -~]{0,10}",
+        ) {
+            match s.parse::<CatalogUrl>() {
+                Ok(c) => {
+                    prop_assert_eq!(c.as_str(), s.as_str());
+                    prop_assert_eq!(String::from(c.clone()), s.clone());
+                    let _ = c.to_string();
+                }
+                Err(e) => prop_assert!(e.contains("is not a catalog URL") && e.contains("sqlite://PATH"), "{e}"),
+            }
+        }
+
+        /// A password is never printed: in a catalog URL, or in the refusal
+        /// of a catalog or http(s) URL.
+        #[test]
+        fn passwords_are_never_shown(scheme in "postgres|postgresql|mysql|http|ftp", pw in "[A-Za-z0-9]{8,16}") {
+            let url = format!("{scheme}://dr:{pw}@db.example/dr");
+            let shown = match url.parse::<CatalogUrl>() {
+                Ok(c) => c.to_string(),
+                Err(e) => e,
+            };
+            prop_assert!(!shown.contains(&pw), "{shown}");
+            if let Err(e) = HttpUrl::try_from(url) {
+                prop_assert!(!e.contains(&pw), "{e}");
+            }
+        }
+
+        /// http(s) URLs read back from their printed form as the same URL.
+        #[test]
+        fn http_urls_read_back(s in "\\PC{0,30}|https?://[ -~]{0,20}") {
+            match HttpUrl::try_from(s.clone()) {
+                Ok(u) => prop_assert_eq!(HttpUrl::try_from(String::from(u.clone())), Ok(u)),
+                Err(e) => prop_assert!(e.contains(&format!("{s:?}")) && e.contains("http(s) URL"), "{e}"),
+            }
+        }
+    }
+
+    /// Cron expressions of every shape: a schedule that fires, or refused quoting it.
+    #[test]
+    fn any_cron_text_is_a_schedule_that_fires_or_refused() {
+        let field = "(\\*|[0-9]{1,3}|\\*/[0-9]{1,2}|[0-9]{1,2}-[0-9]{1,2}|[0-9]{1,2},[0-9]{1,2}|[A-Z]{3}|L|\\?|[0-9]W|[0-9]#[0-9])";
+        let re = format!("{field}( {field}){{4,6}}|\\PC{{0,20}}");
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(64));
+        runner
+            .run(&re.as_str(), |s| {
+                match s.parse::<Schedule>() {
+                    Ok(sched) => {
+                        prop_assert_eq!(sched.as_str(), s.as_str());
+                        let at = chrono::DateTime::<chrono::Utc>::UNIX_EPOCH;
+                        prop_assert!(sched.next_after(at).is_some(), "{s:?} never fires");
+                        let _ = sched.next_after(chrono::DateTime::<chrono::Utc>::MAX_UTC);
+                        let _ = sched.next_after(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+                    }
+                    Err(e) => prop_assert!(
+                        e.contains(&format!("{s:?}")) && e.contains("six fields"),
+                        "{e}"
+                    ),
+                }
+                Ok(())
+            })
+            .unwrap();
     }
 }

@@ -331,3 +331,118 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The rule of RFC 1123 labels, written out independently of the parser.
+    fn is_label(s: &str, max: usize) -> bool {
+        let alnum = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+        let b = s.as_bytes();
+        !b.is_empty()
+            && b.len() <= max
+            && b.iter().all(|c| alnum(c) || *c == b'-')
+            && b.first().is_some_and(alnum)
+            && b.last().is_some_and(alnum)
+    }
+
+    fn name_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "\\PC{0,70}",
+            "[a-z0-9-]{0,70}",
+            "[a-z0-9][a-z0-9-]{0,61}[a-z0-9]",
+            "[a-zA-Z0-9._ -]{0,8}",
+        ]
+    }
+
+    fn label_part() -> impl Strategy<Value = String> {
+        "[A-Za-z0-9]([-A-Za-z0-9_.]{0,10}[A-Za-z0-9])?"
+    }
+
+    /// A syntactically valid selector requirement.
+    fn requirement() -> impl Strategy<Value = String> {
+        let key = (
+            prop::option::of("[a-z0-9]{1,5}(\\.[a-z0-9]{1,5}){0,2}"),
+            label_part(),
+        )
+            .prop_map(|(p, n)| p.map_or(n.clone(), |p| format!("{p}/{n}")));
+        let value = prop_oneof![Just(String::new()), label_part()];
+        (key, 0..6usize, prop::collection::vec(value, 1..4)).prop_map(|(k, op, vs)| match op {
+            0 => format!("{k}={}", vs[0]),
+            1 => format!("{k}=={}", vs[0]),
+            2 => format!("{k} != {}", vs[0]),
+            3 => format!("{k} in ({})", vs.join(", ")),
+            4 => format!("{k} notin ({})", vs.join(",")),
+            _ => format!("!{k}"),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Names are accepted exactly when they are labels, unchanged;
+        /// refusals quote the name and say what is accepted.
+        #[test]
+        fn names_are_labels_kept_as_given(s in name_text()) {
+            for (max, got) in [
+                (40, s.parse::<PolicyName>().map(|n| n.to_string())),
+                (63, s.parse::<Namespace>().map(|n| n.to_string())),
+            ] {
+                match got {
+                    Ok(n) => {
+                        prop_assert!(is_label(&s, max), "{s:?} accepted");
+                        prop_assert_eq!(n, s.clone());
+                    }
+                    Err(e) => {
+                        prop_assert!(!is_label(&s, max), "{s:?} refused: {e}");
+                        let text = e.to_string();
+                        prop_assert!(text.contains(&format!("{s:?}")), "{text}");
+                        let rule = format!("use 1-{max} characters of a-z, 0-9 and '-'");
+                        prop_assert!(text.contains(&rule), "{text}");
+                    }
+                }
+            }
+        }
+
+        /// Volume names: accepted unchanged, or refused by name with the rule.
+        #[test]
+        fn volume_names_are_kept_as_given(s in prop_oneof!["\\PC{0,30}", "[a-z0-9._-]{0,260}"]) {
+            match s.parse::<VolumeName>() {
+                Ok(v) => prop_assert_eq!(v.as_str(), s.as_str()),
+                Err(e) => {
+                    let text = e.to_string();
+                    prop_assert!(text.contains(&format!("{s:?}")) && text.contains("use 1-253"), "{text}");
+                }
+            }
+        }
+
+        /// Any text as a selector: kept as given (trimmed), or refused quoting it.
+        #[test]
+        fn any_selector_text_is_kept_or_refused_by_name(s in prop_oneof![
+            "\\PC{0,40}",
+            "[a-z=!,() ]{0,30}",
+            "[a-z]{1,4}( (in|notin) )?[(),a-z ]{0,12}",
+        ]) {
+            match s.parse::<Selector>() {
+                Ok(sel) => prop_assert_eq!(sel.as_str(), s.trim()),
+                Err(e) => {
+                    let text = e.to_string();
+                    prop_assert!(text.contains(&format!("{s:?}")), "{text}");
+                    prop_assert!(text.contains("is not a valid label selector"), "{text}");
+                }
+            }
+        }
+
+        /// Every well-formed selector is accepted and kept as written.
+        #[test]
+        fn well_formed_selectors_are_accepted(reqs in prop::collection::vec(requirement(), 1..4)) {
+            let s = reqs.join(",");
+            match s.parse::<Selector>() {
+                Ok(sel) => prop_assert_eq!(sel.as_str(), s.trim()),
+                Err(e) => prop_assert!(false, "{s:?}: {e}"),
+            }
+        }
+    }
+}

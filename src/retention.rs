@@ -106,7 +106,9 @@ pub fn decide(points: &[Candidate], retain: &Retain, now: DateTime<Utc>) -> Vec<
     let mut mark = |id: PointId, k: Keep| {
         keep.entry(id).or_default().insert(k);
     };
-    for p in complete.iter().take(retain.last as usize) {
+    // Counts are u32: as usize they are exact (saturating only on a 16-bit target).
+    let take = |n: u32| usize::try_from(n).unwrap_or(usize::MAX);
+    for p in complete.iter().take(take(retain.last)) {
         mark(p.id, Keep::Last);
     }
     let slots: [(Keep, u32, SlotOf); 4] = [
@@ -125,7 +127,7 @@ pub fn decide(points: &[Candidate], retain: &Retain, now: DateTime<Utc>) -> Vec<
     for (kind, count, slot_of) in slots {
         let mut seen = BTreeSet::new();
         for p in &complete {
-            if seen.len() as u32 >= count {
+            if seen.len() >= take(count) {
                 break;
             }
             // The first (newest) point met in a slot represents it.
@@ -340,5 +342,73 @@ mod tests {
         ];
         let v = decide(&pts, &none(), at(24, 10, 0));
         assert_eq!(v.len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const STATES: [PointState; 5] = [
+        PointState::Pending,
+        PointState::Complete,
+        PointState::Partial,
+        PointState::Failed,
+        PointState::Pruned,
+    ];
+
+    fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        let (min, max) = (
+            DateTime::<Utc>::MIN_UTC.timestamp_millis(),
+            DateTime::<Utc>::MAX_UTC.timestamp_millis(),
+        );
+        prop_oneof![
+            (min..=max).prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap()),
+            (1_700_000_000_000i64..1_900_000_000_000)
+                .prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap()),
+        ]
+    }
+
+    fn count() -> impl Strategy<Value = u32> {
+        prop_oneof![0u32..4, Just(u32::MAX), any::<u32>()]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// Any points at any times (the calendar's first and last days
+        /// included), any counts: a verdict for every point not yet pruned,
+        /// the newest complete and running points always kept.
+        #[test]
+        fn any_points_and_counts_get_a_safe_verdict(
+            points in prop::collection::vec((instant(), 0..STATES.len()), 0..24),
+            counts in (count(), count(), count(), count(), count()),
+            now in instant(),
+        ) {
+            let points: Vec<Candidate> = points
+                .iter()
+                .enumerate()
+                .map(|(i, (at, s))| Candidate { id: PointId(i as i64), at: *at, state: STATES[*s] })
+                .collect();
+            let (last, hourly, daily, weekly, monthly) = counts;
+            let retain = Retain { last, hourly, daily, weekly, monthly };
+            let verdicts = decide(&points, &retain, now);
+            let live = points.iter().filter(|p| p.state != PointState::Pruned).count();
+            prop_assert_eq!(verdicts.len(), live);
+            let newest = points
+                .iter()
+                .filter(|p| p.state == PointState::Complete)
+                .max_by(|a, b| a.at.cmp(&b.at).then(a.id.cmp(&b.id)));
+            for v in &verdicts {
+                if v.state == PointState::Pending || newest.is_some_and(|n| n.id == v.id) {
+                    prop_assert!(!v.prune(), "{v:?}");
+                }
+                if last == u32::MAX && v.state == PointState::Complete {
+                    prop_assert!(!v.prune(), "{v:?} with last = u32::MAX");
+                }
+                let _ = v.reason();
+            }
+        }
     }
 }

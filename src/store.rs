@@ -332,7 +332,10 @@ pub fn check_cfg(cfg: &BackupCfg, present: &BTreeSet<String>, expect_backup: &st
         );
     }
     let blocks = cfg.blocks.clone().unwrap_or_default();
-    let block_size = block_size_of(cfg);
+    let block_size = match block_size_of(cfg) {
+        Ok(b) => b,
+        Err(message) => return Check::Broken(message),
+    };
     let missing: Vec<&str> = blocks
         .iter()
         .map(|b| b.block_checksum.as_str())
@@ -350,11 +353,14 @@ pub fn check_cfg(cfg: &BackupCfg, present: &BTreeSet<String>, expect_backup: &st
         Ok(s) => s,
         Err(_) => return Check::Broken(format!("Size {:?} is not a number", cfg.size)),
     };
-    let expected = blocks.len() as u64 * block_size;
-    if size != expected {
+    let expected = u64::try_from(blocks.len())
+        .ok()
+        .and_then(|n| n.checked_mul(block_size));
+    if expected != Some(size) {
         return Check::Broken(format!(
-            "Size {size} disagrees with {} blocks of {block_size} bytes ({expected})",
-            blocks.len()
+            "Size {size} disagrees with {} blocks of {block_size} bytes ({})",
+            blocks.len(),
+            expected.map_or_else(|| "more than 2^64 bytes".into(), |e| e.to_string())
         ));
     }
     Check::Intact {
@@ -370,22 +376,51 @@ const DEFAULT_BLOCK_SIZE: u64 = 2 * 1024 * 1024;
 /// A backup's block size, from its `Parameters["backup-block-size"]` as the
 /// backupstore reads it (util.go `getBlockSizeFromParameters`): no
 /// parameters, no key, an empty value or a zero quantity all mean the 2 MiB
-/// default.
-fn block_size_of(cfg: &BackupCfg) -> u64 {
-    cfg.parameters
+/// default; a value that is not a quantity is refused naming it (Longhorn
+/// refuses it too), never read as the default.
+fn block_size_of(cfg: &BackupCfg) -> Result<u64, String> {
+    let Some(s) = cfg
+        .parameters
         .as_ref()
         .and_then(|p| p.get("backup-block-size"))
-        .and_then(|s| parse_block_size(s))
-        .filter(|&b| b > 0)
-        .unwrap_or(DEFAULT_BLOCK_SIZE)
+    else {
+        return Ok(DEFAULT_BLOCK_SIZE);
+    };
+    match parse_block_size(s) {
+        Some(0) => Ok(DEFAULT_BLOCK_SIZE),
+        Some(b) => Ok(b),
+        None => Err(format!(
+            "backup-block-size {s:?} is not a size dr can read; the backupstore writes bytes or a quantity such as 2Mi or 16Mi"
+        )),
+    }
 }
 
+/// A Kubernetes quantity of bytes without fraction or exponent: digits,
+/// optionally with a binary (Ki, Mi, Gi, Ti) or decimal (k, M, G, T)
+/// suffix; empty is zero. `None` for anything else or past `u64`.
 fn parse_block_size(s: &str) -> Option<u64> {
     let s = s.trim();
-    if let Some(m) = s.strip_suffix("Mi") {
-        return m.parse::<u64>().ok().map(|v| v * 1024 * 1024);
+    if s.is_empty() {
+        return Some(0);
     }
-    s.parse().ok()
+    let digits = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, suffix) = s.split_at(digits);
+    let unit: u64 = match suffix {
+        "" => 1,
+        "k" => 1_000,
+        "M" => 1_000_000,
+        "G" => 1_000_000_000,
+        "T" => 1_000_000_000_000,
+        "Ki" => 1 << 10,
+        "Mi" => 1 << 20,
+        "Gi" => 1 << 30,
+        "Ti" => 1 << 40,
+        _ => return None,
+    };
+    if number.is_empty() {
+        return None;
+    }
+    number.parse::<u64>().ok()?.checked_mul(unit)
 }
 
 /// Checks a completed backup in Longhorn's store through S3, without
@@ -535,5 +570,119 @@ mod tests {
             matches!(with(Some("16Mi")), Check::Broken(m) if m.contains("16777216")),
             "16 MiB blocks make another size"
         );
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const UNITS: [(&str, u128); 9] = [
+        ("", 1),
+        ("k", 1_000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+        ("T", 1_000_000_000_000),
+        ("Ki", 1 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("Ti", 1 << 40),
+    ];
+
+    fn cfg(size: String, block_size: Option<String>, blocks: usize) -> BackupCfg {
+        BackupCfg {
+            name: "backup-1".into(),
+            volume_name: "v".into(),
+            snapshot_name: "s".into(),
+            snapshot_created_at: String::new(),
+            created_time: "2026-11-24T09:46:00Z".into(),
+            size,
+            parameters: block_size.map(|b| [("backup-block-size".to_owned(), b)].into()),
+            blocks: Some(
+                (0..blocks)
+                    .map(|i| BlockRef {
+                        offset: 0,
+                        block_checksum: format!("c{i}"),
+                    })
+                    .collect(),
+            ),
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Quantities of any size: exactly number times unit, or refused
+        /// past u64; never wrapped.
+        #[test]
+        fn block_sizes_are_exact_or_refused(n in prop_oneof![0u64..100, any::<u64>()], unit in 0..UNITS.len()) {
+            let (suffix, size) = UNITS[unit];
+            let want = u64::try_from(u128::from(n) * size).ok();
+            prop_assert_eq!(parse_block_size(&format!("{n}{suffix}")), want);
+        }
+
+        /// Any text as a block size, any Size, any number of blocks: a
+        /// verdict, intact exactly when Size is blocks times block size.
+        #[test]
+        fn any_cfg_gets_a_verdict(
+            size in prop_oneof!["[0-9]{1,21}", "\\PC{0,8}"],
+            block in prop::option::of(prop_oneof!["[0-9]{1,21}(Ki|Mi|Gi|Ti|k|M|G|T)?", "\\PC{0,8}"]),
+            blocks in 0usize..4,
+        ) {
+            let c = cfg(size.clone(), block.clone(), blocks);
+            let present: BTreeSet<String> = (0..blocks).map(|i| format!("c{i}")).collect();
+            let want = match block_size_of(&c) {
+                Ok(b) => size.parse::<u64>().ok().filter(|s| u128::from(*s) == blocks as u128 * u128::from(b)),
+                Err(m) => {
+                    prop_assert!(m.contains(&format!("{:?}", block.unwrap_or_default())), "{m}");
+                    None
+                }
+            };
+            match check_cfg(&c, &present, "backup-1") {
+                Check::Intact { size: s, blocks: n } => {
+                    prop_assert_eq!(Some(s), want);
+                    prop_assert_eq!(n, blocks);
+                }
+                Check::Broken(_) => prop_assert_eq!(want, None),
+            }
+        }
+
+        /// Target URLs: parsed into exactly their parts, or refused quoting them.
+        #[test]
+        fn target_urls_are_split_exactly(
+            bucket in "[a-z0-9.-]{0,12}",
+            region in prop::option::of("[a-z0-9-]{0,12}"),
+            path in "(/[a-z0-9]{1,6}){0,3}/?",
+            query in prop::option::of("[a-z=&]{0,12}"),
+        ) {
+            let at = region.as_ref().map(|r| format!("@{r}")).unwrap_or_default();
+            let q = query.as_ref().map(|q| format!("?{q}")).unwrap_or_default();
+            let url = format!("s3://{bucket}{at}{path}{q}");
+            match BackupTargetUrl::parse(&url) {
+                Ok(t) => {
+                    prop_assert_eq!(&t.bucket, &bucket);
+                    prop_assert_eq!(&t.region, &region);
+                    prop_assert_eq!(t.path.as_str(), path.trim_matches('/'));
+                    // Layout keys from any names, without a panic.
+                    let _ = t.block_key("v", "");
+                    let _ = t.block_key("pvc-ü", "é");
+                }
+                Err(e) => {
+                    prop_assert!(bucket.is_empty(), "{url}: {e}");
+                    prop_assert!(e.to_string().contains(&format!("{url:?}")), "{e}");
+                }
+            }
+        }
+
+        /// Any text as a target URL: parsed or refused, never a panic.
+        #[test]
+        fn any_text_is_a_target_or_refused(s in "\\PC{0,30}|s3://[ -~]{0,20}") {
+            if let Ok(t) = BackupTargetUrl::parse(&s) {
+                prop_assert!(!t.bucket.is_empty());
+                let _ = t.backup_cfg_key(&s, &s);
+                let _ = t.block_key(&s, &s);
+            }
+        }
     }
 }

@@ -2,8 +2,8 @@
 //! `now-2h`, and `YYYY-MM-DD HH:MM[:SS]` read in a time zone (`--tz`).
 //! Parsing is pure: `now` and the zone are inputs.
 
-use crate::span::Span;
-use chrono::{DateTime, LocalResult, NaiveDateTime, TimeZone, Utc};
+use crate::span::{Span, SpanError};
+use chrono::{DateTime, LocalResult, NaiveDateTime, TimeDelta, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 use std::fmt;
@@ -50,7 +50,7 @@ pub enum TimeSpecError {
     )]
     Unrecognised { input: String },
     #[error(
-        "{input:?} reaches before any date dr can represent; give a span of at most a few thousand years (e.g. 30d, 2h ago)"
+        "{input:?} is outside the dates dr can represent (years -262143 to 262142); give a span of at most a few thousand years (e.g. 30d, 2h ago) or a date in that range"
     )]
     OutOfRange { input: String },
     #[error(
@@ -92,24 +92,25 @@ pub fn parse(input: &str, now: DateTime<Utc>, tz: Tz) -> Result<Target, TimeSpec
     if lower == "now" {
         return Ok(Target::At(now));
     }
-    // A span so long that now minus it is before chrono's first date is
-    // refused, not a panic.
-    let before = |span: Span| {
-        now.checked_sub_signed(span.as_chrono())
+    // A span so long that now minus it is before chrono's first date, or
+    // longer than any duration, is refused, not a panic.
+    let out_of_range = || TimeSpecError::OutOfRange {
+        input: input.to_owned(),
+    };
+    let before = |text: &str| match relative_span(text) {
+        Ok(span) => now
+            .checked_sub_signed(span.as_chrono())
             .map(Target::At)
-            .ok_or_else(|| TimeSpecError::OutOfRange {
-                input: input.to_owned(),
-            })
+            .ok_or_else(out_of_range),
+        Err(SpanError::TooLong(_)) => Err(out_of_range()),
+        Err(SpanError::Unrecognised(_)) => Err(unrecognised()),
     };
     if let Some(rest) = lower.strip_suffix("ago") {
-        let span = relative_span(rest).ok_or_else(unrecognised)?;
-        return before(span);
+        return before(rest);
     }
     if let Some(rest) = lower.strip_prefix("now") {
-        let rest = rest.trim();
-        if let Some(d) = rest.strip_prefix('-') {
-            let span = relative_span(d).ok_or_else(unrecognised)?;
-            return before(span);
+        if let Some(d) = rest.trim().strip_prefix('-') {
+            return before(d);
         }
         return Err(unrecognised());
     }
@@ -123,27 +124,42 @@ pub fn parse(input: &str, now: DateTime<Utc>, tz: Tz) -> Result<Target, TimeSpec
         "%Y-%m-%dT%H:%M:%S",
     ] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(s, fmt) {
-            return match tz.from_local_datetime(&naive) {
-                LocalResult::Single(t) => Ok(Target::At(t.to_utc())),
-                LocalResult::Ambiguous(a, b) => Err(TimeSpecError::Ambiguous {
-                    input: input.to_owned(),
-                    tz: tz.name().to_owned(),
-                    first: fmt_time(a.to_utc()),
-                    second: fmt_time(b.to_utc()),
-                }),
-                LocalResult::None => Err(TimeSpecError::Skipped {
-                    input: input.to_owned(),
-                    tz: tz.name().to_owned(),
-                }),
-            };
+            return in_zone(input, naive, tz);
         }
     }
     Err(unrecognised())
 }
 
+/// A wall-clock time read in `tz`: the one instant it names, or why not.
+fn in_zone(input: &str, naive: NaiveDateTime, tz: Tz) -> Result<Target, TimeSpecError> {
+    match tz.from_local_datetime(&naive) {
+        LocalResult::Single(t) => Ok(Target::At(t.to_utc())),
+        LocalResult::Ambiguous(a, b) => Err(TimeSpecError::Ambiguous {
+            input: input.to_owned(),
+            tz: tz.name().to_owned(),
+            first: fmt_time(a.to_utc()),
+            second: fmt_time(b.to_utc()),
+        }),
+        // Within a day of chrono's first or last date, no instant is not a
+        // clock change but the end of the calendar.
+        LocalResult::None
+            if naive.checked_sub_signed(TimeDelta::days(1)).is_none()
+                || naive.checked_add_signed(TimeDelta::days(1)).is_none() =>
+        {
+            Err(TimeSpecError::OutOfRange {
+                input: input.to_owned(),
+            })
+        }
+        LocalResult::None => Err(TimeSpecError::Skipped {
+            input: input.to_owned(),
+            tz: tz.name().to_owned(),
+        }),
+    }
+}
+
 /// Reads `2h`, `1h30m`, `90 m`, `3 days`, `2 hours 30 minutes`: compact units
 /// or English unit words.
-fn relative_span(text: &str) -> Option<Span> {
+fn relative_span(text: &str) -> Result<Span, SpanError> {
     let mut compact = String::new();
     for word in text.split_whitespace() {
         let unit = match word {
@@ -155,7 +171,7 @@ fn relative_span(text: &str) -> Option<Span> {
         };
         compact.push_str(unit);
     }
-    compact.parse().ok()
+    compact.parse()
 }
 
 #[cfg(test)]
@@ -236,6 +252,20 @@ mod tests {
     }
 
     #[test]
+    fn a_wall_clock_time_past_the_calendar_is_out_of_range_not_skipped() {
+        for (input, zone) in [
+            ("+262142-12-31 23:00:00", "America/New_York"),
+            ("-262143-01-01 01:00:00", "Asia/Tokyo"),
+        ] {
+            let tz = parse_tz(zone).unwrap();
+            match parse(input, now(), tz) {
+                Err(TimeSpecError::OutOfRange { input: i }) => assert_eq!(i, input),
+                other => panic!("{input} in {zone}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
     fn a_span_beyond_the_calendar_is_refused_not_a_panic() {
         for input in [
             "99999999999h ago",
@@ -248,6 +278,144 @@ mod tests {
                 Err(TimeSpecError::Unrecognised { .. }) => {}
                 other => panic!("{input}: {other:?}"),
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use chrono::{Datelike, NaiveDate, NaiveTime};
+    use proptest::prelude::*;
+
+    fn now() -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 11, 24, 12, 0, 0).unwrap()
+    }
+
+    /// Any instant chrono can hold, in whole milliseconds.
+    fn instant() -> impl Strategy<Value = DateTime<Utc>> {
+        let (min, max) = (
+            DateTime::<Utc>::MIN_UTC.timestamp_millis(),
+            DateTime::<Utc>::MAX_UTC.timestamp_millis(),
+        );
+        (min..=max).prop_map(|ms| DateTime::from_timestamp_millis(ms).unwrap())
+    }
+
+    /// A local date and time with a year anywhere near chrono's range.
+    fn naive(years: std::ops::RangeInclusive<i32>) -> impl Strategy<Value = NaiveDateTime> {
+        (years, 1u32..=366, 0u32..86_400).prop_filter_map("a real date", |(y, d, s)| {
+            let date = NaiveDate::from_yo_opt(y, d)?;
+            Some(date.and_time(NaiveTime::from_num_seconds_from_midnight_opt(s, 0)?))
+        })
+    }
+
+    fn zone() -> impl Strategy<Value = Tz> {
+        prop::sample::select(chrono_tz::TZ_VARIANTS.to_vec())
+    }
+
+    const UNITS: [(&str, i128); 12] = [
+        ("d", 86_400_000),
+        ("days", 86_400_000),
+        ("h", 3_600_000),
+        ("hours", 3_600_000),
+        ("hr", 3_600_000),
+        ("m", 60_000),
+        ("min", 60_000),
+        ("minutes", 60_000),
+        ("s", 1_000),
+        ("sec", 1_000),
+        ("seconds", 1_000),
+        ("ms", 1),
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Any text, at any `now`, in any zone: a target, or a refusal that
+        /// quotes the text.
+        #[test]
+        fn any_text_is_a_target_or_refused_by_name(
+            s in "\\PC{0,30}|(now ?- ?)?[0-9]{1,22} ?[a-z]{1,7}( ago)?|[+-]?[0-9]{4,7}-[0-9]{2}-[0-9]{2}[ T][0-9]{2}:[0-9]{2}(:[0-9]{2})?",
+            now in instant(),
+            tz in zone(),
+        ) {
+            if let Err(e) = parse(&s, now, tz) {
+                let text = e.to_string();
+                prop_assert!(text.contains(&format!("{s:?}")), "{text}");
+            }
+        }
+
+        /// `N unit ago` is exactly now minus N units, or refused as out of
+        /// range when that is before chrono's first instant.
+        #[test]
+        fn relative_times_are_exact_or_refused(
+            n in prop_oneof![0u64..10_000, any::<u64>()],
+            unit in 0..UNITS.len(),
+            now_form in any::<bool>(),
+            now in instant(),
+        ) {
+            let (word, size) = UNITS[unit];
+            let input = if now_form { format!("now - {n} {word}") } else { format!("{n} {word} ago") };
+            let want = (i128::from(now.timestamp_millis()) - i128::from(n) * size, i128::from(n) * size);
+            let exact = i64::try_from(want.0)
+                .ok()
+                .filter(|_| want.1 <= i128::from(i64::MAX))
+                .and_then(DateTime::from_timestamp_millis);
+            match (parse(&input, now, chrono_tz::UTC), exact) {
+                (Ok(Target::At(t)), Some(w)) => prop_assert_eq!(t, w),
+                (Err(TimeSpecError::OutOfRange { input: i }), None) => prop_assert_eq!(i, input),
+                (got, want) => prop_assert!(false, "{input}: {got:?}, want {want:?}"),
+            }
+        }
+
+        /// RFC 3339 with any offset reads back as the same instant.
+        #[test]
+        fn rfc3339_reads_back(
+            ms in -62_167_132_800_000i64..253_402_214_400_000,
+            minutes in -1439i32..=1439,
+        ) {
+            // RFC 3339 has four-digit years and offsets in minutes; the range
+            // keeps the local time in years 0..=9999 whatever the offset.
+            let t = DateTime::from_timestamp_millis(ms).unwrap();
+            let tz = chrono::FixedOffset::east_opt(minutes * 60).unwrap();
+            let text = t.with_timezone(&tz).to_rfc3339_opts(chrono::SecondsFormat::AutoSi, false);
+            prop_assert_eq!(parse(&text, now(), chrono_tz::UTC), Ok(Target::At(t)));
+        }
+
+        /// A wall-clock time in any zone is that local time, or refused by
+        /// name (skipped, repeated, or outside the calendar): never shifted.
+        #[test]
+        fn wall_clock_times_are_that_local_time(local in prop_oneof![
+                naive(1800..=2200),
+                naive(-262_144..=262_143),
+                naive(-262_144..=-262_142),
+                naive(262_141..=262_143),
+            ], tz in zone()) {
+            let input = local.format("%Y-%m-%d %H:%M:%S").to_string();
+            match parse(&input, now(), tz) {
+                Ok(Target::At(t)) => prop_assert_eq!(t.with_timezone(&tz).naive_local(), local),
+                Ok(Target::Latest) => prop_assert!(false, "{input}: latest"),
+                Err(TimeSpecError::Ambiguous { first, second, .. }) => prop_assert!(first < second || first.len() != second.len()),
+                Err(e @ TimeSpecError::OutOfRange { .. }) => {
+                    prop_assert!(local.year().abs() > 262_000, "{input} in {tz}: {e}");
+                    prop_assert!(e.to_string().contains(&input), "{e}");
+                }
+                Err(e @ TimeSpecError::Skipped { .. }) => {
+                    prop_assert!(local.year().abs() < 262_000, "{input} in {tz}: {e}");
+                    prop_assert!(e.to_string().contains(&input), "{e}");
+                }
+                Err(e) => prop_assert!(false, "{input} in {tz}: {e}"),
+            }
+        }
+
+        /// Any text as a zone: an IANA zone of exactly that name, or refused by name.
+        #[test]
+        fn zones_are_taken_by_their_exact_name(s in "\\PC{0,20}|[A-Za-z_/+-]{1,20}", known in zone()) {
+            match parse_tz(&s) {
+                Ok(tz) => prop_assert_eq!(tz.name(), s.as_str()),
+                Err(e) => prop_assert!(e.to_string().contains(&format!("{s:?}")), "{e}"),
+            }
+            prop_assert_eq!(parse_tz(known.name()), Ok(known));
         }
     }
 }

@@ -39,7 +39,8 @@ pub enum DrillCommand {
     List {
         #[arg(long, short = 'p')]
         policy: Option<PolicyName>,
-        #[arg(long, default_value_t = 20)]
+        /// At most this many.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i64).range(1..=100_000))]
         limit: i64,
     },
     /// One drill (or restore) run: stages against budgets, steps, verdict.

@@ -62,7 +62,7 @@ pub struct Cli {
         value_name = "URL",
         hide_env_values = true
     )]
-    pub catalog: Option<CatalogUrl>,
+    pub catalog: Option<String>,
 
     /// Output format.
     #[arg(long, short = 'o', global = true, env = "DR_OUTPUT", value_enum, default_value_t = Format::Table)]
@@ -74,7 +74,8 @@ pub struct Cli {
         global = true,
         env = "DR_LOG",
         default_value = "warn",
-        value_name = "FILTER"
+        value_name = "FILTER",
+        value_parser = log_filter
     )]
     pub log: String,
 
@@ -160,8 +161,12 @@ impl Context {
             Some(p) => Config::load(p).map_err(Failure::input)?,
             None => Config::default(),
         };
+        // Parsed here, not by clap: clap's refusal would echo the URL with
+        // its password; this one prints it redacted.
         let catalog_url = match (&cli.catalog, &config.catalog) {
-            (Some(u), _) => u.clone(),
+            (Some(u), _) => u
+                .parse::<CatalogUrl>()
+                .map_err(|e| Failure::input(anyhow::anyhow!("--catalog: {e}")))?,
             (None, Some(u)) => u.clone(),
             (None, None) => DEFAULT_CATALOG
                 .parse()
@@ -182,6 +187,17 @@ impl Context {
     /// The catalog, with the configured policies registered in it.
     pub async fn catalog(&self) -> Result<Catalog, Failure> {
         Ok(self.app.catalog().await?.clone())
+    }
+}
+
+/// A `--log` filter tracing accepts; a bad one is refused, not replaced by
+/// `warn` behind the user's back.
+fn log_filter(s: &str) -> Result<String, String> {
+    match tracing_subscriber::EnvFilter::try_new(s) {
+        Ok(_) => Ok(s.to_owned()),
+        Err(e) => Err(format!(
+            "{s:?} is not a log filter ({e}); use a level (error, warn, info, debug, trace) or directives such as dr=debug,kube=warn"
+        )),
     }
 }
 
@@ -245,5 +261,19 @@ mod tests {
     #[test]
     fn cli_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn log_filters_are_checked() {
+        for ok in ["warn", "info", "dr=debug,kube=warn", ""] {
+            assert_eq!(log_filter(ok).as_deref(), Ok(ok));
+        }
+        for bad in ["dr=loud", "[{", "dr=infoo"] {
+            let e = log_filter(bad).unwrap_err();
+            assert!(
+                e.contains(&format!("{bad:?}")) && e.contains("dr=debug"),
+                "{e}"
+            );
+        }
     }
 }

@@ -6,7 +6,7 @@
 use super::output::Table;
 use crate::runbook::engine::{Observer, RunEvent};
 use crate::runbook::summary::RunSummary;
-use crate::span::human;
+use crate::span::human_secs;
 use std::collections::HashMap;
 use std::io::IsTerminal as _;
 use std::sync::Mutex;
@@ -178,6 +178,6 @@ fn secs(x: f64) -> String {
     if x < 60.0 {
         format!("{x:.1}s")
     } else {
-        human(chrono::TimeDelta::milliseconds((x * 1000.0) as i64))
+        human_secs(x)
     }
 }

@@ -10,7 +10,7 @@ use crate::restore::{self, RestorePlan};
 use crate::runbook::Runbook;
 use crate::runbook::engine::{self as exec, Begun, RunSpec};
 use crate::runbook::summary::exit_code;
-use crate::span::human;
+use crate::span::{human, human_secs};
 use crate::timespec::{self, fmt_time};
 use clap::Args;
 use serde_json::json;
@@ -177,9 +177,7 @@ pub async fn run(ctx: &Context, a: RestoreArgs) -> Result<(), Failure> {
             code: super::EXIT_OVER_RTO,
             error: anyhow::anyhow!(
                 "restored, but in {} — over the RTO of {}",
-                human(chrono::TimeDelta::milliseconds(
-                    (s.total_seconds * 1000.0) as i64
-                )),
+                human_secs(s.total_seconds),
                 policy.rto
             ),
         }),

@@ -18,12 +18,18 @@ pub enum RunbookCommand {
         /// The runbook file (YAML).
         file: PathBuf,
         /// Check the budgets against this RTO [default: the policy's, else 1h].
-        #[arg(long, value_name = "SPAN")]
+        #[arg(long, value_name = "SPAN", value_parser = positive_span)]
         rto: Option<Span>,
         /// Check against this configured policy's RTO.
         #[arg(long, short = 'p')]
         policy: Option<PolicyName>,
     },
+}
+
+/// An RTO given on the command line: a span more than zero, as in the
+/// configuration.
+fn positive_span(s: &str) -> Result<Span, String> {
+    crate::config::Positive::try_from(s.to_owned()).map(|p| p.0)
 }
 
 pub async fn run(ctx: &Context, c: RunbookCommand) -> Result<(), Failure> {

@@ -30,11 +30,21 @@ pub struct ManagerVersion {
 
 impl ManagerVersion {
     /// Reads `v1.12.1`, `1.8.1`, `v1.8.1-rc3` (a pre-release counts as its
-    /// release).
+    /// release). Each part must be plain digits that fit a `u64`: `v1.+8.1`,
+    /// `vv1.8.1` or a 30-digit part name no release (never a wrapped or
+    /// guessed one).
     pub fn parse(text: &str) -> ManagerVersion {
-        let core = text.trim().trim_start_matches('v');
+        let trimmed = text.trim();
+        let core = trimmed.strip_prefix('v').unwrap_or(trimmed);
         let core = core.split(['-', '+']).next().unwrap_or_default();
-        let nums: Vec<Option<u64>> = core.split('.').map(|n| n.parse().ok()).collect();
+        let part = |n: &str| {
+            if !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()) {
+                n.parse::<u64>().ok()
+            } else {
+                None
+            }
+        };
+        let nums: Vec<Option<u64>> = core.split('.').map(part).collect();
         let release = match nums.as_slice() {
             [Some(a), Some(b), Some(c)] => Some((*a, *b, *c)),
             _ => None,
@@ -160,5 +170,61 @@ mod tests {
             text.contains("v1.8.0") && text.contains("v1.8.1 or later"),
             "{text}"
         );
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// A release with any numbers and any pre-release or build suffix
+        /// reads as exactly those numbers, and is judged against v1.8.1.
+        #[test]
+        fn releases_read_exactly(
+            v in any::<bool>(),
+            a in prop_oneof![0u64..3, any::<u64>()],
+            b in prop_oneof![0u64..20, any::<u64>()],
+            c in prop_oneof![0u64..5, any::<u64>()],
+            suffix in "([-+][a-z0-9.]{0,8})?",
+        ) {
+            let text = format!("{}{a}.{b}.{c}{suffix}", if v { "v" } else { "" });
+            let got = ManagerVersion::parse(&format!(" {text}\n"));
+            prop_assert_eq!(&got.text, &text);
+            prop_assert_eq!(got.release, Some((a, b, c)));
+            prop_assert_eq!(got.supported(), Some((a, b, c) >= MINIMUM));
+        }
+
+        /// Any text: kept as given (trimmed); a release only when it
+        /// starts with three plain numbers.
+        #[test]
+        fn any_text_is_kept_and_judged_only_when_it_names_a_release(s in "\\PC{0,24}|v?[0-9+.-]{0,30}") {
+            let got = ManagerVersion::parse(&s);
+            prop_assert_eq!(got.text.as_str(), s.trim());
+            prop_assert_eq!(got.to_string(), s.trim());
+            if let Some((a, b, c)) = got.release {
+                let core = s.trim().strip_prefix('v').unwrap_or(s.trim());
+                let parts: Vec<&str> = core.split(['-', '+']).next().unwrap_or("").split('.').collect();
+                prop_assert!(parts.iter().all(|p| p.bytes().all(|b| b.is_ascii_digit())), "{s:?}");
+                let nums: Vec<Option<u64>> = parts.iter().map(|p| p.parse().ok()).collect();
+                prop_assert_eq!(nums, vec![Some(a), Some(b), Some(c)], "{:?}", s);
+            }
+        }
+    }
+
+    #[test]
+    fn odd_numbers_name_no_release() {
+        for text in [
+            "v1.+8.1",
+            "vv1.8.1",
+            "v1.8.99999999999999999999",
+            "v1..8",
+            "v1.8.1.2",
+        ] {
+            assert_eq!(ManagerVersion::parse(text).release, None, "{text}");
+        }
     }
 }

@@ -251,9 +251,11 @@ pub async fn plan_with(
     if let Some(w) = window {
         if t > now {
             around.newest = catalog.newest_complete_at_or_before(name, w.newest).await?;
-            around.before_newest = catalog
-                .newest_complete_at_or_before(name, w.newest - TimeDelta::milliseconds(1))
-                .await?;
+            // Nothing is before the first instant chrono knows.
+            around.before_newest = match w.newest.checked_sub_signed(TimeDelta::milliseconds(1)) {
+                Some(before) => catalog.newest_complete_at_or_before(name, before).await?,
+                None => None,
+            };
         } else {
             around.at_or_before = catalog.newest_complete_at_or_before(name, t).await?;
             around.after = catalog.oldest_complete_after(name, t).await?;

@@ -38,8 +38,8 @@
 use crate::span::Span;
 use serde::Serialize;
 use serde_json::{Map, Value};
+use std::ops::RangeInclusive;
 use std::path::Path;
-use std::time::Duration;
 
 /// Why a runbook was refused.
 #[derive(Debug, thiserror::Error)]
@@ -226,7 +226,7 @@ impl Runbook {
 
     /// Parses and validates runbook text (`file` names it in errors).
     pub fn parse(file: &str, text: &str) -> Result<Runbook, RunbookError> {
-        let v: Value = serde_norway::from_str(text).map_err(|e| RunbookError::Yaml {
+        let Tree(v) = serde_norway::from_str(text).map_err(|e| RunbookError::Yaml {
             file: file.into(),
             message: e.to_string(),
         })?;
@@ -234,19 +234,32 @@ impl Runbook {
         p.runbook(&v)
     }
 
-    /// The sum of the stage budgets.
+    /// The sum of the stage budgets, `None` past [`Span::MAX`] (which no
+    /// RTO reaches: [`Runbook::check_rto`] refuses such a runbook).
+    pub fn checked_total_budget(&self) -> Option<Span> {
+        self.stages
+            .iter()
+            .try_fold(Span::from_secs(0), |sum, s| sum.checked_add(s.budget))
+    }
+
+    /// The sum of the stage budgets; [`Span::MAX`] stands for any longer
+    /// sum (shown only for a runbook [`Runbook::check_rto`] refuses).
     pub fn total_budget(&self) -> Span {
-        Span::from(
-            self.stages
-                .iter()
-                .map(|s| s.budget.as_duration())
-                .sum::<Duration>(),
-        )
+        self.checked_total_budget().unwrap_or(Span::MAX)
     }
 
     /// Checks the budgets against an RTO: they must sum to at most it.
     pub fn check_rto(&self, file: &str, rto: Span) -> Result<(), RunbookError> {
-        let total = self.total_budget();
+        let Some(total) = self.checked_total_budget() else {
+            return Err(RunbookError::Invalid {
+                file: file.into(),
+                at: "stages[*].budget".into(),
+                message: format!(
+                    "the stage budgets sum to more than {}, more than any RTO (the RTO is {rto}); shorten the budgets",
+                    Span::MAX
+                ),
+            });
+        };
         if total.as_duration() > rto.as_duration() {
             return Err(RunbookError::Invalid {
                 file: file.into(),
@@ -384,9 +397,28 @@ impl Parser<'_> {
             .parse()
             .map_err(|e: crate::span::SpanError| self.err(at, format!("{what}: {e}")))?;
         if span.is_zero() {
-            return Err(self.err(at, format!("{what} must be more than zero")));
+            return Err(self.err(at, format!("{what} {s:?} must be more than zero")));
         }
         Ok(span)
+    }
+
+    /// A whole-number option within `range` (`default` when absent); `rule`
+    /// says what is accepted.
+    fn whole(
+        &self,
+        v: Option<&Value>,
+        at: &str,
+        rule: &str,
+        range: RangeInclusive<u64>,
+        default: u64,
+    ) -> Result<u64, RunbookError> {
+        match v {
+            None => Ok(default),
+            Some(v) => match v.as_u64() {
+                Some(n) if range.contains(&n) => Ok(n),
+                _ => Err(self.err(at, format!("{rule}, found {}", shape(v)))),
+            },
+        }
     }
 
     fn runbook(&self, v: &Value) -> Result<Runbook, RunbookError> {
@@ -546,25 +578,15 @@ impl Parser<'_> {
             }
             "restore-volumes" => {
                 let o = opts(&["concurrency", "timeout"])?;
-                let concurrency = match o.get("concurrency") {
-                    None => 16,
-                    Some(Value::Number(n))
-                        if n.as_u64().is_some_and(|c| (1..=256).contains(&c)) =>
-                    {
-                        n.as_u64().unwrap_or(16) as usize
-                    }
-                    Some(other) => {
-                        return Err(self.err(
-                            &at,
-                            format!(
-                                "concurrency must be a whole number from 1 to 256, found {}",
-                                shape(other)
-                            ),
-                        ));
-                    }
-                };
+                let concurrency = self.whole(
+                    o.get("concurrency"),
+                    &at,
+                    "concurrency must be a whole number from 1 to 256",
+                    1..=256,
+                    16,
+                )?;
                 Action::RestoreVolumes {
-                    concurrency,
+                    concurrency: usize::try_from(concurrency).unwrap_or(16),
                     timeout: self.span(
                         o.get("timeout"),
                         &at,
@@ -604,23 +626,14 @@ impl Parser<'_> {
                     Ok(u) => return Err(self.err(&at, format!("url {url:?} has scheme {:?}; use http or https", u.scheme()))),
                     Err(e) => return Err(self.err(&at, format!("url {url:?} is not a URL ({e}); e.g. http://web.{{namespace}}.svc/healthz"))),
                 }
-                let expect = match o.get("expect") {
-                    None => 200,
-                    Some(Value::Number(n))
-                        if n.as_u64().is_some_and(|c| (100..=599).contains(&c)) =>
-                    {
-                        n.as_u64().unwrap_or(200) as u16
-                    }
-                    Some(other) => {
-                        return Err(self.err(
-                            &at,
-                            format!(
-                                "expect must be an HTTP status from 100 to 599, found {}",
-                                shape(other)
-                            ),
-                        ));
-                    }
-                };
+                let expect = self.whole(
+                    o.get("expect"),
+                    &at,
+                    "expect must be an HTTP status from 100 to 599",
+                    100..=599,
+                    200,
+                )?;
+                let expect = u16::try_from(expect).unwrap_or(200);
                 let contains = match o.get("contains") {
                     None => None,
                     v => Some(self.string(v, &at, "contains")?),
@@ -745,6 +758,79 @@ impl Parser<'_> {
             }
         }
         Ok(())
+    }
+}
+
+/// YAML read into a JSON value. Unlike `serde_json::Value`'s own reading,
+/// a number JSON cannot hold is refused naming it (with its path and line),
+/// not reported as "JSON number out of range", and NaN or infinity is not
+/// turned into null (which would make `description: .nan` no description).
+struct Tree(Value);
+
+impl<'de> serde::Deserialize<'de> for Tree {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TreeVisitor).map(Tree)
+    }
+}
+
+struct TreeVisitor;
+
+fn unusable<E: serde::de::Error>(n: impl std::fmt::Display) -> E {
+    E::custom(format!(
+        "{n} is not a number a runbook can use; numbers here are whole numbers such as 16 or 200"
+    ))
+}
+
+impl<'de> serde::de::Visitor<'de> for TreeVisitor {
+    type Value = Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a YAML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(Value::from(v))
+    }
+    fn visit_i128<E: serde::de::Error>(self, v: i128) -> Result<Value, E> {
+        i64::try_from(v).map(Value::from).map_err(|_| unusable(v))
+    }
+    fn visit_u128<E: serde::de::Error>(self, v: u128) -> Result<Value, E> {
+        u64::try_from(v).map(Value::from).map_err(|_| unusable(v))
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        serde_json::Number::from_f64(v)
+            .map(Value::Number)
+            .ok_or_else(|| unusable(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Tree(v)) = seq.next_element()? {
+            out.push(v);
+        }
+        Ok(Value::Array(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut out = Map::new();
+        while let Some((k, Tree(v))) = map.next_entry::<String, Tree>()? {
+            out.insert(k, v);
+        }
+        Ok(Value::Object(out))
     }
 }
 
@@ -976,5 +1062,301 @@ stages:
             let rb = Runbook::load(&path).unwrap_or_else(|e| panic!("{e}"));
             rb.check_rto(f, Span::from_secs(3600)).unwrap();
         }
+    }
+}
+
+#[cfg(test)]
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    const TEMPLATE: &str = r#"
+name: @NAME@
+stages:
+  - name: infrastructure
+    budget: @B0@
+    steps:
+      - check: kubernetes
+      - ensure: namespace
+  - name: redeploy
+    budget: @B1@
+    steps:
+      - apply: recovery-point
+  - name: data
+    budget: @B2@
+    steps:
+      - restore-volumes: {concurrency: @CONC@, timeout: @T0@}
+      - bind-claims
+  - name: verification
+    budget: @B3@
+    steps:
+      - scale: restore
+      - wait-ready: {timeout: @T1@}
+      - http: {url: "http://web.{namespace}.svc/healthz", expect: @EXPECT@}
+      - manual: @MANUAL@
+"#;
+
+    /// The knobs in the order the parser meets them, and where a bad value
+    /// in each is reported.
+    const KNOBS: [(&str, &str); 10] = [
+        ("@NAME@", "name"),
+        ("@B0@", "stages[0] (infrastructure).budget"),
+        ("@B1@", "stages[1] (redeploy).budget"),
+        ("@B2@", "stages[2] (data).budget"),
+        ("@CONC@", "stages[2].steps[0] (restore-volumes)"),
+        ("@T0@", "stages[2].steps[0] (restore-volumes)"),
+        ("@B3@", "stages[3] (verification).budget"),
+        ("@T1@", "stages[3].steps[1] (wait-ready)"),
+        ("@EXPECT@", "stages[3].steps[2] (http)"),
+        ("@MANUAL@", "stages[3].steps[3] (manual)"),
+    ];
+
+    /// A value as written; `ok` whether it is valid, `shows` the text an
+    /// error must contain.
+    #[derive(Debug, Clone)]
+    struct Knob {
+        yaml: String,
+        ok: bool,
+        shows: String,
+        /// Refused while reading the YAML, before any other check.
+        early: bool,
+    }
+
+    fn quoted(s: &str) -> String {
+        serde_json::to_string(s).unwrap()
+    }
+
+    fn span(bad_w: u32) -> impl Strategy<Value = Knob> {
+        prop_oneof![
+            3 => (1..=i64::MAX.unsigned_abs()).prop_map(|ms| {
+                let t = Span::from_millis(ms).to_string();
+                Knob { yaml: t.clone(), ok: true, shows: t, early: false }
+            }),
+            bad_w => prop::sample::select(&["0s", "0ms"][..]).prop_map(|t| Knob { yaml: t.into(), ok: false, shows: format!("{t:?} must be more than zero"), early: false }),
+            bad_w => (106_751_991_168u64..).prop_map(|n| Knob { yaml: format!("{n}d"), ok: false, shows: format!("\"{n}d\" is not a duration dr can use"), early: false }),
+            bad_w => any::<i64>().prop_map(|n| Knob { yaml: n.to_string(), ok: false, shows: format!("found {n}"), early: false }),
+            bad_w => "[A-Za-z ]{1,8}".prop_map(|t| Knob { yaml: quoted(&t), ok: false, shows: format!("{t:?} is not a duration"), early: false }),
+        ]
+    }
+
+    fn whole(min: u64, max: u64, bad_w: u32) -> impl Strategy<Value = Knob> {
+        prop_oneof![
+            3 => (min..=max).prop_map(|n| Knob { yaml: n.to_string(), ok: true, shows: n.to_string(), early: false }),
+            bad_w => any::<i64>().prop_filter("out of range", move |n| u64::try_from(*n).map_or(true, |n| !(min..=max).contains(&n)))
+                .prop_map(|n| Knob { yaml: n.to_string(), ok: false, shows: format!("found {n}"), early: false }),
+            bad_w => prop::sample::select(&["1.5", "\"8\"", "true", "[]", "-0.0"][..])
+                .prop_map(|t| Knob { yaml: t.into(), ok: false, shows: "found".into(), early: false }),
+            bad_w => prop::sample::select(&["99999999999999999999999", "-99999999999999999999", ".nan", "-.inf"][..])
+                .prop_map(|t| Knob { yaml: t.into(), ok: false, shows: "is not a number a runbook can use".into(), early: true }),
+        ]
+    }
+
+    fn text(bad_w: u32) -> impl Strategy<Value = Knob> {
+        let blank = if bad_w == 0 { "[a-z]" } else { "" };
+        proptest::string::string_regex(&format!("{blank}[ -~]{{0,12}}|{blank}[a-zé∞😀 ]{{0,6}}"))
+            .unwrap()
+            .prop_map(|t| Knob {
+                yaml: quoted(&t),
+                ok: !t.trim().is_empty(),
+                shows: if t.trim().is_empty() {
+                    "must be a non-empty string".into()
+                } else {
+                    t
+                },
+                early: false,
+            })
+    }
+
+    fn knobs(bad_w: u32) -> impl Strategy<Value = Vec<Knob>> {
+        (
+            (text(bad_w), span(bad_w), span(bad_w), span(bad_w)),
+            (whole(1, 256, bad_w), span(bad_w), span(bad_w), span(bad_w)),
+            (whole(100, 599, bad_w), text(bad_w)),
+        )
+            .prop_map(|((n, b0, b1, b2), (c, t0, b3, t1), (e, m))| {
+                vec![n, b0, b1, b2, c, t0, b3, t1, e, m]
+            })
+    }
+
+    /// What a parsed runbook holds at each knob.
+    fn shown(rb: &Runbook) -> Vec<String> {
+        let steps = rb.planned();
+        let mut out = vec![rb.name.clone()];
+        out.extend(rb.stages[..3].iter().map(|s| s.budget.to_string()));
+        if let Action::RestoreVolumes {
+            concurrency,
+            timeout,
+        } = &steps[3].action
+        {
+            out.extend([concurrency.to_string(), timeout.to_string()]);
+        }
+        out.push(rb.stages[3].budget.to_string());
+        if let Action::WaitReady { timeout } = &steps[6].action {
+            out.push(timeout.to_string());
+        }
+        if let Action::Http { expect, .. } = &steps[7].action {
+            out.push(expect.to_string());
+        }
+        if let Action::Manual { instruction } = &steps[8].action {
+            out.push(instruction.clone());
+        }
+        out
+    }
+
+    /// A JSON-like tree of the shapes a runbook has, with the words it uses.
+    fn tree() -> impl Strategy<Value = serde_json::Value> {
+        let word = prop::sample::select(
+            &[
+                "name",
+                "stages",
+                "budget",
+                "steps",
+                "check",
+                "ensure",
+                "apply",
+                "restore-volumes",
+                "bind-claims",
+                "scale",
+                "wait-ready",
+                "content",
+                "http",
+                "job",
+                "manual",
+                "timeout",
+                "concurrency",
+                "url",
+                "expect",
+                "command",
+                "image",
+                "namespace",
+                "restore",
+                "5m",
+                "0s",
+                "http://x/{namespace}",
+                "recovery-point",
+                "kubernetes",
+            ][..],
+        );
+        let leaf = prop_oneof![
+            word.clone().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            any::<f64>().prop_map(serde_json::Value::from),
+            Just(serde_json::Value::Null),
+        ];
+        leaf.prop_recursive(5, 48, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(word.clone(), inner, 0..5).prop_map(|m| {
+                    serde_json::Value::Object(
+                        m.into_iter().map(|(k, v)| (k.to_owned(), v)).collect(),
+                    )
+                }),
+            ]
+        })
+    }
+
+    /// Extreme and wrong values in every knob: kept exactly, or refused
+    /// at the first bad one, naming it and quoting the value.
+    fn check_knobs(knobs: &[Knob]) -> Result<(), TestCaseError> {
+        let mut text = TEMPLATE.to_owned();
+        for ((marker, _), k) in KNOBS.iter().zip(knobs) {
+            text = text.replace(marker, &k.yaml);
+        }
+        let first_bad = KNOBS
+            .iter()
+            .zip(knobs)
+            .find(|(_, k)| k.early)
+            .or_else(|| KNOBS.iter().zip(knobs).find(|(_, k)| !k.ok));
+        match (Runbook::parse("rb.yaml", &text), first_bad) {
+            (Ok(rb), None) => {
+                let want: Vec<String> = knobs.iter().map(|k| k.shows.clone()).collect();
+                prop_assert_eq!(shown(&rb), want);
+                // Budgets of any length are checked against any RTO without overflow.
+                match (
+                    rb.check_rto("rb.yaml", Span::MAX),
+                    rb.checked_total_budget(),
+                ) {
+                    (Ok(()), Some(total)) => prop_assert_eq!(total, rb.total_budget()),
+                    (Err(e), None) => {
+                        prop_assert!(e.to_string().contains("more than any RTO"), "{e}")
+                    }
+                    (got, total) => prop_assert!(false, "{got:?} with total {total:?}"),
+                }
+            }
+            (Err(e), Some(((_, at), k))) => {
+                let e = e.to_string();
+                let at = if k.early { "not valid YAML" } else { at };
+                prop_assert!(
+                    e.starts_with(&format!("rb.yaml: {at}: ")),
+                    "{e}, want at {at}\n{text}"
+                );
+                prop_assert!(e.contains(&k.shows), "{e} lacks {:?}", k.shows);
+            }
+            (got, want) => prop_assert!(false, "{got:?}, want {want:?}\n{text}"),
+        }
+        Ok(())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Only valid values (of any length): kept exactly.
+        #[test]
+        fn valid_values_are_kept_exactly(knobs in knobs(0)) {
+            check_knobs(&knobs)?;
+        }
+
+        /// Valid and bad values mixed: refused at the first bad one.
+        #[test]
+        fn every_value_is_kept_exactly_or_refused_where_it_is(knobs in knobs(1)) {
+            check_knobs(&knobs)?;
+        }
+
+        /// Any text: a runbook or a refusal naming the file, never a panic.
+        #[test]
+        fn any_text_is_a_runbook_or_refused(text in "\\PC{0,80}|([a-z -]{1,10}:[ -~]{0,12}\n){0,6}") {
+            if let Err(e) = Runbook::parse("rb.yaml", &text) {
+                prop_assert!(e.to_string().starts_with("rb.yaml: "), "{e}");
+            }
+        }
+
+        /// Any tree of runbook-like shapes: a runbook or a refusal, never a panic.
+        #[test]
+        fn any_shape_is_a_runbook_or_refused(v in tree()) {
+            let text = serde_norway::to_string(&v).unwrap();
+            if let Err(e) = Runbook::parse("rb.yaml", &text) {
+                prop_assert!(e.to_string().starts_with("rb.yaml: "), "{e}");
+            }
+        }
+    }
+
+    /// More stages of the longest budget than a std duration can sum.
+    #[test]
+    fn budgets_past_any_duration_are_refused_not_a_panic() {
+        let mut text = TEMPLATE.to_owned();
+        for (marker, v) in [
+            ("@NAME@", "long"),
+            ("@B0@", "106751991167d"),
+            ("@B1@", "106751991167d"),
+            ("@B2@", "106751991167d"),
+            ("@CONC@", "1"),
+            ("@T0@", "1m"),
+            ("@B3@", "106751991167d"),
+            ("@T1@", "1m"),
+            ("@EXPECT@", "200"),
+            ("@MANUAL@", "x"),
+        ] {
+            text = text.replace(marker, v);
+        }
+        for i in 0..2100 {
+            text.push_str(&format!(
+                "  - name: extra-{i}\n    budget: 106751991167d\n    steps:\n      - manual: wait\n"
+            ));
+        }
+        let rb = Runbook::parse("rb.yaml", &text).unwrap();
+        assert_eq!(rb.checked_total_budget(), None);
+        assert_eq!(rb.total_budget(), Span::MAX);
+        let e = rb.check_rto("rb.yaml", Span::MAX).unwrap_err().to_string();
+        assert!(e.contains("more than any RTO"), "{e}");
     }
 }

@@ -13,6 +13,7 @@ mod longhorn_contract;
 mod longhorn_field;
 mod longhorn_k8s;
 mod manifests;
+mod no_panic;
 mod probe;
 mod protect;
 mod rbac;
