@@ -405,7 +405,7 @@ async fn stale_namespaces(
             return;
         }
     };
-    let ttl = TimeDelta::from_std(ttl).unwrap_or(TimeDelta::zero());
+    let ttl = TimeDelta::from_std(ttl).unwrap_or(TimeDelta::MAX);
     for (name, created) in list {
         let old = created.is_some_and(|c| now - c > ttl);
         if !old || live.contains(&name) {

@@ -45,7 +45,7 @@ impl Probe {
                 None => Action::None,
             };
         }
-        self.failures += 1;
+        self.failures = self.failures.saturating_add(1);
         let first = *self.first_failure.get_or_insert(at);
         if self.open.is_none() && self.failures >= threshold.max(1) {
             return Action::Open { at: first };
