@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -386,39 +387,59 @@ pub async fn handle(AxumState(sh): AxumState<Arc<Shared>>, req: Request) -> Resp
     }
     let op = route.op();
     *sh.lock().requests.entry(op.clone()).or_default() += 1;
+    let resp = answer(&sh, &op, route, body, &base, &url).await;
+    // What the answer cost: its body's bytes (every body here is in memory).
+    let sent = axum::body::HttpBody::size_hint(resp.body())
+        .exact()
+        .unwrap_or_default();
+    *sh.lock().response_bytes.entry(op).or_default() += sent;
+    resp
+}
+
+/// The answer to a routed request, faults included; its request body's
+/// bytes are counted for `op`.
+async fn answer(
+    sh: &Arc<Shared>,
+    op: &str,
+    route: Route,
+    body: Body,
+    base: &str,
+    url: &str,
+) -> Response {
     // Without after_effect the fault strikes before the handler runs; with it,
     // latency, hang and the 500 all come after the operation took effect.
-    let after_effect = sh.fault_for(&op).is_some_and(|f| f.after_effect);
-    if !after_effect && sh.apply_fault(&op).await.is_some() {
+    let after_effect = sh.fault_for(op).is_some_and(|f| f.after_effect);
+    if !after_effect && sh.apply_fault(op).await.is_some() {
         debug!(%op, "injected fault (no effect)");
-        return error_response(&internal("injected fault"), &base, &url);
+        return error_response(&internal("injected fault"), base, url);
     }
     let body = match axum::body::to_bytes(body, 16 << 20).await {
         Ok(b) => b,
         Err(e) => {
             return error_response(
                 &internal(format!("reading the request body: {e}")),
-                &base,
-                &url,
+                base,
+                url,
             );
         }
     };
+    *sh.lock().request_bytes.entry(op.to_owned()).or_default() += body.len() as u64;
     let ctx = Ctx {
-        sh,
-        base: base.clone(),
-        url: url.clone(),
+        sh: sh.clone(),
+        base: base.to_owned(),
+        url: url.to_owned(),
         body,
     };
     let result = dispatch(&ctx, route).await;
-    if after_effect && ctx.sh.apply_fault(&op).await.is_some() {
+    if after_effect && ctx.sh.apply_fault(op).await.is_some() {
         debug!(%op, "injected fault (after effect)");
-        return error_response(&internal("injected fault"), &base, &url);
+        return error_response(&internal("injected fault"), base, url);
     }
     match result {
-        Ok(Reply::Json(v)) => json_response(StatusCode::OK, &base, &v),
-        Ok(Reply::Encoded(b)) => encoded_response(StatusCode::OK, &base, b),
+        Ok(Reply::Json(v)) => json_response(StatusCode::OK, base, &v),
+        Ok(Reply::Encoded(b)) => encoded_response(StatusCode::OK, base, b),
         Ok(Reply::Empty) => StatusCode::OK.into_response(),
-        Err(e) => error_response(&e, &base, &url),
+        Err(e) => error_response(&e, base, url),
     }
 }
 

@@ -366,6 +366,10 @@ pub struct State {
     pub backups: BTreeMap<String, Backup>,
     pub backup_volumes: BTreeMap<String, BackupVolumeState>,
     pub requests: BTreeMap<String, u64>,
+    /// Response body bytes per operation.
+    pub response_bytes: BTreeMap<String, u64>,
+    /// Request body bytes per operation.
+    pub request_bytes: BTreeMap<String, u64>,
     pub backups_created: u64,
     pub next_uid: u64,
     /// Namespaces whose PVCs the provisioner serves (`None`: all).
@@ -412,6 +416,8 @@ impl State {
     pub fn stats(&self) -> Stats {
         Stats {
             requests: self.requests.clone(),
+            response_bytes: self.response_bytes.clone(),
+            request_bytes: self.request_bytes.clone(),
             backups_created: self.backups_created,
             volumes: self.volumes.keys().cloned().collect(),
             backups: self.backups.keys().cloned().collect(),
