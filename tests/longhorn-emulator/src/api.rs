@@ -723,6 +723,32 @@ pub fn set_setting(sh: &Shared, name: &str, value: &str) -> Result<String> {
         }
         _ => {}
     }
+    // types/setting.go validateSettingIntValues: the definition's
+    // ValueIntRange, for the single value of a setting that is not
+    // data-engine specific (DataEngineTypeAll, "all").
+    if d.kind == "int"
+        && !d.default.starts_with('{')
+        && let (Ok(range), Ok(n)) = (
+            serde_json::from_str::<BTreeMap<String, i64>>(d.range),
+            value.parse::<i64>(),
+        )
+    {
+        let out = if range.get("minimum").is_some_and(|m| n < *m) {
+            range
+                .get("minimum")
+                .map(|m| format!("should be larger than or equal to {m}"))
+        } else {
+            range
+                .get("maximum")
+                .filter(|m| n > **m)
+                .map(|m| format!("should be less than or equal to {m}"))
+        };
+        if let Some(why) = out {
+            return Err(invalid(format!(
+                "value {value} of settings {name} is invalid: value {n} for data engine all {why}"
+            )));
+        }
+    }
     if name == "snapshot-max-count" {
         // datastore/longhorn.go ValidateSetting, case SettingNameSnapshotMaxCount.
         let n: i64 = value.parse().unwrap_or(0);
@@ -730,7 +756,15 @@ pub fn set_setting(sh: &Shared, name: &str, value: &str) -> Result<String> {
             return Err(invalid(format!("{name} should be between 2 and 250")));
         }
     }
-    sh.lock().settings.insert(name.to_owned(), value.clone());
+    let mut st = sh.lock();
+    st.settings.insert(name.to_owned(), value.clone());
+    if name == "snapshot-count-warning-threshold" {
+        // Every volume's next reconcile sees the new threshold.
+        let volumes: Vec<String> = st.volumes.keys().cloned().collect();
+        for v in volumes {
+            worker::sync_too_many_snapshots(&mut st, &v);
+        }
+    }
     Ok(value)
 }
 
@@ -860,6 +894,7 @@ fn new_volume(st: &mut State, name: &str, size: u64, replicas: usize) -> Volume 
         // when it is 0; backupTargetName "" becomes "default".
         snapshot_max_count: st.setting("snapshot-max-count").parse().unwrap_or(250),
         engine_upgrading: None,
+        too_many_snapshots: Condition::new("False"),
         backup_target: crate::state::TARGET.to_owned(),
         scheduled: schedulable(st, replicas.max(1)),
         pv_pending: None,
@@ -1271,6 +1306,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 mark_removed: false,
                 user_created: true,
                 parent: String::new(),
+                deleting: false,
             };
             let uid = v.uid;
             // The answer is the CR as created, before the controller saw it.
@@ -1311,11 +1347,9 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
         }
         "snapshotCRDelete" => {
             let input: NameInput = ctx.input()?;
-            let v = st
-                .volumes
-                .get_mut(name)
-                .ok_or_else(|| not_found_volume(name))?;
-            remove_snapshot(v, &input.name);
+            // The CR is marked deleted; the snapshot controller removes it
+            // (worker::delete_snapshot_cr).
+            worker::delete_snapshot_cr(sh, st, name, &input.name);
             Ok(Reply::Json(json!({
                 "type": "empty",
                 "links": { "self": ctx.url },
@@ -1362,9 +1396,11 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 mark_removed: false,
                 user_created: true,
                 parent,
+                deleting: false,
             };
             let out = render::snapshot(base, v, &s);
             v.snapshots.insert(snap, s);
+            worker::sync_too_many_snapshots(st, name);
             Ok(Reply::Json(out))
         }
         "snapshotList" => {
@@ -1431,15 +1467,17 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 .volumes
                 .get_mut(name)
                 .ok_or_else(|| not_found_volume(name))?;
+            // The volume head's parent stays (worker::purgeable).
             let removed: Vec<String> = v
                 .snapshots
                 .values()
-                .filter(|s| s.mark_removed)
+                .filter(|s| s.mark_removed && worker::purgeable(v, &s.name))
                 .map(|s| s.name.clone())
                 .collect();
             for s in removed {
-                remove_snapshot(v, &s);
+                worker::remove_snapshot(v, &s);
             }
+            worker::sync_too_many_snapshots(st, name);
             Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         "snapshotRevert" => {
@@ -1625,14 +1663,6 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
         other => Err(internal(format!(
             "action {other} is not supported by the Longhorn emulator"
         ))),
-    }
-}
-
-fn remove_snapshot(v: &mut Volume, snap: &str) {
-    if let Some(s) = v.snapshots.remove(snap) {
-        for c in v.snapshots.values_mut().filter(|c| c.parent == snap) {
-            c.parent = s.parent.clone();
-        }
     }
 }
 

@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use crate::config::{ms, transfer_time};
 use crate::render::rfc3339;
 use crate::state::{
-    BLOCK, Backup, BackupVolumeState, Blocks, RestoreStatus, Shared, State, VolState,
+    BLOCK, Backup, BackupVolumeState, Blocks, RestoreStatus, Shared, State, VolState, Volume,
 };
 use crate::store::{BackupCfg, BlockMapping, SingleFile, VolumeCfg, double_encode, prepare_block};
 
@@ -236,6 +236,8 @@ pub fn reconcile_snapshot(sh: &Arc<Shared>, st: &mut State, volume: &str, snap: 
     match v.snapshots.get(snap) {
         None => return false,
         Some(s) if s.taken => return true,
+        // Deleted before the engine took it: the deletion branch removes it.
+        Some(s) if s.deleting => return false,
         Some(_) => {}
     }
     let ticket = snapshot_ticket(snap);
@@ -332,8 +334,262 @@ pub async fn run_snapshot_controller(
         s.ready = true;
         s.error.clear();
         s.creation_time = Some(Utc::now());
+        // The engine monitor's refresh that lists it counts it too.
+        sync_too_many_snapshots(&mut st, &volume);
     }
-    drop_ticket(&sh, &mut st, &volume, uid, &snapshot_ticket(&snap));
+    // A deletion under way holds the same ticket (it is one per snapshot):
+    // it keeps it until the snapshot is purged.
+    let deleting = st
+        .volumes
+        .get(&volume)
+        .and_then(|v| v.snapshots.get(&snap))
+        .is_some_and(|s| s.deleting && s.seq == seq);
+    if !deleting {
+        drop_ticket(&sh, &mut st, &volume, uid, &snapshot_ticket(&snap));
+    }
+}
+
+/// Removes a snapshot from the volume's chain (its children get its parent).
+pub fn remove_snapshot(v: &mut Volume, snap: &str) {
+    if let Some(s) = v.snapshots.remove(snap) {
+        for c in v.snapshots.values_mut().filter(|c| c.parent == snap) {
+            c.parent = s.parent.clone();
+        }
+    }
+}
+
+/// Whether the engine's purge can remove a snapshot marked removed: not
+/// the parent of the volume head (longhorn-engine coalesces a removed
+/// snapshot into its child, and the head is not one it can coalesce into;
+/// longhorn-manager controller/snapshot_controller.go `reconcile`: "This
+/// snapshot is the parent of volume-head, so it cannot be purged
+/// immediately").
+pub fn purgeable(v: &Volume, snap: &str) -> bool {
+    v.head_parent().is_none_or(|p| p.name != snap)
+}
+
+/// The `TooManySnapshots` condition, as longhorn-manager
+/// controller/volume_controller.go
+/// `(*VolumeController).reconcileTooManySnapshotsCondition` sets it on
+/// every volume reconcile: True (reason `TooManySnapshots`, "Snapshots
+/// count is <n> at or over the warning threshold <t>") when the snapshots
+/// the engine lists (`len(engine.Status.Snapshots) - 1`: every snapshot
+/// but the volume head, removed ones included until purged) reach
+/// `getSnapshotCountThreshold`, the smaller of the setting
+/// `snapshot-count-warning-threshold` (default 100) and the volume's
+/// `snapshotMaxCount`; else False with no reason or message. Its
+/// transition time changes only with its status (types/condition.go
+/// `SetCondition`). (The size threshold, `snapshotMaxSize`, is 0 here.)
+///
+/// `engine.Status.Snapshots` is the engine monitor's last refresh: a
+/// snapshot counts from its readiness (the same refresh makes its CR
+/// ready) until it is purged.
+pub fn sync_too_many_snapshots(st: &mut State, volume: &str) {
+    let setting = st
+        .setting("snapshot-count-warning-threshold")
+        .trim()
+        .parse::<u64>()
+        .ok();
+    let Some(v) = st.volumes.get_mut(volume) else {
+        return;
+    };
+    let max = u64::from(v.snapshot_max_count);
+    // getSnapshotCountThreshold: without the setting, the volume's maximum.
+    let threshold = setting.map_or(max, |t| t.min(max));
+    let count = v.snapshots.values().filter(|s| s.taken && s.ready).count() as u64;
+    if count >= threshold {
+        let message =
+            format!("Snapshots count is {count} at or over the warning threshold {threshold}");
+        v.too_many_snapshots
+            .set("True", "TooManySnapshots", &message);
+    } else {
+        v.too_many_snapshots.set("False", "", "");
+    }
+}
+
+/// `snapshotCRDelete` (api/snapshot.go `SnapshotCRDelete` ->
+/// manager/snapshot.go `DeleteSnapshotCR`): the CR gets its deletion
+/// timestamp and the answer goes out; the snapshot controller does the
+/// rest (controller/snapshot_controller.go `reconcile`, deletion branch):
+/// - a snapshot the engine never took (`status.requestedTime` empty): its
+///   ticket goes and the finalizer is removed at once;
+/// - else the volume is attached for it (ticket
+///   `snapshot-controller-<snap>`), the engine marks it removed
+///   (`SnapshotDelete`: it no longer counts against `snapshotMaxCount`)
+///   and purges it (`SnapshotPurge`), and only once the engine monitor no
+///   longer lists it are the ticket and the finalizer removed: the CR is
+///   listed, marked removed and not ready, for `snapshot_delete_ms`;
+/// - the parent of the volume head, once marked removed, cannot be
+///   purged: its ticket goes and its CR stays until a newer snapshot
+///   makes it purgeable;
+/// - during an engine upgrade: "snapshot deletion delayed: ..." in
+///   `status.error`, retried.
+///
+/// A name not found is no error (the API ignores NotFound).
+pub fn delete_snapshot_cr(sh: &Arc<Shared>, st: &mut State, volume: &str, snap: &str) {
+    let Some(v) = st.volumes.get_mut(volume) else {
+        return;
+    };
+    let uid = v.uid;
+    let Some(s) = v.snapshots.get_mut(snap) else {
+        return;
+    };
+    if s.deleting {
+        return;
+    }
+    s.deleting = true;
+    let (taken, seq) = (s.taken, s.seq);
+    if !taken {
+        remove_snapshot(v, snap);
+        drop_ticket(sh, st, volume, uid, &snapshot_ticket(snap));
+        return;
+    }
+    // The controller's first pass comes at once (an attached volume's
+    // snapshot is marked removed before the next call can look).
+    let step = reconcile_snapshot_deletion(sh, st, volume, snap);
+    let sh2 = sh.clone();
+    let (volume, snap) = (volume.to_owned(), snap.to_owned());
+    sh.spawn(async move { run_snapshot_deletion(sh2, volume, uid, snap, seq, step).await });
+}
+
+/// Where a Snapshot CR's deletion stands after a pass of the controller.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Deletion {
+    /// The CR is gone.
+    Gone,
+    /// Waiting (for the attachment, an engine upgrade, a newer snapshot).
+    Waiting,
+    /// Marked removed; the engine purges it.
+    Purging,
+}
+
+/// One pass of the snapshot controller's deletion branch (see
+/// [`delete_snapshot_cr`]), under the state lock.
+pub fn reconcile_snapshot_deletion(
+    sh: &Arc<Shared>,
+    st: &mut State,
+    volume: &str,
+    snap: &str,
+) -> Deletion {
+    let Some(v) = st.volumes.get_mut(volume) else {
+        return Deletion::Gone;
+    };
+    if !v.snapshots.contains_key(snap) {
+        return Deletion::Gone;
+    }
+    let uid = v.uid;
+    let ticket = snapshot_ticket(snap);
+    // isVolumeDeletedOrBeingDeleted: the finalizer goes.
+    if v.state == VolState::Deleting {
+        remove_snapshot(v, snap);
+        return Deletion::Gone;
+    }
+    if let Some((from, to)) = v.engine_upgrading.clone() {
+        let engine = v.engine_name();
+        if let Some(s) = v.snapshots.get_mut(snap) {
+            s.error = format!(
+                "snapshot deletion delayed: volume engine {engine} is upgrading from image {from} to {to}"
+            );
+        }
+        return Deletion::Waiting;
+    }
+    let head_child = !purgeable(v, snap);
+    let removed = v.snapshots.get(snap).is_some_and(|s| s.mark_removed);
+    if head_child && removed {
+        drop_ticket(sh, st, volume, uid, &ticket);
+        return Deletion::Waiting;
+    }
+    if !v.tickets.contains_key(&ticket) {
+        let node = match v.node() {
+            n if n.is_empty() => "node-1".to_owned(),
+            n => n,
+        };
+        v.tickets.insert(
+            ticket,
+            crate::state::Ticket::controller("snapshot-controller", &node),
+        );
+        kick(sh, st, volume);
+    }
+    let Some(v) = st.volumes.get_mut(volume) else {
+        return Deletion::Gone;
+    };
+    // "failed to delete snapshot because the volume engine <e> is not
+    // running. Will reenqueue and retry later": returned, not shown.
+    if v.state != VolState::Attached {
+        return Deletion::Waiting;
+    }
+    if let Some(s) = v.snapshots.get_mut(snap) {
+        s.mark_removed = true;
+        s.error.clear();
+    }
+    if head_child {
+        Deletion::Waiting
+    } else {
+        Deletion::Purging
+    }
+}
+
+/// The snapshot controller for a deleted CR of a taken snapshot: passes
+/// until the engine purges it, then the CR goes with its ticket.
+async fn run_snapshot_deletion(
+    sh: Arc<Shared>,
+    volume: String,
+    uid: u64,
+    snap: String,
+    seq: u64,
+    mut step: Deletion,
+) {
+    let alive = |st: &State| {
+        st.volumes
+            .get(&volume)
+            .filter(|v| v.uid == uid)
+            .and_then(|v| v.snapshots.get(&snap))
+            .is_some_and(|s| s.seq == seq && s.deleting)
+    };
+    loop {
+        match step {
+            Deletion::Gone => {
+                let mut st = sh.lock();
+                sync_too_many_snapshots(&mut st, &volume);
+                drop_ticket(&sh, &mut st, &volume, uid, &snapshot_ticket(&snap));
+                return;
+            }
+            Deletion::Purging => {
+                sleep_ms(sh.timings().snapshot_delete_ms).await;
+                let mut st = sh.lock();
+                if !alive(&st) {
+                    return;
+                }
+                // A newer snapshot may have come since: purge what it can.
+                let purged = st.volumes.get_mut(&volume).is_some_and(|v| {
+                    let ok = purgeable(v, &snap);
+                    if ok {
+                        remove_snapshot(v, &snap);
+                    }
+                    ok
+                });
+                step = if purged {
+                    Deletion::Gone
+                } else {
+                    reconcile_snapshot_deletion(&sh, &mut st, &volume, &snap)
+                };
+                if step == Deletion::Gone {
+                    sync_too_many_snapshots(&mut st, &volume);
+                    drop_ticket(&sh, &mut st, &volume, uid, &snapshot_ticket(&snap));
+                    return;
+                }
+            }
+            Deletion::Waiting => {
+                // Requeued on the volume's or the engine's next change.
+                sleep_ms(sh.timings().attach_ms.clamp(10, 100)).await;
+                let mut st = sh.lock();
+                if !alive(&st) {
+                    return;
+                }
+                step = reconcile_snapshot_deletion(&sh, &mut st, &volume, &snap);
+            }
+        }
+    }
 }
 
 /// Removes a controller's ticket and lets the volume detach if it was the last.
