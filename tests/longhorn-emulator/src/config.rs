@@ -250,7 +250,8 @@ pub struct Timings {
     pub backup_bytes_per_sec: u64,
     /// Restore: from attached to the first bytes.
     pub restore_start_ms: u64,
-    /// Restore speed over the whole volume size.
+    /// Restore speed over the backup's blocks (a full restore writes only
+    /// the blocks the backup maps; the rest of the volume stays sparse).
     pub restore_bytes_per_sec: u64,
     /// Volume and backup deletion.
     pub delete_ms: u64,

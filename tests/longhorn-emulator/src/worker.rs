@@ -1230,7 +1230,7 @@ fn fail_restore(sh: &Arc<Shared>, name: &str, uid: u64, message: String) {
 }
 
 /// The restore of an attached volume: bytes read back from S3 (verified), then
-/// progress for `restore_start_ms + size / restore_bytes_per_sec`, then the
+/// progress for `restore_start_ms + backup data / restore_bytes_per_sec`, then the
 /// volume detaches and becomes ready.
 pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
     let (backup, source, url, size, target) = {
@@ -1285,7 +1285,12 @@ pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
             );
         }
     };
-    let duration = transfer_time(size, sh.timings().restore_bytes_per_sec);
+    // A full restore writes the blocks the backup maps, no more
+    // (backupstore deltablock.go RestoreDeltaBlockBackup ->
+    // populateBlocksForFullRestore: one block per backup.Blocks entry,
+    // progress over their count); the rest of the volume stays sparse.
+    let mapped = blocks.keys().filter(|i| *i * BLOCK < size).count() as u64;
+    let duration = transfer_time(mapped * BLOCK, sh.timings().restore_bytes_per_sec);
     let steps = 10u32;
     for i in 1..steps {
         tokio::time::sleep(duration / steps).await;
