@@ -5,6 +5,14 @@
 //! and restores whose bytes equal the bytes at backup time. Backups are
 //! followed as a tick follows them, through a `VolumeWatch` (one shared
 //! volume listing), whose contract has tests of its own here.
+//!
+//! The emulator runs at `Timings::fast()`: Longhorn's whole sequence in
+//! milliseconds. A volume made by the control is detached, so its snapshot
+//! waits for an attachment and its backup for another; a backup shows `""`
+//! until the backup monitor's first poll (`Pending` only while its snapshot
+//! is not ready), then changes only at the monitor's polls; a deleted
+//! snapshot stays listed until it is purged (longhorn_lifecycle.rs tests
+//! these steps themselves).
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 

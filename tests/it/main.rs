@@ -12,6 +12,7 @@ mod drill;
 mod longhorn_contract;
 mod longhorn_field;
 mod longhorn_k8s;
+mod longhorn_lifecycle;
 mod manifests;
 mod no_panic;
 mod probe;

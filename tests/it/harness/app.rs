@@ -119,13 +119,15 @@ pub async fn bed(ticks: usize) -> Bed {
     let emu = Emulator::start(ecfg).await.unwrap();
     let labels = json!({"app.kubernetes.io/part-of": "shop"});
     // One of the claims is on an xfs class: its restored PV must be xfs too.
+    // Longhorn's CSI driver refuses a new xfs volume below 300 MiB (the
+    // emulator's provisioner too); the emulator's volumes are sparse.
     for c in CLAIMS {
-        let class = if c == XFS_CLAIM {
-            "longhorn-xfs"
+        let (class, size) = if c == XFS_CLAIM {
+            ("longhorn-xfs", "300Mi")
         } else {
-            "longhorn"
+            ("longhorn", "4Mi")
         };
-        testbed::longhorn_claim_of(&kube, &ns.name, c, labels.clone(), "4Mi", class).await;
+        testbed::longhorn_claim_of(&kube, &ns.name, c, labels.clone(), size, class).await;
     }
     for c in CLAIMS {
         testbed::wait_bound(&kube, &ns.name, c).await;

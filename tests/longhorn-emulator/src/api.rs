@@ -6,6 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use axum::body::Body;
 use axum::extract::{Request, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -386,39 +387,59 @@ pub async fn handle(AxumState(sh): AxumState<Arc<Shared>>, req: Request) -> Resp
     }
     let op = route.op();
     *sh.lock().requests.entry(op.clone()).or_default() += 1;
+    let resp = answer(&sh, &op, route, body, &base, &url).await;
+    // What the answer cost: its body's bytes (every body here is in memory).
+    let sent = axum::body::HttpBody::size_hint(resp.body())
+        .exact()
+        .unwrap_or_default();
+    *sh.lock().response_bytes.entry(op).or_default() += sent;
+    resp
+}
+
+/// The answer to a routed request, faults included; its request body's
+/// bytes are counted for `op`.
+async fn answer(
+    sh: &Arc<Shared>,
+    op: &str,
+    route: Route,
+    body: Body,
+    base: &str,
+    url: &str,
+) -> Response {
     // Without after_effect the fault strikes before the handler runs; with it,
     // latency, hang and the 500 all come after the operation took effect.
-    let after_effect = sh.fault_for(&op).is_some_and(|f| f.after_effect);
-    if !after_effect && sh.apply_fault(&op).await.is_some() {
+    let after_effect = sh.fault_for(op).is_some_and(|f| f.after_effect);
+    if !after_effect && sh.apply_fault(op).await.is_some() {
         debug!(%op, "injected fault (no effect)");
-        return error_response(&internal("injected fault"), &base, &url);
+        return error_response(&internal("injected fault"), base, url);
     }
     let body = match axum::body::to_bytes(body, 16 << 20).await {
         Ok(b) => b,
         Err(e) => {
             return error_response(
                 &internal(format!("reading the request body: {e}")),
-                &base,
-                &url,
+                base,
+                url,
             );
         }
     };
+    *sh.lock().request_bytes.entry(op.to_owned()).or_default() += body.len() as u64;
     let ctx = Ctx {
-        sh,
-        base: base.clone(),
-        url: url.clone(),
+        sh: sh.clone(),
+        base: base.to_owned(),
+        url: url.to_owned(),
         body,
     };
     let result = dispatch(&ctx, route).await;
-    if after_effect && ctx.sh.apply_fault(&op).await.is_some() {
+    if after_effect && ctx.sh.apply_fault(op).await.is_some() {
         debug!(%op, "injected fault (after effect)");
-        return error_response(&internal("injected fault"), &base, &url);
+        return error_response(&internal("injected fault"), base, url);
     }
     match result {
-        Ok(Reply::Json(v)) => json_response(StatusCode::OK, &base, &v),
-        Ok(Reply::Encoded(b)) => encoded_response(StatusCode::OK, &base, b),
+        Ok(Reply::Json(v)) => json_response(StatusCode::OK, base, &v),
+        Ok(Reply::Encoded(b)) => encoded_response(StatusCode::OK, base, b),
         Ok(Reply::Empty) => StatusCode::OK.into_response(),
-        Err(e) => error_response(&e, &base, &url),
+        Err(e) => error_response(&e, base, url),
     }
 }
 
@@ -702,6 +723,32 @@ pub fn set_setting(sh: &Shared, name: &str, value: &str) -> Result<String> {
         }
         _ => {}
     }
+    // types/setting.go validateSettingIntValues: the definition's
+    // ValueIntRange, for the single value of a setting that is not
+    // data-engine specific (DataEngineTypeAll, "all").
+    if d.kind == "int"
+        && !d.default.starts_with('{')
+        && let (Ok(range), Ok(n)) = (
+            serde_json::from_str::<BTreeMap<String, i64>>(d.range),
+            value.parse::<i64>(),
+        )
+    {
+        let out = if range.get("minimum").is_some_and(|m| n < *m) {
+            range
+                .get("minimum")
+                .map(|m| format!("should be larger than or equal to {m}"))
+        } else {
+            range
+                .get("maximum")
+                .filter(|m| n > **m)
+                .map(|m| format!("should be less than or equal to {m}"))
+        };
+        if let Some(why) = out {
+            return Err(invalid(format!(
+                "value {value} of settings {name} is invalid: value {n} for data engine all {why}"
+            )));
+        }
+    }
     if name == "snapshot-max-count" {
         // datastore/longhorn.go ValidateSetting, case SettingNameSnapshotMaxCount.
         let n: i64 = value.parse().unwrap_or(0);
@@ -709,7 +756,15 @@ pub fn set_setting(sh: &Shared, name: &str, value: &str) -> Result<String> {
             return Err(invalid(format!("{name} should be between 2 and 250")));
         }
     }
-    sh.lock().settings.insert(name.to_owned(), value.clone());
+    let mut st = sh.lock();
+    st.settings.insert(name.to_owned(), value.clone());
+    if name == "snapshot-count-warning-threshold" {
+        // Every volume's next reconcile sees the new threshold.
+        let volumes: Vec<String> = st.volumes.keys().cloned().collect();
+        for v in volumes {
+            worker::sync_too_many_snapshots(&mut st, &v);
+        }
+    }
     Ok(value)
 }
 
@@ -839,6 +894,7 @@ fn new_volume(st: &mut State, name: &str, size: u64, replicas: usize) -> Volume 
         // when it is 0; backupTargetName "" becomes "default".
         snapshot_max_count: st.setting("snapshot-max-count").parse().unwrap_or(250),
         engine_upgrading: None,
+        too_many_snapshots: Condition::new("False"),
         backup_target: crate::state::TARGET.to_owned(),
         scheduled: schedulable(st, replicas.max(1)),
         pv_pending: None,
@@ -1250,6 +1306,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 mark_removed: false,
                 user_created: true,
                 parent: String::new(),
+                deleting: false,
             };
             let uid = v.uid;
             // The answer is the CR as created, before the controller saw it.
@@ -1290,11 +1347,9 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
         }
         "snapshotCRDelete" => {
             let input: NameInput = ctx.input()?;
-            let v = st
-                .volumes
-                .get_mut(name)
-                .ok_or_else(|| not_found_volume(name))?;
-            remove_snapshot(v, &input.name);
+            // The CR is marked deleted; the snapshot controller removes it
+            // (worker::delete_snapshot_cr).
+            worker::delete_snapshot_cr(sh, st, name, &input.name);
             Ok(Reply::Json(json!({
                 "type": "empty",
                 "links": { "self": ctx.url },
@@ -1341,9 +1396,11 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 mark_removed: false,
                 user_created: true,
                 parent,
+                deleting: false,
             };
             let out = render::snapshot(base, v, &s);
             v.snapshots.insert(snap, s);
+            worker::sync_too_many_snapshots(st, name);
             Ok(Reply::Json(out))
         }
         "snapshotList" => {
@@ -1410,15 +1467,17 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 .volumes
                 .get_mut(name)
                 .ok_or_else(|| not_found_volume(name))?;
+            // The volume head's parent stays (worker::purgeable).
             let removed: Vec<String> = v
                 .snapshots
                 .values()
-                .filter(|s| s.mark_removed)
+                .filter(|s| s.mark_removed && worker::purgeable(v, &s.name))
                 .map(|s| s.name.clone())
                 .collect();
             for s in removed {
-                remove_snapshot(v, &s);
+                worker::remove_snapshot(v, &s);
             }
+            worker::sync_too_many_snapshots(st, name);
             Ok(Reply::Json(render::volume(base, st, vol_ref(st, name)?)))
         }
         "snapshotRevert" => {
@@ -1604,14 +1663,6 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
         other => Err(internal(format!(
             "action {other} is not supported by the Longhorn emulator"
         ))),
-    }
-}
-
-fn remove_snapshot(v: &mut Volume, snap: &str) {
-    if let Some(s) = v.snapshots.remove(snap) {
-        for c in v.snapshots.values_mut().filter(|c| c.parent == snap) {
-            c.parent = s.parent.clone();
-        }
     }
 }
 

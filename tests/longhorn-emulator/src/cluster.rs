@@ -150,11 +150,93 @@ fn pv_manifest(
     .map_err(|e| ClusterError::Invalid(format!("PV manifest: {e}")))
 }
 
+/// longhorn-manager util/util.go `MinimalVolumeSize` (10 MiB): CSI
+/// `CreateVolume` enlarges smaller requests to it.
+pub const MINIMAL_VOLUME_SIZE: u64 = 10 << 20;
+/// util/util.go `MinimalVolumeSizeXFS` (300 MiB, longhorn/longhorn#8488):
+/// mkfs.xfs fails on smaller devices.
+pub const MINIMAL_VOLUME_SIZE_XFS: u64 = 300 << 20;
+
+/// The size CSI `CreateVolume` gives a claim's volume (longhorn-manager
+/// csi/controller_server.go `(*ControllerServer).CreateVolume`): at least
+/// `MinimalVolumeSize`, rounded up to 2 MiB (`util.RoundUpSize`).
+pub fn csi_volume_size(requested: u64) -> u64 {
+    requested.max(MINIMAL_VOLUME_SIZE).div_ceil(BLOCK) * BLOCK
+}
+
+/// Why CSI `CreateVolume` refuses a new volume of `size` bytes to be
+/// formatted `fs_type`, if it does (csi/controller_server.go `CreateVolume`:
+/// a new xfs volume below `MinimalVolumeSizeXFS`, with no snapshot or
+/// volume to copy from, which may hold a filesystem already). The error is
+/// a plain Go error: gRPC sends it with code Unknown.
+pub fn csi_refusal(fs_type: &str, size: u64, has_source: bool) -> Option<String> {
+    (fs_type == "xfs" && size < MINIMAL_VOLUME_SIZE_XFS && !has_source).then(|| {
+        format!(
+            "XFS filesystems with size {size}, smaller than {MINIMAL_VOLUME_SIZE_XFS}, are not supported"
+        )
+    })
+}
+
+/// What the provisioner remembers between claims.
+#[derive(Default)]
+struct Provisioner {
+    /// PVs it created (by name): a claim whose PV exists is only waiting for
+    /// kube-controller-manager's binder, and costs no API call.
+    created: std::collections::HashSet<String>,
+    /// Claims (by uid) refused with an event already.
+    refused: std::collections::HashSet<String>,
+}
+
+/// The external-provisioner's event on a claim it could not provision
+/// (sig-storage-lib-external-provisioner controller.go
+/// `provisionClaimOperation`: Warning `ProvisioningFailed`, "failed to
+/// provision volume with StorageClass <class>: <the CSI error>").
+async fn provisioning_failed(
+    client: &kube::Client,
+    pvc: &PersistentVolumeClaim,
+    class: &str,
+    message: &str,
+) -> Result<(), ClusterError> {
+    use k8s_openapi::api::core::v1::Event;
+    let ns = pvc.metadata.namespace.clone().unwrap_or_default();
+    let name = pvc.metadata.name.clone().unwrap_or_default();
+    let now = Utc::now();
+    let event: Event = serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": { "generateName": format!("{name}."), "namespace": ns },
+        "involvedObject": {
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "namespace": ns,
+            "name": name,
+            "uid": pvc.metadata.uid,
+            "resourceVersion": pvc.metadata.resource_version,
+        },
+        "reason": "ProvisioningFailed",
+        "type": "Warning",
+        "message": format!(
+            "failed to provision volume with StorageClass {class:?}: rpc error: code = Unknown desc = {message}"
+        ),
+        "source": { "component": format!("{DRIVER}_csi-provisioner-emulated") },
+        "firstTimestamp": rfc3339(now),
+        "lastTimestamp": rfc3339(now),
+        "count": 1,
+    }))
+    .map_err(|e| ClusterError::Invalid(format!("Event manifest: {e}")))?;
+    Api::<Event>::namespaced(client.clone(), &ns)
+        .create(&PostParams::default(), &event)
+        .await
+        .map_err(kerr("create Event", &name))?;
+    Ok(())
+}
+
 /// Gives a pending PVC of class `longhorn` a volume and a PV bound to it.
 async fn provision(
     sh: &Arc<Shared>,
     client: &kube::Client,
     pvc: &PersistentVolumeClaim,
+    memo: &mut Provisioner,
 ) -> Result<(), ClusterError> {
     let Some(spec) = pvc.spec.as_ref() else {
         return Ok(());
@@ -186,6 +268,9 @@ async fn provision(
         return Ok(());
     }
     let volume = format!("pvc-{uid}");
+    if memo.created.contains(&volume) {
+        return Ok(());
+    }
     let requested = spec
         .resources
         .as_ref()
@@ -196,7 +281,16 @@ async fn provision(
     let bytes = parse_quantity(&requested).ok_or_else(|| {
         ClusterError::Invalid(format!("PVC {ns}/{name}: unsupported size {requested:?}"))
     })?;
-    let size = bytes.div_ceil(BLOCK).max(1) * BLOCK;
+    let size = csi_volume_size(bytes);
+    let has_source = spec.data_source.is_some() || spec.data_source_ref.is_some();
+    if let Some(why) = csi_refusal(fs_type, size, has_source) {
+        // The claim stays Pending; the provisioner says why, once.
+        if memo.refused.insert(uid.to_owned()) {
+            info!(pvc = %format!("{ns}/{name}"), %why, "provisioning refused");
+            provisioning_failed(client, pvc, class.unwrap_or_default(), &why).await?;
+        }
+        return Ok(());
+    }
     let exists = sh.lock().volumes.contains_key(&volume);
     if !exists {
         create_plain_volume(sh, &volume, size)
@@ -240,16 +334,24 @@ async fn provision(
             if let Some(v) = sh.lock().volumes.get_mut(&volume) {
                 v.kubernetes_status.pv_name = volume.clone();
             }
+            memo.created.insert(volume);
             Ok(())
         }
-        Err(e) if is_conflict(&e) => Ok(()),
+        Err(e) if is_conflict(&e) => {
+            memo.created.insert(volume);
+            Ok(())
+        }
         Err(e) => Err(kerr("create PersistentVolume", &volume)(e)),
     }
 }
 
 /// Watches PVCs, with a periodic pass over the watch's store so that a PVC
 /// skipped earlier (a failure, or a namespace added to the served set later)
-/// is picked up; bound claims cost nothing on that pass.
+/// is picked up. Bound claims, and claims whose PV it made (waiting for
+/// kube-controller-manager's binder), cost nothing on that pass: it once
+/// asked for every such PV again (409 each), up to a thousand creations
+/// every two seconds, back to back, that held the watch's events up and
+/// took the API server from the binder.
 async fn run_provisioner(sh: Arc<Shared>, client: kube::Client) {
     let api = Api::<PersistentVolumeClaim>::all(client.clone());
     let (claims, writer) = reflector::store::<PersistentVolumeClaim>();
@@ -258,11 +360,13 @@ async fn run_provisioner(sh: Arc<Shared>, client: kube::Client) {
         .applied_objects()
         .boxed();
     let mut resync = tokio::time::interval(Duration::from_secs(2));
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut memo = Provisioner::default();
     loop {
         tokio::select! {
             item = stream.next() => match item {
                 Some(Ok(pvc)) => {
-                    if let Err(e) = provision(&sh, &client, &pvc).await {
+                    if let Err(e) = provision(&sh, &client, &pvc, &mut memo).await {
                         warn!(error = %e, "provisioning failed");
                     }
                 }
@@ -271,7 +375,7 @@ async fn run_provisioner(sh: Arc<Shared>, client: kube::Client) {
             },
             _ = resync.tick() => {
                 for pvc in claims.state() {
-                    if let Err(e) = provision(&sh, &client, &pvc).await {
+                    if let Err(e) = provision(&sh, &client, &pvc, &mut memo).await {
                         warn!(error = %e, "provisioning failed");
                     }
                 }
@@ -601,6 +705,13 @@ pub async fn pv_create(sh: &Arc<Shared>, volume: &str, input: PvInput) -> Result
         }
         (v.size, v.access_mode.clone())
     };
+    // PVCreate refuses an xfs PV for a volume below MinimalVolumeSizeXFS,
+    // restored or not.
+    if input.fs_type == "xfs" && size < MINIMAL_VOLUME_SIZE_XFS {
+        return Err(failed(format!(
+            "XFS filesystems with size {size}, smaller than {MINIMAL_VOLUME_SIZE_XFS}, are not supported"
+        )));
+    }
     let pv_name = if input.pv_name.is_empty() {
         volume.to_owned()
     } else {

@@ -195,6 +195,22 @@ pub async fn kube_client_from(path: &Path) -> anyhow::Result<kube::Client> {
 
 /// Delays and rates of the emulated asynchronous operations (fields absent
 /// from a JSON body take [`Timings::fast`]'s values).
+///
+/// Both profiles run the same sequence as longhorn-manager: a detached
+/// volume is attached for a snapshot, a backup or a snapshot's deletion
+/// (the controllers' attachment tickets); a Snapshot CR is ready once the
+/// engine took it and its monitor saw it; a Backup CR shows `""` (or
+/// `Pending` while its snapshot is not ready) until the backup monitor's
+/// first poll, then `InProgress`, then `Completed`, each refreshed only at
+/// the monitor's polls; a deleted Snapshot CR stays listed until the
+/// engine purged the snapshot. Only the durations differ:
+/// - [`Timings::fast`]: tens of milliseconds per step, for the test suites
+///   (the harness, the contract tests and the emulator's own): the whole
+///   sequence, in a second or so per test.
+/// - [`Timings::realistic`]: Longhorn's own periods (the engine monitor's
+///   5 s, the backup monitor's 2 s) and seconds per attachment, for the
+///   demo and the fan-out bench's default profile, whose figures then say
+///   what a tick costs against a real manager.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
 pub struct Timings {
@@ -202,15 +218,40 @@ pub struct Timings {
     pub volume_create_ms: u64,
     /// `attaching` -> `attached` (detaching takes half).
     pub attach_ms: u64,
-    /// `snapshotCRCreate` -> `readyToUse`.
+    /// The engine took the snapshot -> the Snapshot CR is `readyToUse`.
+    /// Longhorn marks it ready when the engine monitor's next refresh lists
+    /// it (controller/snapshot_controller.go `reconcile` reads
+    /// `engine.Status.Snapshots`, which controller/engine_controller.go
+    /// `(*EngineMonitor).Run` refreshes every `EnginePollInterval`, 5 s):
+    /// between 0 and 5 s, 2.5 s on average.
     pub snapshot_ready_ms: u64,
-    /// Backup `""` -> `Pending` -> `InProgress`.
+    /// `snapshotCRDelete` of a snapshot the engine holds -> the CR is gone:
+    /// the engine's purge, then the engine monitor's next refresh no longer
+    /// listing it (snapshot_controller.go `reconcile`, deletion branch:
+    /// the finalizer is removed only once the snapshot left
+    /// `engine.Status.Snapshots`). Until then the CR is listed, marked removed.
+    pub snapshot_delete_ms: u64,
+    /// A Backup CR whose volume is attached and snapshot ready -> its
+    /// backup monitor starts: the backup controller's reconciles (its
+    /// attachment ticket satisfied) and the engine's `SnapshotBackup` call
+    /// (controller/backup_controller.go `checkMonitor`, `enableBackupMonitor`).
     pub backup_start_ms: u64,
+    /// The backup monitor's poll period: the Backup CR's state, progress
+    /// and URL change only at these polls, the first one a period after the
+    /// monitor started (engineapi/backup_monitor.go `BackupMonitorSyncPeriod`,
+    /// 2 s, `linerTimer`).
+    pub backup_monitor_ms: u64,
+    /// The informers' resync period (util/client/client.go: 30 s): a
+    /// Backup CR left `Pending` by `checkMonitor` (its snapshot missing or
+    /// not ready, another backup of the volume being deleted) is reconciled
+    /// again only then; it errors after 5 such tries (`maxCreationRetry`).
+    pub resync_ms: u64,
     /// Upload speed over the snapshot's non-zero data.
     pub backup_bytes_per_sec: u64,
     /// Restore: from attached to the first bytes.
     pub restore_start_ms: u64,
-    /// Restore speed over the whole volume size.
+    /// Restore speed over the backup's blocks (a full restore writes only
+    /// the blocks the backup maps; the rest of the volume stays sparse).
     pub restore_bytes_per_sec: u64,
     /// Volume and backup deletion.
     pub delete_ms: u64,
@@ -220,13 +261,16 @@ pub struct Timings {
 }
 
 impl Timings {
-    /// Tens of milliseconds per step, 256 MiB/s: for tests.
+    /// Tens of milliseconds per step, 256 MiB/s: for the test suites.
     pub fn fast() -> Self {
         Timings {
             volume_create_ms: 30,
             attach_ms: 30,
             snapshot_ready_ms: 30,
-            backup_start_ms: 40,
+            snapshot_delete_ms: 30,
+            backup_start_ms: 20,
+            backup_monitor_ms: 20,
+            resync_ms: 60,
             backup_bytes_per_sec: 256 << 20,
             restore_start_ms: 40,
             restore_bytes_per_sec: 256 << 20,
@@ -235,13 +279,19 @@ impl Timings {
         }
     }
 
-    /// Seconds per step, tens of MiB/s: close to a small real cluster, for the demo.
+    /// Longhorn's own periods and seconds per step, tens of MiB/s: close to
+    /// a small real cluster, for the demo and the fan-out bench.
     pub fn realistic() -> Self {
         Timings {
             volume_create_ms: 2_000,
             attach_ms: 4_000,
-            snapshot_ready_ms: 2_000,
-            backup_start_ms: 3_000,
+            // The mean wait for the engine monitor's 5 s refresh.
+            snapshot_ready_ms: 2_500,
+            // A small purge, then the mean wait for the next refresh.
+            snapshot_delete_ms: 3_000,
+            backup_start_ms: 1_000,
+            backup_monitor_ms: 2_000,
+            resync_ms: 30_000,
             backup_bytes_per_sec: 20 << 20,
             restore_start_ms: 5_000,
             restore_bytes_per_sec: 40 << 20,

@@ -69,6 +69,11 @@ pub struct Fault {
 pub struct Stats {
     /// API requests per operation (the names [`Fault::operation`] uses).
     pub requests: std::collections::BTreeMap<String, u64>,
+    /// Bytes of the response bodies per operation (headers not counted):
+    /// what answering the client cost the manager.
+    pub response_bytes: std::collections::BTreeMap<String, u64>,
+    /// Bytes of the request bodies per operation.
+    pub request_bytes: std::collections::BTreeMap<String, u64>,
     /// `snapshotBackup` calls that created a backup.
     pub backups_created: u64,
     /// Volumes that exist.

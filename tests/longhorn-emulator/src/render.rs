@@ -331,6 +331,7 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup], allow_degraded: 
     let created = v.created;
     let sched = v.scheduled_condition(allow_degraded);
     let rc = &v.restore_condition;
+    let tm = &v.too_many_snapshots;
     let ks = &v.kubernetes_status;
     let fields = json!({
         "name": v.name,
@@ -383,7 +384,7 @@ pub fn volume_with(base: &str, v: &Volume, backups: &[&Backup], allow_degraded: 
         "conditions": {
             "Scheduled": condition("Scheduled", sched.0, sched.1, sched.2, created),
             "Restore": condition("Restore", rc.status, &rc.reason, &rc.message, rc.last_transition),
-            "TooManySnapshots": condition("TooManySnapshots", "False", "", "", created),
+            "TooManySnapshots": condition("TooManySnapshots", tm.status, &tm.reason, &tm.message, tm.last_transition),
             "WaitForBackingImage": condition("WaitForBackingImage", "False", "", "", created),
             "BackingImageIncompatible": condition("BackingImageIncompatible", "False", "", "", created),
             "OfflineRebuilding": condition("OfflineRebuilding", "False", "", "", created),
@@ -456,7 +457,9 @@ pub fn snapshot_cr(base: &str, v: &Volume, s: &crate::state::Snapshot) -> Value 
         "labels": map_or_null(&s.labels),
         "ownerID": if s.ready { "node-1" } else { "" },
         "restoreSize": v.size,
-        "readyToUse": s.ready && !s.mark_removed,
+        // controller/snapshot_controller.go syncSnapshotWithSnapshotInfo:
+        // marked removed or being deleted is not ready.
+        "readyToUse": s.ready && !s.mark_removed && !s.deleting,
         "checksum": "",
     });
     // api/model.go SnapshotCR: `Error string json:"error,omitempty"`.
@@ -786,6 +789,18 @@ pub const SETTINGS: &[SettingDef] = &[
             "backup",
             "int",
             "2",
+        )
+    },
+    // types/setting.go SettingDefinitionSnapshotCountWarningThreshold
+    // (the TooManySnapshots condition's threshold, 2..250).
+    SettingDef {
+        range: r#"{"minimum":2,"maximum":250}"#,
+        ..def(
+            "snapshot-count-warning-threshold",
+            "Snapshot Count Warning Threshold",
+            "snapshot",
+            "int",
+            "100",
         )
     },
     def(

@@ -181,6 +181,8 @@ pub struct Volume {
     pub snapshot_max_count: u32,
     /// `Some((current image, new image))` while the engine is upgrading.
     pub engine_upgrading: Option<(String, String)>,
+    /// The `TooManySnapshots` condition ([`crate::worker::sync_too_many_snapshots`]).
+    pub too_many_snapshots: Condition,
     /// `spec.backupTargetName`.
     pub backup_target: String,
     /// Replicas the scheduler placed (the first ones of `replicas`).
@@ -270,11 +272,13 @@ impl Volume {
             .unwrap_or_default()
     }
 
-    /// The newest snapshot that is not removed (the parent of `volume-head`).
+    /// The newest snapshot the engine holds, marked removed or not: the
+    /// parent of `volume-head` (a removed snapshot stays in the chain until
+    /// it is purged).
     pub fn head_parent(&self) -> Option<&Snapshot> {
         self.snapshots
             .values()
-            .filter(|s| s.taken && !s.mark_removed)
+            .filter(|s| s.taken)
             .max_by_key(|s| (s.cr_creation_time, s.seq))
     }
 }
@@ -296,6 +300,9 @@ pub struct Snapshot {
     pub mark_removed: bool,
     pub user_created: bool,
     pub parent: String,
+    /// The CR has a deletion timestamp: `snapshotCRDelete` was answered and
+    /// the snapshot controller is removing it (still listed until it is gone).
+    pub deleting: bool,
 }
 
 impl Snapshot {
@@ -366,6 +373,10 @@ pub struct State {
     pub backups: BTreeMap<String, Backup>,
     pub backup_volumes: BTreeMap<String, BackupVolumeState>,
     pub requests: BTreeMap<String, u64>,
+    /// Response body bytes per operation.
+    pub response_bytes: BTreeMap<String, u64>,
+    /// Request body bytes per operation.
+    pub request_bytes: BTreeMap<String, u64>,
     pub backups_created: u64,
     pub next_uid: u64,
     /// Namespaces whose PVCs the provisioner serves (`None`: all).
@@ -412,6 +423,8 @@ impl State {
     pub fn stats(&self) -> Stats {
         Stats {
             requests: self.requests.clone(),
+            response_bytes: self.response_bytes.clone(),
+            request_bytes: self.request_bytes.clone(),
             backups_created: self.backups_created,
             volumes: self.volumes.keys().cloned().collect(),
             backups: self.backups.keys().cloned().collect(),

@@ -12,7 +12,7 @@ use tracing::{debug, warn};
 use crate::config::{ms, transfer_time};
 use crate::render::rfc3339;
 use crate::state::{
-    BLOCK, Backup, BackupVolumeState, Blocks, RestoreStatus, Shared, State, VolState,
+    BLOCK, Backup, BackupVolumeState, Blocks, RestoreStatus, Shared, State, VolState, Volume,
 };
 use crate::store::{BackupCfg, BlockMapping, SingleFile, VolumeCfg, double_encode, prepare_block};
 
@@ -236,6 +236,8 @@ pub fn reconcile_snapshot(sh: &Arc<Shared>, st: &mut State, volume: &str, snap: 
     match v.snapshots.get(snap) {
         None => return false,
         Some(s) if s.taken => return true,
+        // Deleted before the engine took it: the deletion branch removes it.
+        Some(s) if s.deleting => return false,
         Some(_) => {}
     }
     let ticket = snapshot_ticket(snap);
@@ -332,8 +334,262 @@ pub async fn run_snapshot_controller(
         s.ready = true;
         s.error.clear();
         s.creation_time = Some(Utc::now());
+        // The engine monitor's refresh that lists it counts it too.
+        sync_too_many_snapshots(&mut st, &volume);
     }
-    drop_ticket(&sh, &mut st, &volume, uid, &snapshot_ticket(&snap));
+    // A deletion under way holds the same ticket (it is one per snapshot):
+    // it keeps it until the snapshot is purged.
+    let deleting = st
+        .volumes
+        .get(&volume)
+        .and_then(|v| v.snapshots.get(&snap))
+        .is_some_and(|s| s.deleting && s.seq == seq);
+    if !deleting {
+        drop_ticket(&sh, &mut st, &volume, uid, &snapshot_ticket(&snap));
+    }
+}
+
+/// Removes a snapshot from the volume's chain (its children get its parent).
+pub fn remove_snapshot(v: &mut Volume, snap: &str) {
+    if let Some(s) = v.snapshots.remove(snap) {
+        for c in v.snapshots.values_mut().filter(|c| c.parent == snap) {
+            c.parent = s.parent.clone();
+        }
+    }
+}
+
+/// Whether the engine's purge can remove a snapshot marked removed: not
+/// the parent of the volume head (longhorn-engine coalesces a removed
+/// snapshot into its child, and the head is not one it can coalesce into;
+/// longhorn-manager controller/snapshot_controller.go `reconcile`: "This
+/// snapshot is the parent of volume-head, so it cannot be purged
+/// immediately").
+pub fn purgeable(v: &Volume, snap: &str) -> bool {
+    v.head_parent().is_none_or(|p| p.name != snap)
+}
+
+/// The `TooManySnapshots` condition, as longhorn-manager
+/// controller/volume_controller.go
+/// `(*VolumeController).reconcileTooManySnapshotsCondition` sets it on
+/// every volume reconcile: True (reason `TooManySnapshots`, "Snapshots
+/// count is <n> at or over the warning threshold <t>") when the snapshots
+/// the engine lists (`len(engine.Status.Snapshots) - 1`: every snapshot
+/// but the volume head, removed ones included until purged) reach
+/// `getSnapshotCountThreshold`, the smaller of the setting
+/// `snapshot-count-warning-threshold` (default 100) and the volume's
+/// `snapshotMaxCount`; else False with no reason or message. Its
+/// transition time changes only with its status (types/condition.go
+/// `SetCondition`). (The size threshold, `snapshotMaxSize`, is 0 here.)
+///
+/// `engine.Status.Snapshots` is the engine monitor's last refresh: a
+/// snapshot counts from its readiness (the same refresh makes its CR
+/// ready) until it is purged.
+pub fn sync_too_many_snapshots(st: &mut State, volume: &str) {
+    let setting = st
+        .setting("snapshot-count-warning-threshold")
+        .trim()
+        .parse::<u64>()
+        .ok();
+    let Some(v) = st.volumes.get_mut(volume) else {
+        return;
+    };
+    let max = u64::from(v.snapshot_max_count);
+    // getSnapshotCountThreshold: without the setting, the volume's maximum.
+    let threshold = setting.map_or(max, |t| t.min(max));
+    let count = v.snapshots.values().filter(|s| s.taken && s.ready).count() as u64;
+    if count >= threshold {
+        let message =
+            format!("Snapshots count is {count} at or over the warning threshold {threshold}");
+        v.too_many_snapshots
+            .set("True", "TooManySnapshots", &message);
+    } else {
+        v.too_many_snapshots.set("False", "", "");
+    }
+}
+
+/// `snapshotCRDelete` (api/snapshot.go `SnapshotCRDelete` ->
+/// manager/snapshot.go `DeleteSnapshotCR`): the CR gets its deletion
+/// timestamp and the answer goes out; the snapshot controller does the
+/// rest (controller/snapshot_controller.go `reconcile`, deletion branch):
+/// - a snapshot the engine never took (`status.requestedTime` empty): its
+///   ticket goes and the finalizer is removed at once;
+/// - else the volume is attached for it (ticket
+///   `snapshot-controller-<snap>`), the engine marks it removed
+///   (`SnapshotDelete`: it no longer counts against `snapshotMaxCount`)
+///   and purges it (`SnapshotPurge`), and only once the engine monitor no
+///   longer lists it are the ticket and the finalizer removed: the CR is
+///   listed, marked removed and not ready, for `snapshot_delete_ms`;
+/// - the parent of the volume head, once marked removed, cannot be
+///   purged: its ticket goes and its CR stays until a newer snapshot
+///   makes it purgeable;
+/// - during an engine upgrade: "snapshot deletion delayed: ..." in
+///   `status.error`, retried.
+///
+/// A name not found is no error (the API ignores NotFound).
+pub fn delete_snapshot_cr(sh: &Arc<Shared>, st: &mut State, volume: &str, snap: &str) {
+    let Some(v) = st.volumes.get_mut(volume) else {
+        return;
+    };
+    let uid = v.uid;
+    let Some(s) = v.snapshots.get_mut(snap) else {
+        return;
+    };
+    if s.deleting {
+        return;
+    }
+    s.deleting = true;
+    let (taken, seq) = (s.taken, s.seq);
+    if !taken {
+        remove_snapshot(v, snap);
+        drop_ticket(sh, st, volume, uid, &snapshot_ticket(snap));
+        return;
+    }
+    // The controller's first pass comes at once (an attached volume's
+    // snapshot is marked removed before the next call can look).
+    let step = reconcile_snapshot_deletion(sh, st, volume, snap);
+    let sh2 = sh.clone();
+    let (volume, snap) = (volume.to_owned(), snap.to_owned());
+    sh.spawn(async move { run_snapshot_deletion(sh2, volume, uid, snap, seq, step).await });
+}
+
+/// Where a Snapshot CR's deletion stands after a pass of the controller.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Deletion {
+    /// The CR is gone.
+    Gone,
+    /// Waiting (for the attachment, an engine upgrade, a newer snapshot).
+    Waiting,
+    /// Marked removed; the engine purges it.
+    Purging,
+}
+
+/// One pass of the snapshot controller's deletion branch (see
+/// [`delete_snapshot_cr`]), under the state lock.
+pub fn reconcile_snapshot_deletion(
+    sh: &Arc<Shared>,
+    st: &mut State,
+    volume: &str,
+    snap: &str,
+) -> Deletion {
+    let Some(v) = st.volumes.get_mut(volume) else {
+        return Deletion::Gone;
+    };
+    if !v.snapshots.contains_key(snap) {
+        return Deletion::Gone;
+    }
+    let uid = v.uid;
+    let ticket = snapshot_ticket(snap);
+    // isVolumeDeletedOrBeingDeleted: the finalizer goes.
+    if v.state == VolState::Deleting {
+        remove_snapshot(v, snap);
+        return Deletion::Gone;
+    }
+    if let Some((from, to)) = v.engine_upgrading.clone() {
+        let engine = v.engine_name();
+        if let Some(s) = v.snapshots.get_mut(snap) {
+            s.error = format!(
+                "snapshot deletion delayed: volume engine {engine} is upgrading from image {from} to {to}"
+            );
+        }
+        return Deletion::Waiting;
+    }
+    let head_child = !purgeable(v, snap);
+    let removed = v.snapshots.get(snap).is_some_and(|s| s.mark_removed);
+    if head_child && removed {
+        drop_ticket(sh, st, volume, uid, &ticket);
+        return Deletion::Waiting;
+    }
+    if !v.tickets.contains_key(&ticket) {
+        let node = match v.node() {
+            n if n.is_empty() => "node-1".to_owned(),
+            n => n,
+        };
+        v.tickets.insert(
+            ticket,
+            crate::state::Ticket::controller("snapshot-controller", &node),
+        );
+        kick(sh, st, volume);
+    }
+    let Some(v) = st.volumes.get_mut(volume) else {
+        return Deletion::Gone;
+    };
+    // "failed to delete snapshot because the volume engine <e> is not
+    // running. Will reenqueue and retry later": returned, not shown.
+    if v.state != VolState::Attached {
+        return Deletion::Waiting;
+    }
+    if let Some(s) = v.snapshots.get_mut(snap) {
+        s.mark_removed = true;
+        s.error.clear();
+    }
+    if head_child {
+        Deletion::Waiting
+    } else {
+        Deletion::Purging
+    }
+}
+
+/// The snapshot controller for a deleted CR of a taken snapshot: passes
+/// until the engine purges it, then the CR goes with its ticket.
+async fn run_snapshot_deletion(
+    sh: Arc<Shared>,
+    volume: String,
+    uid: u64,
+    snap: String,
+    seq: u64,
+    mut step: Deletion,
+) {
+    let alive = |st: &State| {
+        st.volumes
+            .get(&volume)
+            .filter(|v| v.uid == uid)
+            .and_then(|v| v.snapshots.get(&snap))
+            .is_some_and(|s| s.seq == seq && s.deleting)
+    };
+    loop {
+        match step {
+            Deletion::Gone => {
+                let mut st = sh.lock();
+                sync_too_many_snapshots(&mut st, &volume);
+                drop_ticket(&sh, &mut st, &volume, uid, &snapshot_ticket(&snap));
+                return;
+            }
+            Deletion::Purging => {
+                sleep_ms(sh.timings().snapshot_delete_ms).await;
+                let mut st = sh.lock();
+                if !alive(&st) {
+                    return;
+                }
+                // A newer snapshot may have come since: purge what it can.
+                let purged = st.volumes.get_mut(&volume).is_some_and(|v| {
+                    let ok = purgeable(v, &snap);
+                    if ok {
+                        remove_snapshot(v, &snap);
+                    }
+                    ok
+                });
+                step = if purged {
+                    Deletion::Gone
+                } else {
+                    reconcile_snapshot_deletion(&sh, &mut st, &volume, &snap)
+                };
+                if step == Deletion::Gone {
+                    sync_too_many_snapshots(&mut st, &volume);
+                    drop_ticket(&sh, &mut st, &volume, uid, &snapshot_ticket(&snap));
+                    return;
+                }
+            }
+            Deletion::Waiting => {
+                // Requeued on the volume's or the engine's next change.
+                sleep_ms(sh.timings().attach_ms.clamp(10, 100)).await;
+                let mut st = sh.lock();
+                if !alive(&st) {
+                    return;
+                }
+                step = reconcile_snapshot_deletion(&sh, &mut st, &volume, &snap);
+            }
+        }
+    }
 }
 
 /// Removes a controller's ticket and lets the volume detach if it was the last.
@@ -394,11 +650,60 @@ enum SnapCheck {
     NoVolume,
 }
 
-/// The backup controller and engine: Pending until the snapshot is ready,
-/// then InProgress while the blocks go to S3, then Completed (or Error).
+/// What the engine (the replica's backup process) reports of a backup, as
+/// the backup monitor reads it (longhorn-engine's replica backup status,
+/// `in_progress` / `complete` / `error`, converted by
+/// engineapi/backups.go `ConvertEngineBackupState`).
+#[derive(Clone, Default)]
+struct EngineBackup {
+    progress: u32,
+    /// `Some(Ok)`: complete; `Some(Err)`: error; `None`: in progress.
+    end: Option<Result<UploadDone, String>>,
+    /// The upload was abandoned (the backup was deleted meanwhile).
+    abandoned: bool,
+}
+
+type SharedEngineBackup = Arc<std::sync::Mutex<EngineBackup>>;
+
+fn engine_update(engine: &SharedEngineBackup, f: impl FnOnce(&mut EngineBackup)) {
+    f(&mut engine.lock().unwrap_or_else(|p| p.into_inner()));
+}
+
+/// A backup of `volume` on `target` other than `name` being deleted.
+fn deleting_backup(st: &State, volume: &str, target: &str, name: &str) -> Option<String> {
+    st.backups
+        .values()
+        .find(|b| {
+            b.name != name && b.volume_name == volume && b.target == target && b.state == "Deleting"
+        })
+        .map(|b| b.name.clone())
+}
+
+/// The backup controller, the backup monitor and the engine, from the
+/// Backup CR's creation to its end (longhorn-manager
+/// controller/backup_controller.go `(*BackupController).reconcile`):
+/// 1. handleAttachmentTicketCreation: ticket `backup-controller-<backup>`,
+///    so a detached volume attaches; until the ticket is satisfied
+///    `checkMonitor` answers "waiting for attachment ... before enabling
+///    backup monitor", an error that only requeues: the state stays `""`;
+/// 2. `checkMonitor`: a missing or not ready snapshot sets `Pending` with
+///    messages.info ("Failed to get the Snapshot <s>", "Waiting for the
+///    snapshot <s> to be ready"), `Error` after maxCreationRetry (5) tries;
+///    another backup of the volume being deleted sets `Pending` ("Wait for
+///    backup <b> to be deleted") for as long as it lasts;
+/// 3. `enableBackupMonitor`: engineapi/backup_monitor.go `NewBackupMonitor`
+///    calls the engine's `SnapshotBackup` (`backup_start_ms`, counted from
+///    here) and keeps the CR's status as it was (`""`, or `Pending`);
+/// 4. `linerTimer`: every `BackupMonitorSyncPeriod` (`backup_monitor_ms`,
+///    the first a period after the start) the engine's status is copied to
+///    the CR (`syncWithMonitor`): `InProgress` with the snapshot name and
+///    progress, then `Completed` with the URL (or `Error`) at the first
+///    poll after the engine finished.
+///
+/// The ticket goes once the backup is in a final state
+/// (handleAttachmentTicketDeletion, deferred in `reconcile`).
 pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
     let t = sh.timings();
-    sleep_ms(t.backup_start_ms / 2).await;
     let Some((volume, snap, target)) = with_backup(&sh, &name, uid, |b, _| {
         (
             b.volume_name.clone(),
@@ -409,13 +714,7 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
         return;
     };
 
-    // longhorn-manager controller/backup_controller.go (*BackupController).reconcile:
-    // handleAttachmentTicketCreation adds ticket `backup-controller-<backup>`
-    // (so a detached volume attaches); checkMonitor then answers "waiting for
-    // attachment ... to be attached before enabling backup monitor" (an error
-    // that only requeues: the state does not change) until the ticket is
-    // satisfied, and while the engine is not running sets Pending with
-    // messages.info "Waiting for the engine <e> to be ready".
+    // 1. The attachment: the state stays "" meanwhile.
     loop {
         let attached = {
             let mut st = sh.lock();
@@ -450,32 +749,45 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
         }
         sleep_ms(t.attach_ms.clamp(10, 100)).await;
     }
-    if with_backup(&sh, &name, uid, |b, _| b.state = "Pending".into()).is_none() {
-        return release_backup_ticket(&sh, &name, &volume);
-    }
-    sleep_ms(t.backup_start_ms - t.backup_start_ms / 2).await;
 
-    // Wait for the snapshot, as the controller does, with a bounded number of tries.
+    // 2. checkMonitor: the snapshot, with a bounded number of tries; a
+    // backup of the same volume being deleted, for as long as it lasts.
     let mut attempt = 0;
     let (data, snap_time, replica) = loop {
-        let check = {
+        let (check, deleting) = {
             let st = sh.lock();
-            match st.volumes.get(&volume) {
+            let check = match st.volumes.get(&volume) {
                 None => SnapCheck::NoVolume,
                 Some(v) => match v.snapshots.get(&snap) {
                     None => SnapCheck::Missing,
-                    Some(s) if !s.ready || s.mark_removed => SnapCheck::NotReady,
+                    Some(s) if !s.ready || s.mark_removed || s.deleting => SnapCheck::NotReady,
                     Some(s) => SnapCheck::Ready(
                         s.data.clone(),
                         s.creation_time.unwrap_or(s.cr_creation_time),
                         v.replicas.first().cloned().unwrap_or_default(),
                     ),
                 },
-            }
+            };
+            (check, deleting_backup(&st, &volume, &target, &name))
         };
-        attempt += 1;
         let failure = match check {
-            SnapCheck::Ready(d, at, r) => break (d, at, r),
+            SnapCheck::Ready(d, at, r) => match deleting {
+                None => break (d, at, r),
+                Some(other) => {
+                    let pending = with_backup(&sh, &name, uid, |b, _| {
+                        b.state = "Pending".into();
+                        b.messages.insert(
+                            "info".into(),
+                            format!("Wait for backup {other} to be deleted"),
+                        );
+                    });
+                    if pending.is_none() {
+                        return release_backup_ticket(&sh, &name, &volume);
+                    }
+                    sleep_ms(sh.timings().resync_ms).await;
+                    continue;
+                }
+            },
             SnapCheck::NoVolume => {
                 return fail_backup(
                     &sh,
@@ -487,24 +799,30 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
             SnapCheck::Missing => format!("Failed to get the Snapshot {snap}"),
             SnapCheck::NotReady => format!("Failed waiting for the snapshot {snap} to be ready"),
         };
+        attempt += 1;
         if attempt >= 5 {
             return fail_backup(&sh, &name, uid, failure);
         }
-        if with_backup(&sh, &name, uid, |b, _| {
-            b.messages.insert(
-                "info".into(),
-                format!("Waiting for the snapshot {snap} to be ready"),
-            );
-        })
-        .is_none()
-        {
+        let info = if failure.starts_with("Failed to get") {
+            failure
+        } else {
+            format!("Waiting for the snapshot {snap} to be ready")
+        };
+        let pending = with_backup(&sh, &name, uid, |b, _| {
+            b.state = "Pending".into();
+            b.messages.insert("info".into(), info);
+        });
+        if pending.is_none() {
             return release_backup_ticket(&sh, &name, &volume);
         }
-        sleep_ms(sh.timings().backup_start_ms.max(50)).await;
+        // Reconciled again at the next resync (its status did not change).
+        sleep_ms(sh.timings().resync_ms).await;
     };
 
-    // A backup goes to the store of its target (backup_controller.go
-    // getBackupTarget from the backup's label).
+    // 3. The monitor starts: the engine's SnapshotBackup. A backup goes to
+    // the store of its target (backup_controller.go getBackupTarget from
+    // the backup's label).
+    sleep_ms(t.backup_start_ms).await;
     let Some(store) = sh.store_for(&target) else {
         return fail_backup(
             &sh,
@@ -513,77 +831,131 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
             format!("backup target {target} is not available"),
         );
     };
-    let _lock = store.locks.lock(&volume).await;
     let Some((mode, labels, volume_size)) = with_backup(&sh, &name, uid, |b, _| {
-        b.state = "InProgress".into();
-        b.replica = replica.clone();
-        b.status_snapshot = snap.clone();
         b.snapshot_created = rfc3339(snap_time);
         b.snapshot_at = Some(snap_time);
-        b.messages.clear();
-        b.progress = 0;
         (b.backup_mode.clone(), b.spec_labels.clone(), b.volume_size)
     }) else {
         return release_backup_ticket(&sh, &name, &volume);
     };
     debug!(backup = %name, %volume, %replica, "upload starts");
-
-    match upload(
-        &sh,
-        &store,
-        &name,
-        uid,
-        &volume,
-        &snap,
-        snap_time,
-        &mode,
-        &labels,
-        volume_size,
-        &data,
-    )
-    .await
-    {
-        Ok(Some(done)) => {
-            let url = store.backup_url(&name, &volume);
-            let seq = {
-                let mut st = sh.lock();
-                st.completions += 1;
-                st.completions
+    let engine: SharedEngineBackup = Arc::default();
+    let engine_side = {
+        let (sh, store, engine) = (&sh, &store, engine.clone());
+        let (name, volume, snap, mode) = (&name, &volume, &snap, &mode);
+        let (labels, data) = (&labels, &data);
+        async move {
+            let _lock = store.locks.lock(volume).await;
+            let job = Upload {
+                name,
+                uid,
+                volume,
+                snap,
+                snap_time,
+                mode,
+                labels,
+                volume_size,
+                data,
             };
-            with_backup(&sh, &name, uid, |b, bvs| {
-                b.state = "Completed".into();
-                b.completed_seq = seq;
-                b.progress = 100;
-                b.url = url;
-                let now = Utc::now();
-                b.created = rfc3339(now);
-                b.completed_at = Some(now);
-                b.size = done.size;
-                b.labels = Some(b.spec_labels.clone());
-                b.newly_uploaded = done.newly;
-                b.reuploaded = done.reuploaded;
-                b.replica.clear();
-                let bv = bvs
-                    .entry(crate::render::bv_name(&b.volume_name, &b.target))
-                    .or_insert_with(|| BackupVolumeState {
-                        volume: b.volume_name.clone(),
-                        target: b.target.clone(),
-                        ..BackupVolumeState::default()
-                    });
-                if bv.created.is_empty() {
-                    bv.created = done.volume_created;
-                }
-                bv.block_count = done.block_count;
+            let ended = upload(sh, store, &job, &engine).await;
+            engine_update(&engine, |e| match ended {
+                Ok(Some(done)) => e.end = Some(Ok(done)),
+                Ok(None) => e.abandoned = true,
+                Err(message) => e.end = Some(Err(message)),
             });
-            debug!(backup = %name, "backup completed");
         }
-        Ok(None) => debug!(backup = %name, "backup abandoned (deleted meanwhile)"),
-        Err(message) => fail_backup(&sh, &name, uid, message),
-    }
+    };
+    // 4. The monitor's polls.
+    let monitor = async {
+        loop {
+            sleep_ms(sh.timings().backup_monitor_ms).await;
+            let seen = engine.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            if seen.abandoned {
+                debug!(backup = %name, "backup abandoned (deleted meanwhile)");
+                return;
+            }
+            match seen.end {
+                None => {
+                    let alive = with_backup(&sh, &name, uid, |b, _| {
+                        if b.state != "InProgress" {
+                            b.state = "InProgress".into();
+                            b.messages.clear();
+                        }
+                        b.replica = replica.clone();
+                        b.status_snapshot = snap.clone();
+                        b.progress = seen.progress;
+                    });
+                    if alive.is_none() {
+                        return;
+                    }
+                }
+                Some(Ok(done)) => {
+                    complete_backup(&sh, &name, uid, &store, &snap, done);
+                    return;
+                }
+                Some(Err(message)) => {
+                    with_backup(&sh, &name, uid, |b, _| {
+                        b.status_snapshot = snap.clone();
+                    });
+                    fail_backup(&sh, &name, uid, message);
+                    return;
+                }
+            }
+        }
+    };
+    tokio::join!(engine_side, monitor);
     release_backup_ticket(&sh, &name, &volume);
 }
 
+/// The monitor's poll that finds the engine's backup complete: the CR
+/// `Completed` with its URL and sizes, the backup volume updated.
+fn complete_backup(
+    sh: &Shared,
+    name: &str,
+    uid: u64,
+    store: &crate::store::Store,
+    snap: &str,
+    done: UploadDone,
+) {
+    let url = store.backup_url(name, &done.volume);
+    let seq = {
+        let mut st = sh.lock();
+        st.completions += 1;
+        st.completions
+    };
+    with_backup(sh, name, uid, |b, bvs| {
+        b.state = "Completed".into();
+        b.messages.clear();
+        b.status_snapshot = snap.to_owned();
+        b.completed_seq = seq;
+        b.progress = 100;
+        b.url = url;
+        let now = Utc::now();
+        b.created = rfc3339(now);
+        b.completed_at = Some(now);
+        b.size = done.size;
+        b.labels = Some(b.spec_labels.clone());
+        b.newly_uploaded = done.newly;
+        b.reuploaded = done.reuploaded;
+        b.replica.clear();
+        let bv = bvs
+            .entry(crate::render::bv_name(&b.volume_name, &b.target))
+            .or_insert_with(|| BackupVolumeState {
+                volume: b.volume_name.clone(),
+                target: b.target.clone(),
+                ..BackupVolumeState::default()
+            });
+        if bv.created.is_empty() {
+            bv.created = done.volume_created.clone();
+        }
+        bv.block_count = done.block_count;
+    });
+    debug!(backup = %name, "backup completed");
+}
+
+#[derive(Clone)]
 struct UploadDone {
+    volume: String,
     size: u64,
     newly: u64,
     reuploaded: u64,
@@ -591,20 +963,39 @@ struct UploadDone {
     volume_created: String,
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One backup's upload, as the engine's replica runs it.
+#[derive(Clone, Copy)]
+struct Upload<'a> {
+    name: &'a str,
+    uid: u64,
+    volume: &'a str,
+    snap: &'a str,
+    snap_time: chrono::DateTime<Utc>,
+    mode: &'a str,
+    labels: &'a BTreeMap<String, String>,
+    volume_size: u64,
+    data: &'a Blocks,
+}
+
+/// The engine's side of a backup: its blocks and `.cfg` files to the
+/// store, its progress in `engine`. `Ok(None)`: the backup was deleted meanwhile.
 async fn upload(
     sh: &Shared,
     store: &crate::store::Store,
-    name: &str,
-    uid: u64,
-    volume: &str,
-    snap: &str,
-    snap_time: chrono::DateTime<Utc>,
-    mode: &str,
-    labels: &BTreeMap<String, String>,
-    volume_size: u64,
-    data: &Blocks,
+    job: &Upload<'_>,
+    engine: &SharedEngineBackup,
 ) -> Result<Option<UploadDone>, String> {
+    let Upload {
+        name,
+        uid,
+        volume,
+        snap,
+        snap_time,
+        mode,
+        labels,
+        volume_size,
+        data,
+    } = *job;
     let now = rfc3339(Utc::now());
     let mut vcfg = match store
         .read_volume_cfg(volume)
@@ -704,9 +1095,7 @@ async fn upload(
             ));
         }
         let progress = (((done as u64 + 1) * 95) / total.max(1)) as u32;
-        with_backup(sh, name, uid, |b, _| b.progress = progress.min(95))
-            .ok_or(())
-            .ok();
+        engine_update(engine, |e| e.progress = progress.min(95));
         if with_backup(sh, name, uid, |_, _| ()).is_none() {
             return Ok(None);
         }
@@ -736,6 +1125,7 @@ async fn upload(
         .await
         .map_err(|e| e.to_string())?;
     Ok(Some(UploadDone {
+        volume: volume.to_owned(),
         size,
         newly,
         reuploaded,
@@ -840,7 +1230,7 @@ fn fail_restore(sh: &Arc<Shared>, name: &str, uid: u64, message: String) {
 }
 
 /// The restore of an attached volume: bytes read back from S3 (verified), then
-/// progress for `restore_start_ms + size / restore_bytes_per_sec`, then the
+/// progress for `restore_start_ms + backup data / restore_bytes_per_sec`, then the
 /// volume detaches and becomes ready.
 pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
     let (backup, source, url, size, target) = {
@@ -895,7 +1285,12 @@ pub async fn run_restore(sh: Arc<Shared>, name: String, uid: u64) {
             );
         }
     };
-    let duration = transfer_time(size, sh.timings().restore_bytes_per_sec);
+    // A full restore writes the blocks the backup maps, no more
+    // (backupstore deltablock.go RestoreDeltaBlockBackup ->
+    // populateBlocksForFullRestore: one block per backup.Blocks entry,
+    // progress over their count); the rest of the volume stays sparse.
+    let mapped = blocks.keys().filter(|i| *i * BLOCK < size).count() as u64;
+    let duration = transfer_time(mapped * BLOCK, sh.timings().restore_bytes_per_sec);
     let steps = 10u32;
     for i in 1..steps {
         tokio::time::sleep(duration / steps).await;

@@ -92,6 +92,7 @@ async fn backup_sequence_layout_dedup_and_delete() {
         &store,
         Timings {
             backup_start_ms: 400,
+            backup_monitor_ms: 100,
             backup_bytes_per_sec: 8 << 20, // 2 MiB block = 250 ms: progress is visible
             ..Timings::fast()
         },
@@ -129,6 +130,7 @@ async fn backup_sequence_layout_dedup_and_delete() {
             json!({"name": "snap-1", "labels": {"app": "test"}, "backupMode": "incremental"}),
         )
         .await;
+    let asked = std::time::Instant::now();
     let first = &v["backupStatus"][0];
     assert_eq!(first["state"], "");
     assert_eq!(first["snapshot"], "");
@@ -153,6 +155,12 @@ async fn backup_sequence_layout_dedup_and_delete() {
         let state = e["state"].as_str().unwrap().to_owned();
         if seen.last() != Some(&state) {
             seen.push(state.clone());
+            if state == "InProgress" {
+                // The monitor started after backup_start_ms; its first
+                // poll, a period later, shows the engine's state.
+                let after = asked.elapsed();
+                assert!(after >= Duration::from_millis(500), "{after:?}");
+            }
         }
         if state == "InProgress" {
             assert_eq!(e["snapshot"], "snap-1");
@@ -178,7 +186,10 @@ async fn backup_sequence_layout_dedup_and_delete() {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    assert_eq!(seen, ["", "Pending", "InProgress", "Completed"]);
+    // The snapshot was ready: no Pending (backup_controller.go checkMonitor
+    // sets it only while waiting for the engine, the snapshot or a
+    // deletion); "" until the backup monitor's first poll.
+    assert_eq!(seen, ["", "InProgress", "Completed"]);
     assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
     assert!(progress.iter().all(|p| *p <= 95));
     assert!(progress.iter().any(|p| *p > 0), "{progress:?}");

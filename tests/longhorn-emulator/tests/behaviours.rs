@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Api, bare};
+use common::{Api, bare, wait};
 use longhorn_emulator::Timings;
 use serde_json::{Value, json};
 
@@ -286,5 +286,241 @@ async fn a_volume_without_scheduled_replicas_stays_detached() {
     let v = api.volume("ok").await;
     assert_eq!(v["conditions"]["Scheduled"]["status"], "True");
     assert_eq!(v["ready"], true);
+    emu.shutdown().await;
+}
+
+/// The names of a volume's Snapshot CRs, sorted.
+async fn listed(api: &Api, vol: &str) -> Vec<String> {
+    let l = api
+        .action("volumes", vol, "snapshotCRList", json!({}))
+        .await;
+    let mut names: Vec<String> = l["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// controller/snapshot_controller.go reconcile, deletion branch: a deleted
+/// CR of a taken snapshot stays listed (marked removed, not ready) until
+/// the engine purged it, the volume attached for it meanwhile; the volume
+/// head's parent cannot be purged, so its CR stays until a newer snapshot
+/// is taken; a CR the engine never took goes at once.
+#[tokio::test]
+async fn snapshot_cr_deletion_is_asynchronous() {
+    let emu = bare().await;
+    let api = Api::new(&emu);
+    let ctl = emu.control();
+    ctl.set_timings(Timings {
+        snapshot_delete_ms: 400,
+        attach_ms: 100,
+        ..Timings::fast()
+    })
+    .await
+    .unwrap();
+    ctl.create_volume("v", 8 << 20).await.unwrap();
+    for s in ["s1", "s2"] {
+        api.action("volumes", "v", "snapshotCRCreate", json!({"name": s}))
+            .await;
+        wait_snap(&api, "v", s, 5, |s| s["readyToUse"] == true).await;
+    }
+    api.wait_volume("v", 5, |v| v["state"] == "detached").await;
+    let t0 = std::time::Instant::now();
+    let r = api
+        .action("volumes", "v", "snapshotCRDelete", json!({"name": "s1"}))
+        .await;
+    assert_eq!(r["type"], "empty");
+    assert_eq!(
+        listed(&api, "v").await,
+        ["s1", "s2"],
+        "still listed once answered"
+    );
+    let s1 = snap_cr(&api, "v", "s1").await;
+    assert_eq!(s1["readyToUse"], false, "{s1}");
+    // Attached for the deletion (ticket snapshot-controller-s1).
+    let v = api.volume("v").await;
+    assert_eq!(
+        v["volumeAttachment"]["attachments"]["snapshot-controller-s1"]["attachmentType"],
+        "snapshot-controller",
+        "{v:#}"
+    );
+    let s1 = wait_snap(&api, "v", "s1", 5, |s| s["markRemoved"] == true).await;
+    assert_eq!(s1["readyToUse"], false);
+    wait(5, || async {
+        (listed(&api, "v").await == ["s2"]).then_some(())
+    })
+    .await
+    .expect("s1 purged");
+    assert!(
+        t0.elapsed() >= Duration::from_millis(500),
+        "attach (100 ms) then purge (400 ms): {:?}",
+        t0.elapsed()
+    );
+    api.wait_volume("v", 5, |v| v["state"] == "detached").await;
+
+    // s2 is the volume head's parent: marked removed, never purged...
+    api.action("volumes", "v", "snapshotCRDelete", json!({"name": "s2"}))
+        .await;
+    wait_snap(&api, "v", "s2", 5, |s| s["markRemoved"] == true).await;
+    api.wait_volume("v", 5, |v| v["state"] == "detached").await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(listed(&api, "v").await, ["s2"], "the head's parent stays");
+    // ... until a newer snapshot is its child.
+    api.action("volumes", "v", "snapshotCRCreate", json!({"name": "s3"}))
+        .await;
+    wait(5, || async {
+        (listed(&api, "v").await == ["s3"]).then_some(())
+    })
+    .await
+    .expect("s2 purged once s3 was taken");
+    assert_eq!(snap_cr(&api, "v", "s3").await["parent"], "");
+
+    // Never taken (a volume that cannot attach): gone at once.
+    ctl.set_schedulable_replicas(Some(0)).await.unwrap();
+    ctl.create_volume("u", 8 << 20).await.unwrap();
+    api.action("volumes", "u", "snapshotCRCreate", json!({"name": "n1"}))
+        .await;
+    api.action("volumes", "u", "snapshotCRDelete", json!({"name": "n1"}))
+        .await;
+    let l = api
+        .action("volumes", "u", "snapshotCRList", json!({}))
+        .await;
+    assert_eq!(l["data"], json!([]));
+    let v = api.volume("u").await;
+    assert_eq!(v["volumeAttachment"]["attachments"], json!({}));
+    emu.shutdown().await;
+}
+
+/// controller/volume_controller.go reconcileTooManySnapshotsCondition:
+/// True at min(snapshot-count-warning-threshold, snapshotMaxCount), counting
+/// removed snapshots until purged; False again below it.
+#[tokio::test]
+async fn too_many_snapshots_condition() {
+    let emu = bare().await;
+    let api = Api::new(&emu);
+    let ctl = emu.control();
+    ctl.create_volume("v", 8 << 20).await.unwrap();
+    ctl.attach("v").await.unwrap();
+    let cond = |v: &Value| v["conditions"]["TooManySnapshots"].clone();
+    let c = cond(&api.volume("v").await);
+    assert_eq!(c["status"], "False");
+    assert_eq!(c["reason"], "");
+    let r = api
+        .call(
+            reqwest::Method::PUT,
+            "v1/settings/snapshot-count-warning-threshold",
+            Some(json!({"value": "1"})),
+        )
+        .await;
+    assert_eq!(r.status, 500);
+    assert_eq!(
+        r.json["message"],
+        "failed to validate setting snapshot-count-warning-threshold with invalid value 1: value 1 of settings snapshot-count-warning-threshold is invalid: value 1 for data engine all should be larger than or equal to 2"
+    );
+    ctl.set_setting("snapshot-count-warning-threshold", "2")
+        .await
+        .unwrap();
+    for s in ["s1", "s2"] {
+        api.action("volumes", "v", "snapshotCRCreate", json!({"name": s}))
+            .await;
+        wait_snap(&api, "v", s, 5, |s| s["readyToUse"] == true).await;
+    }
+    let c = cond(&api.volume("v").await);
+    assert_eq!(c["status"], "True", "{c}");
+    assert_eq!(c["reason"], "TooManySnapshots");
+    assert_eq!(
+        c["message"],
+        "Snapshots count is 2 at or over the warning threshold 2"
+    );
+    let since = c["lastTransitionTime"].clone();
+    // Marked removed, it still counts; purged, it does not.
+    ctl.set_timings(Timings {
+        snapshot_delete_ms: 300,
+        ..Timings::fast()
+    })
+    .await
+    .unwrap();
+    api.action("volumes", "v", "snapshotCRDelete", json!({"name": "s1"}))
+        .await;
+    assert_eq!(cond(&api.volume("v").await)["status"], "True");
+    let v = api
+        .wait_volume("v", 5, |v| {
+            v["conditions"]["TooManySnapshots"]["status"] == "False"
+        })
+        .await;
+    let c = cond(&v);
+    assert_eq!(
+        (c["reason"].clone(), c["message"].clone()),
+        (json!(""), json!(""))
+    );
+    assert!(c["lastTransitionTime"].as_str() >= since.as_str(), "{c}");
+    // The volume's own maximum counts too: the smaller one applies.
+    ctl.set_setting("snapshot-count-warning-threshold", "100")
+        .await
+        .unwrap();
+    ctl.set_setting("snapshot-max-count", "2").await.unwrap();
+    ctl.create_volume("w", 8 << 20).await.unwrap();
+    ctl.attach("w").await.unwrap();
+    for s in ["w1", "w2"] {
+        api.action("volumes", "w", "snapshotCRCreate", json!({"name": s}))
+            .await;
+        wait_snap(&api, "w", s, 5, |s| s["readyToUse"] == true).await;
+    }
+    assert_eq!(
+        cond(&api.volume("w").await)["message"],
+        "Snapshots count is 2 at or over the warning threshold 2"
+    );
+    emu.shutdown().await;
+}
+
+/// The control's stats count each operation's requests and the bytes of
+/// its request and response bodies.
+#[tokio::test]
+async fn stats_count_bytes_per_operation() {
+    let emu = bare().await;
+    let api = Api::new(&emu);
+    let ctl = emu.control();
+    ctl.create_volume("v", 8 << 20).await.unwrap();
+    let before = ctl.stats().await.unwrap();
+    let got = api.get("v1/volumes/v").await;
+    let body = json!({"name": "s1"});
+    let made = api
+        .post("v1/volumes/v?action=snapshotCRCreate", body.clone())
+        .await;
+    let missing = api.get("v1/volumes/nope").await;
+    assert_eq!(missing.status, 404);
+    let after = ctl.stats().await.unwrap();
+    let diff =
+        |m: &std::collections::BTreeMap<String, u64>,
+         b: &std::collections::BTreeMap<String, u64>,
+         op: &str| { m.get(op).copied().unwrap_or(0) - b.get(op).copied().unwrap_or(0) };
+    assert_eq!(diff(&after.requests, &before.requests, "getVolume"), 2);
+    assert_eq!(
+        diff(&after.response_bytes, &before.response_bytes, "getVolume"),
+        (got.text.len() + missing.text.len()) as u64
+    );
+    assert_eq!(
+        diff(
+            &after.response_bytes,
+            &before.response_bytes,
+            "snapshotCRCreate"
+        ),
+        made.text.len() as u64
+    );
+    assert_eq!(
+        diff(
+            &after.request_bytes,
+            &before.request_bytes,
+            "snapshotCRCreate"
+        ),
+        serde_json::to_vec(&body).unwrap().len() as u64
+    );
+    assert_eq!(
+        diff(&after.request_bytes, &before.request_bytes, "getVolume"),
+        0
+    );
     emu.shutdown().await;
 }
