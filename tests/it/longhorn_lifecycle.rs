@@ -235,26 +235,24 @@ async fn new_xfs_volumes_below_300_mib_are_refused_and_small_claims_get_10_mib()
     );
 
     // pvCreate (as a restore does) refuses an xfs PV for a small volume.
-    emu.control()
-        .create_volume("vol-small-xfs", 10 * MIB)
-        .await
-        .unwrap();
-    match lh
-        .pv_create("vol-small-xfs", "vol-small-xfs", "xfs", "")
-        .await
-    {
+    // (PVs are cluster-wide: the name is the test's own.)
+    let vol = format!("vol-small-xfs-{}", testbed::suffix());
+    emu.control().create_volume(&vol, 10 * MIB).await.unwrap();
+    let refused = lh.pv_create(&vol, &vol, "xfs", "").await;
+    let made = lh.pv_create(&vol, &vol, "ext4", "").await;
+    let _ = Api::<PersistentVolume>::all(kube.clone())
+        .delete(&vol, &Default::default())
+        .await;
+    match refused {
         Err(LonghornError::Refused { message, .. }) => assert_eq!(
             message,
-            "unable to create PV for volume vol-small-xfs: XFS filesystems with size 10485760, smaller than 314572800, are not supported"
+            format!(
+                "unable to create PV for volume {vol}: XFS filesystems with size 10485760, smaller than 314572800, are not supported"
+            )
         ),
         other => panic!("{other:?}"),
     }
-    lh.pv_create("vol-small-xfs", "vol-small-xfs", "ext4", "")
-        .await
-        .unwrap();
-    let _ = Api::<PersistentVolume>::all(kube.clone())
-        .delete("vol-small-xfs", &Default::default())
-        .await;
+    made.unwrap();
     ns.delete().await;
     emu.shutdown().await;
 }
