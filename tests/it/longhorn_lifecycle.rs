@@ -111,10 +111,11 @@ async fn a_deleted_snapshot_is_listed_until_longhorn_purged_it() {
     }
     let t0 = Instant::now();
     lh.delete_snapshot("vol-sdel", "s1").await.unwrap();
-    // Answered, still listed: not ready, and marked removed once Longhorn
-    // attached the volume and the engine deleted it.
+    // Answered, still listed, and still ready as far as its CR says: the
+    // snapshot controller updates its status only once the engine runs
+    // (the volume attached for it); then it is marked removed, not ready.
     let s1 = lh.snapshot("vol-sdel", "s1").await.unwrap().unwrap();
-    assert!(!s1.ready_to_use, "{s1:?}");
+    assert!(s1.ready_to_use && !s1.mark_removed, "{s1:?}");
     let names =
         |l: Vec<dr::longhorn::SnapshotCr>| l.into_iter().map(|s| s.name).collect::<Vec<_>>();
     assert!(names(lh.list_snapshots("vol-sdel").await.unwrap()).contains(&"s1".into()));
@@ -122,6 +123,7 @@ async fn a_deleted_snapshot_is_listed_until_longhorn_purged_it() {
     let mut marked = false;
     while let Some(s1) = lh.snapshot("vol-sdel", "s1").await.unwrap() {
         marked |= s1.mark_removed;
+        assert!(!(s1.mark_removed && s1.ready_to_use), "{s1:?}");
         attached_for_it |= lh.volume("vol-sdel").await.unwrap().unwrap().state == "attached";
         assert!(t0.elapsed() < Duration::from_secs(5), "never purged");
         tokio::time::sleep(Duration::from_millis(20)).await;
