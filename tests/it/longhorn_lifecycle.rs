@@ -111,10 +111,11 @@ async fn a_deleted_snapshot_is_listed_until_longhorn_purged_it() {
     }
     let t0 = Instant::now();
     lh.delete_snapshot("vol-sdel", "s1").await.unwrap();
-    // Answered, still listed: not ready, and marked removed once Longhorn
-    // attached the volume and the engine deleted it.
+    // Answered, still listed, and still ready as far as its CR says: the
+    // snapshot controller updates its status only once the engine runs
+    // (the volume attached for it); then it is marked removed, not ready.
     let s1 = lh.snapshot("vol-sdel", "s1").await.unwrap().unwrap();
-    assert!(!s1.ready_to_use, "{s1:?}");
+    assert!(s1.ready_to_use && !s1.mark_removed, "{s1:?}");
     let names =
         |l: Vec<dr::longhorn::SnapshotCr>| l.into_iter().map(|s| s.name).collect::<Vec<_>>();
     assert!(names(lh.list_snapshots("vol-sdel").await.unwrap()).contains(&"s1".into()));
@@ -122,6 +123,7 @@ async fn a_deleted_snapshot_is_listed_until_longhorn_purged_it() {
     let mut marked = false;
     while let Some(s1) = lh.snapshot("vol-sdel", "s1").await.unwrap() {
         marked |= s1.mark_removed;
+        assert!(!(s1.mark_removed && s1.ready_to_use), "{s1:?}");
         attached_for_it |= lh.volume("vol-sdel").await.unwrap().unwrap().state == "attached";
         assert!(t0.elapsed() < Duration::from_secs(5), "never purged");
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -235,26 +237,24 @@ async fn new_xfs_volumes_below_300_mib_are_refused_and_small_claims_get_10_mib()
     );
 
     // pvCreate (as a restore does) refuses an xfs PV for a small volume.
-    emu.control()
-        .create_volume("vol-small-xfs", 10 * MIB)
-        .await
-        .unwrap();
-    match lh
-        .pv_create("vol-small-xfs", "vol-small-xfs", "xfs", "")
-        .await
-    {
+    // (PVs are cluster-wide: the name is the test's own.)
+    let vol = format!("vol-small-xfs-{}", testbed::suffix());
+    emu.control().create_volume(&vol, 10 * MIB).await.unwrap();
+    let refused = lh.pv_create(&vol, &vol, "xfs", "").await;
+    let made = lh.pv_create(&vol, &vol, "ext4", "").await;
+    let _ = Api::<PersistentVolume>::all(kube.clone())
+        .delete(&vol, &Default::default())
+        .await;
+    match refused {
         Err(LonghornError::Refused { message, .. }) => assert_eq!(
             message,
-            "unable to create PV for volume vol-small-xfs: XFS filesystems with size 10485760, smaller than 314572800, are not supported"
+            format!(
+                "unable to create PV for volume {vol}: XFS filesystems with size 10485760, smaller than 314572800, are not supported"
+            )
         ),
         other => panic!("{other:?}"),
     }
-    lh.pv_create("vol-small-xfs", "vol-small-xfs", "ext4", "")
-        .await
-        .unwrap();
-    let _ = Api::<PersistentVolume>::all(kube.clone())
-        .delete("vol-small-xfs", &Default::default())
-        .await;
+    made.unwrap();
     ns.delete().await;
     emu.shutdown().await;
 }

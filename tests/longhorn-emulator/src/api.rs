@@ -1307,6 +1307,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 user_created: true,
                 parent: String::new(),
                 deleting: false,
+                deletion_synced: false,
             };
             let uid = v.uid;
             // The answer is the CR as created, before the controller saw it.
@@ -1397,6 +1398,7 @@ async fn volume_action(ctx: &Ctx, name: &str, action: &str) -> Result<Reply> {
                 user_created: true,
                 parent,
                 deleting: false,
+                deletion_synced: false,
             };
             let out = render::snapshot(base, v, &s);
             v.snapshots.insert(snap, s);

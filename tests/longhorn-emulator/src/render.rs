@@ -457,9 +457,7 @@ pub fn snapshot_cr(base: &str, v: &Volume, s: &crate::state::Snapshot) -> Value 
         "labels": map_or_null(&s.labels),
         "ownerID": if s.ready { "node-1" } else { "" },
         "restoreSize": v.size,
-        // controller/snapshot_controller.go syncSnapshotWithSnapshotInfo:
-        // marked removed or being deleted is not ready.
-        "readyToUse": s.ready && !s.mark_removed && !s.deleting,
+        "readyToUse": s.cr_ready(),
         "checksum": "",
     });
     // api/model.go SnapshotCR: `Error string json:"error,omitempty"`.

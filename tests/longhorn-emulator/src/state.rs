@@ -303,9 +303,21 @@ pub struct Snapshot {
     /// The CR has a deletion timestamp: `snapshotCRDelete` was answered and
     /// the snapshot controller is removing it (still listed until it is gone).
     pub deleting: bool,
+    /// A pass of the deletion updated the CR's status (`readyToUse` false):
+    /// not while the engine is not running, a pass that ends in an error
+    /// that leaves the status as it was (controller/snapshot_controller.go
+    /// `reconcile`: the deferred status update skips such errors).
+    pub deletion_synced: bool,
 }
 
 impl Snapshot {
+    /// The CR's `readyToUse` (controller/snapshot_controller.go
+    /// `syncSnapshotWithSnapshotInfo`: not when marked removed, nor once a
+    /// deletion pass synced it).
+    pub fn cr_ready(&self) -> bool {
+        self.ready && !self.mark_removed && !(self.deleting && self.deletion_synced)
+    }
+
     /// Bytes of non-empty blocks.
     pub fn size(&self) -> u64 {
         self.data.len() as u64 * BLOCK

@@ -490,12 +490,16 @@ pub fn reconcile_snapshot_deletion(
             s.error = format!(
                 "snapshot deletion delayed: volume engine {engine} is upgrading from image {from} to {to}"
             );
+            s.deletion_synced = true;
         }
         return Deletion::Waiting;
     }
     let head_child = !purgeable(v, snap);
     let removed = v.snapshots.get(snap).is_some_and(|s| s.mark_removed);
     if head_child && removed {
+        if let Some(s) = v.snapshots.get_mut(snap) {
+            s.deletion_synced = true;
+        }
         drop_ticket(sh, st, volume, uid, &ticket);
         return Deletion::Waiting;
     }
@@ -514,12 +518,14 @@ pub fn reconcile_snapshot_deletion(
         return Deletion::Gone;
     };
     // "failed to delete snapshot because the volume engine <e> is not
-    // running. Will reenqueue and retry later": returned, not shown.
+    // running. Will reenqueue and retry later": returned, not shown, and
+    // the CR's status is left as it was (still `readyToUse`).
     if v.state != VolState::Attached {
         return Deletion::Waiting;
     }
     if let Some(s) = v.snapshots.get_mut(snap) {
         s.mark_removed = true;
+        s.deletion_synced = true;
         s.error.clear();
     }
     if head_child {
@@ -760,7 +766,8 @@ pub async fn run_backup(sh: Arc<Shared>, name: String, uid: u64) {
                 None => SnapCheck::NoVolume,
                 Some(v) => match v.snapshots.get(&snap) {
                     None => SnapCheck::Missing,
-                    Some(s) if !s.ready || s.mark_removed || s.deleting => SnapCheck::NotReady,
+                    // checkMonitor reads the CR's status.
+                    Some(s) if !s.cr_ready() => SnapCheck::NotReady,
                     Some(s) => SnapCheck::Ready(
                         s.data.clone(),
                         s.creation_time.unwrap_or(s.cr_creation_time),

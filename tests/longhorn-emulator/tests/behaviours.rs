@@ -338,8 +338,14 @@ async fn snapshot_cr_deletion_is_asynchronous() {
         ["s1", "s2"],
         "still listed once answered"
     );
+    // Until the engine runs the deletion passes fail before the status
+    // update: the CR still says ready, not removed.
     let s1 = snap_cr(&api, "v", "s1").await;
-    assert_eq!(s1["readyToUse"], false, "{s1}");
+    assert_eq!(
+        (s1["readyToUse"].clone(), s1["markRemoved"].clone()),
+        (json!(true), json!(false)),
+        "{s1}"
+    );
     // Attached for the deletion (ticket snapshot-controller-s1).
     let v = api.volume("v").await;
     assert_eq!(
