@@ -557,6 +557,25 @@ async fn dr_snapshots(b: &Bed, volume: &str) -> Vec<String> {
     names
 }
 
+/// dr's snapshots of `volume` once Longhorn has finished deleting what dr
+/// asked it to: a Snapshot CR's deletion is asynchronous (the CR is listed
+/// until the engine removes the snapshot), so this waits, up to 10 s, until
+/// `done` holds of the list.
+async fn settled_dr_snapshots(
+    b: &Bed,
+    volume: &str,
+    done: impl Fn(&[String]) -> bool,
+) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let names = dr_snapshots(b, volume).await;
+        if done(&names) || std::time::Instant::now() > deadline {
+            return names;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Longhorn keeps every snapshot of an on-demand backup (the cleanup setting
 /// is off by default): dr deletes its older ones after each completed
 /// backup, keeping the newest, and never touches a snapshot it did not make.
@@ -580,7 +599,9 @@ async fn dr_keeps_one_snapshot_of_its_own_per_volume_and_no_one_elses_goes() {
     for v in &volumes {
         let vol = v.volume.as_str();
         let newest = dr::backup::snapshot_name(b.policy.name.as_str(), tick(0), vol);
-        assert_eq!(dr_snapshots(&b, vol).await, vec![newest], "{vol}");
+        let want = vec![newest];
+        let left = settled_dr_snapshots(&b, vol, |names| names == want.as_slice()).await;
+        assert_eq!(left, want, "{vol}");
     }
     let kept = lh.snapshot(&first, "before-upgrade").await.unwrap();
     assert!(
@@ -606,7 +627,8 @@ async fn ticks_go_on_under_a_snapshot_limit_of_two() {
             .await
             .unwrap();
     for v in &volumes {
-        assert_eq!(dr_snapshots(&b, v.volume.as_str()).await.len(), 1);
+        let left = settled_dr_snapshots(&b, v.volume.as_str(), |names| names.len() == 1).await;
+        assert_eq!(left.len(), 1, "{left:?}");
     }
     b.ns.delete().await;
     b.emu.shutdown().await;
