@@ -318,6 +318,10 @@ async fn run() -> anyhow::Result<()> {
     let prefix = format!("bench-{}", testbed::suffix());
     let emu = EmulatorProcess::start(&prefix, &ns.name)?;
 
+    // A previous run's namespace (or another suite's) being deleted keeps
+    // the API server and kube-controller-manager busy: 40 claims once took
+    // 333 s to bind right after a test suite's namespaces went.
+    settle().await;
     eprintln!("creating {n} claims in {} …", ns.name);
     let t0 = Instant::now();
     let pvcs = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), &ns.name);
