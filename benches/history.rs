@@ -20,9 +20,9 @@
 //!   DR_BENCH_RUNS runs, a first run discarded as warm-up, against the targets
 //!   (restore and status < 200 ms, /metrics < 100 ms, report < 2 s; p95);
 //! - a tick's catalog statements for 1,000 volumes (see `tick_statements`),
-//!   timed on an empty catalog and on this one: median over
-//!   DR_BENCH_TICK_RUNS ticks; "unchanged" means within 25 % of the empty
-//!   catalog's median.
+//!   timed on an empty catalog and on this one in turn (so that both see
+//!   the same load on the shared machine): medians over DR_BENCH_TICK_RUNS
+//!   ticks each; "unchanged" means within 25 % of the empty catalog's.
 //!
 //! Between the two: `dr::prune::compact_history(&catalog,
 //! &HistoryConfig::default(), now)` (500 rows per statement): how long it
@@ -769,34 +769,56 @@ async fn update_each(
         .await
 }
 
-/// `runs` ticks (and one before, not counted, whose statements are counted
-/// from sqlx's log); their times, sorted, and the statement count.
+/// `runs` ticks on the empty catalog and on this one, taken in turn so
+/// that both see the same load on the machine (a pair before, not counted:
+/// its statements on this catalog are counted from sqlx's log). Their times,
+/// sorted, and the statement count.
 async fn time_ticks(
+    empty_url: &str,
     url: &str,
     policy: &PolicyName,
     volumes: &[VolumeName],
     runs: usize,
     capture: &Capture,
-) -> anyhow::Result<(Vec<Duration>, usize)> {
-    let catalog = Catalog::open(&url.parse().map_err(anyhow::Error::msg)?).await?;
-    let mut times = Vec::with_capacity(runs);
+) -> anyhow::Result<(Vec<Duration>, Vec<Duration>, usize)> {
+    let open = |u: &str| -> anyhow::Result<_> {
+        let u = u.parse().map_err(anyhow::Error::msg)?;
+        Ok(async move { Catalog::open(&u).await })
+    };
+    let empty = open(empty_url)?.await?;
+    let catalog = open(url)?.await?;
+    let (mut on_empty, mut on_this) = (Vec::with_capacity(runs), Vec::with_capacity(runs));
     let mut statements = 0;
     for i in 0..=runs {
         // Each at a time of its own, after every point there is.
         let tick_at = Utc::now().duration_trunc(TimeDelta::milliseconds(1))?;
+        let e = tick_statements(&empty, policy, volumes, tick_at).await?;
         if i == 0 {
             capture.start();
         }
-        let took = tick_statements(&catalog, policy, volumes, tick_at).await?;
+        let t = tick_statements(&catalog, policy, volumes, tick_at).await?;
         if i == 0 {
             statements = capture.stop().len();
         } else {
-            times.push(took);
+            on_empty.push(e);
+            on_this.push(t);
         }
     }
+    empty.close().await;
     catalog.close().await;
-    times.sort();
-    Ok((times, statements))
+    on_empty.sort();
+    on_this.sort();
+    Ok((on_empty, on_this, statements))
+}
+
+/// The machine's load (1-minute average) against its CPUs.
+fn load() -> String {
+    let avg = std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .and_then(|l| l.split_whitespace().next().map(str::to_owned))
+        .unwrap_or_else(|| "?".into());
+    let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("load average {avg} on {cpus} CPUs")
 }
 
 // ---------------------------------------------------------- compaction
@@ -910,12 +932,12 @@ async fn measure(
     last: DateTime<Utc>,
     policy: &PolicyConfig,
     volumes: &[VolumeName],
-    empty_ticks: Duration,
+    empty: &Db,
     capture: &Capture,
 ) -> anyhow::Result<bool> {
     let url = db.url()?;
     let (size, how) = db.size().await?;
-    println!("{tag}: size on disk {} ({how})", bytes(size));
+    println!("{tag}: size on disk {} ({how}); {}", bytes(size), load());
     let dir = tempfile::tempdir()?;
     let config = dir.path().join("dr.yaml");
     std::fs::write(&config, BENCH_CONFIG)?;
@@ -1012,18 +1034,28 @@ async fn measure(
         REPORT_TARGET,
     );
 
-    let (times, statements) = time_ticks(&url, &policy.name, volumes, s.tick_runs, capture).await?;
+    let (on_empty, times, statements) = time_ticks(
+        &empty.url()?,
+        &url,
+        &policy.name,
+        volumes,
+        s.tick_runs,
+        capture,
+    )
+    .await?;
     let (median, _, max) = stats(&times);
-    let ratio = median.as_secs_f64() / empty_ticks.as_secs_f64();
+    let (empty_median, _, empty_max) = stats(&on_empty);
+    let ratio = median.as_secs_f64() / empty_median.as_secs_f64();
     let met = ratio <= UNCHANGED;
     println!(
-        "{tag}: a tick's catalog statements over {} volumes ({} statements): median {} (max {}, {} ticks) against {} on an empty catalog: × {:.2} — target unchanged (≤ × {UNCHANGED}): {}",
+        "{tag}: a tick's catalog statements over {} volumes ({} statements): median {} (max {}) against {} (max {}) on an empty catalog, {} ticks each, in turn: × {:.2} — target unchanged (≤ × {UNCHANGED}): {}",
         thousands(s.volumes),
         thousands(statements as u64),
         dur(median),
         dur(max),
+        dur(empty_median),
+        dur(empty_max),
         times.len(),
-        dur(empty_ticks),
         ratio,
         verdict(met)
     );
@@ -1056,27 +1088,14 @@ async fn run_backend(
     let volumes: Vec<VolumeName> = (0..s.volumes).map(volume_name).collect::<Result<_, _>>()?;
     let mut ok = true;
 
-    // The empty catalog's ticks first, while the disk is free.
+    // An empty catalog, a tick's statements timed on it beside the year's.
     empty.drop_it().await?;
     empty.create().await?;
-    let empty_url = empty.url()?;
     {
-        let c = Catalog::open(&empty_url.parse().map_err(anyhow::Error::msg)?).await?;
+        let c = Catalog::open(&empty.url()?.parse().map_err(anyhow::Error::msg)?).await?;
         c.upsert_policy(&(&policy).into(), Utc::now()).await?;
         c.close().await;
     }
-    let (times, statements) =
-        time_ticks(&empty_url, &policy.name, &volumes, s.tick_runs, capture).await?;
-    let (empty_ticks, _, empty_max) = stats(&times);
-    println!(
-        "{tag}: a tick's catalog statements over {} volumes ({} statements) on an empty catalog: median {} (max {}, {} ticks)",
-        thousands(s.volumes),
-        thousands(statements as u64),
-        dur(empty_ticks),
-        dur(empty_max),
-        times.len()
-    );
-    empty.drop_it().await?;
 
     // The year: reused if kept uncompacted at this scale, else seeded.
     let reuse = read_marker(dir, backend)
@@ -1157,7 +1176,7 @@ async fn run_backend(
     };
 
     let year = format!("{tag} (before compaction)");
-    ok &= measure(&year, &db, s, last, &policy, &volumes, empty_ticks, capture).await?;
+    ok &= measure(&year, &db, s, last, &policy, &volumes, &empty, capture).await?;
 
     if s.compact {
         if s.keep {
@@ -1220,19 +1239,10 @@ async fn run_backend(
             bytes(size)
         );
         let after = format!("{tag} (after compaction)");
-        ok &= measure(
-            &after,
-            &db,
-            s,
-            last,
-            &policy,
-            &volumes,
-            empty_ticks,
-            capture,
-        )
-        .await?;
+        ok &= measure(&after, &db, s, last, &policy, &volumes, &empty, capture).await?;
     }
 
+    empty.drop_it().await?;
     if s.keep {
         println!("{tag}: catalog kept ({})", db.url()?);
     } else {
