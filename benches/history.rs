@@ -553,10 +553,11 @@ async fn seed(
             )
             .await?;
         let done = total - start;
-        let oldest = last - TimeDelta::seconds(EVERY_SECS * (end - 1));
+        let at = |age: i64| last - TimeDelta::seconds(EVERY_SECS * age);
         eprintln!(
-            "{tag}: seeded the points from {} on: {} of {} points, {} backup rows ({:.0} %), {} so far",
-            oldest.format("%Y-%m-%d"),
+            "{tag}: seeded the ticks of {} to {}: {} of {} points, {} backup rows ({:.0} %), {} so far",
+            at(end - 1).format("%Y-%m-%d %H:%M"),
+            at(start).format("%Y-%m-%d %H:%M"),
             thousands(done),
             thousands(total),
             thousands(done * s.volumes),
@@ -916,7 +917,7 @@ fn print_compaction(tag: &str, what: &str, c: &Compaction, expected_rows: Option
         by_kind("recovery_points"),
         c.took.as_secs_f64() - in_statements,
     );
-    if n % 3 != 0 {
+    if !n.is_multiple_of(3) {
         println!("{tag}: ({n} statements logged, not a multiple of 3: batches are approximate)");
     }
 }
