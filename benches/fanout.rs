@@ -648,19 +648,17 @@ async fn fanout(
 /// snapshot is ready, and that wait is no API latency. A volume needs at
 /// least a create, the wait and one read that sees it ready
 /// (2 × latency + snapshot ready); the requests then need
-/// N × latency / concurrency. dr's own snapshot gate (3 × concurrency
-/// snapshots at once, src/backup/fan_out.rs) bounds the waits further.
+/// N × latency / concurrency. (dr's snapshot calls, 3 × concurrency at
+/// once, are held per call, not through the wait: src/backup/fan_out.rs,
+/// longhorn::SnapshotPace.)
 fn floors(t: &Timings, n: usize, latency: u64, conc: usize, last_request: Duration) {
     let ms = |v: f64| Duration::from_secs_f64(v / 1000.0);
     let api = n as f64 * latency as f64 / conc as f64;
     let per_volume = 2.0 * latency as f64 + t.snapshot_ready_ms as f64;
     let applies = ms(per_volume + api);
-    let gate = 3 * conc;
-    let waves = n.div_ceil(gate) as f64;
-    let gated = ms(waves * per_volume + latency as f64);
     let took = last_request.as_secs_f64();
     println!(
-        "fanout: floor that applies: {:.2} s = one snapshot-ready wait ({} ms, the engine monitor's refresh; no API latency) with its create and read (2 × {latency} ms) + N×latency/concurrency ({:.2} s); ratio {:.2} (target ≤ 1.2: {})",
+        "fanout: floor that applies: {:.2} s = one snapshot-ready wait ({} ms, the engine monitor's refresh; no API latency) with its create and read (2 × {latency} ms) + N×latency/concurrency ({:.2} s); ratio {:.2} (target ≤ 1.2: {}). (The backup's start, {} ms to the monitor and {} ms to its first poll, comes after the request: not in this interval.)",
         applies.as_secs_f64(),
         t.snapshot_ready_ms,
         api / 1000.0,
@@ -670,13 +668,6 @@ fn floors(t: &Timings, n: usize, latency: u64, conc: usize, last_request: Durati
         } else {
             "MISSED"
         },
-    );
-    println!(
-        "fanout: with dr's snapshot gate ({gate} snapshots at once, 3 × concurrency): waves of them: {:.0} × {:.2} s = {:.2} s at best; ratio {:.2}. (The backup's start, {} ms to the monitor and {} ms to its first poll, comes after the request: not in this interval.)",
-        waves,
-        per_volume / 1000.0,
-        gated.as_secs_f64(),
-        took / gated.as_secs_f64(),
         t.backup_start_ms,
         t.backup_monitor_ms,
     );

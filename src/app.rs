@@ -144,6 +144,7 @@ impl App {
                 let c = &self.config;
                 let mut lh = ClientConfig::new(c.longhorn.url.0.clone());
                 lh.timeout = c.longhorn.timeout.as_duration();
+                lh.follow_interval = c.longhorn.follow_interval.as_duration();
                 let longhorn = LonghornClient::new(lh)?;
                 let store = Store::new(&c.store).await;
                 let endpoint = c.store.endpoint.as_ref().map(|u| u.0.as_str().to_owned());

@@ -89,6 +89,13 @@ pub struct LonghornConfig {
     /// Deadline of every single API call (more than zero).
     #[serde(default = "default_timeout", deserialize_with = "positive_span")]
     pub timeout: Span,
+    /// How often a tick's backups are followed in the volume listing (more
+    /// than zero; `longhorn::ClientConfig::follow_interval` says why 2 s).
+    #[serde(
+        default = "default_follow_interval",
+        deserialize_with = "positive_span"
+    )]
+    pub follow_interval: Span,
 }
 
 impl Default for LonghornConfig {
@@ -97,8 +104,13 @@ impl Default for LonghornConfig {
             url: default_longhorn_url(),
             concurrency: default_concurrency(),
             timeout: default_timeout(),
+            follow_interval: default_follow_interval(),
         }
     }
+}
+
+fn default_follow_interval() -> Span {
+    Span::from_secs(2)
 }
 
 fn default_longhorn_url() -> HttpUrl {

@@ -8,21 +8,21 @@ use super::{Events, Protect, TickError, VolumeOutcome, snapshot_name};
 use crate::catalog::{BackupRecord, NewBackup, PointId};
 use crate::cluster::ProtectedVolume;
 use crate::config::PolicyConfig;
-use crate::longhorn::VolumeWatch;
+use crate::longhorn::{SnapshotPace, VolumeWatch};
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
 
-/// How long a requested backup is looked for in the shared volume listing
-/// before asking for the volume's backup list.
-pub(super) const DISCOVER_IN_LISTING: std::time::Duration = std::time::Duration::from_secs(2);
-
 /// What the volumes of one tick share: limits, the volume listing, the
 /// volumes' backup targets, where progress goes.
 #[derive(Clone)]
 pub(super) struct Gates {
+    /// Snapshot calls in flight (held per call, not while waiting), and
+    /// later the store checks.
     pub(super) snapshots: Arc<Semaphore>,
+    /// The snapshots' waits for readiness (their looks take `snapshots`).
+    pub(super) pace: Arc<SnapshotPace>,
     pub(super) requests: Arc<Semaphore>,
     pub(super) watch: Arc<VolumeWatch>,
     /// The volumes' backup targets, read once on the side.
@@ -94,8 +94,10 @@ impl Protect {
             written
         };
 
+        let snapshots = Arc::new(Semaphore::new(snapshots_at_once));
         let gates = Gates {
-            snapshots: Arc::new(Semaphore::new(snapshots_at_once)),
+            pace: Arc::new(SnapshotPace::new(snapshots.clone())),
+            snapshots,
             requests: Arc::new(Semaphore::new(conc)),
             watch: Arc::new(VolumeWatch::new(self.longhorn.clone())),
             targets,

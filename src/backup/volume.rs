@@ -3,7 +3,7 @@
 //! request, follow, verify), the first one chosen from its catalog row by
 //! [`next_phase`], so resuming after a crash is running the next phase.
 
-use super::fan_out::{DISCOVER_IN_LISTING, Gates, Unrequested};
+use super::fan_out::{Gates, Unrequested};
 use super::{
     Event, LABEL_FS_TYPE, LABEL_POLICY, LABEL_PVC, LABEL_TICK, Protect, VolumeOutcome,
     snapshot_name,
@@ -352,7 +352,8 @@ impl<'a> Work<'a> {
         let _ = self.protect.catalog.update_backup(self.row, &failed).await;
     }
 
-    /// The snapshot, made ready within the tick's snapshots-ahead limit.
+    /// The snapshot, asked for within the tick's limit of snapshot calls,
+    /// then made ready.
     async fn snapshot(&self, fresh: bool, asked: bool) -> Result<Phase, VolumeError> {
         let (longhorn, volume) = (&self.protect.longhorn, self.volume());
         let permit = match self.gates.snapshots.acquire().await {
@@ -366,17 +367,23 @@ impl<'a> Work<'a> {
         if fresh && let Some(content) = &self.policy.content {
             self.probe_content(&content.checksum_url).await;
         }
-        let wait = self.protect.options.snapshot_wait;
-        let snapped = if fresh {
-            longhorn
-                .create_snapshot(volume, &self.snapshot, &self.labels, wait)
-                .await
-        } else {
-            longhorn
-                .ensure_snapshot(volume, &self.snapshot, &self.labels, wait)
-                .await
-        };
+        // The permit covers the probe and the request, so that the content
+        // read is taken right before the snapshot; the wait for readiness
+        // holds it per look only (longhorn::SnapshotPace).
+        let (labels, wait) = (&self.labels, self.protect.options.snapshot_wait);
+        let requested = longhorn
+            .request_snapshot(volume, &self.snapshot, labels, !fresh)
+            .await;
         drop(permit);
+        let snapped = match requested {
+            Ok(()) => {
+                let pace = Some(self.gates.pace.as_ref());
+                longhorn
+                    .await_snapshot(volume, &self.snapshot, labels, wait, pace)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
         let snap = match snapped {
             Ok(snap) => snap,
             Err(source) => return Err(self.snapshot_failed(source).await),
@@ -517,7 +524,7 @@ impl<'a> Work<'a> {
         let cause = started.map_err(|e| self.request_failed(e))?;
         let watch = &self.gates.watch;
         match watch
-            .discover(volume, &self.snapshot, DISCOVER_IN_LISTING)
+            .discover(volume, &self.snapshot, watch.discovery_window())
             .await
         {
             Some(backup) => Ok(backup),

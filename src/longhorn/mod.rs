@@ -13,7 +13,9 @@ mod snapshots;
 mod types;
 mod version;
 
-pub use snapshots::{freezes_filesystem, snapshot_error_is_limit, snapshot_error_is_transient};
+pub use snapshots::{
+    SnapshotPace, freezes_filesystem, snapshot_error_is_limit, snapshot_error_is_transient,
+};
 pub use types::*;
 pub use version::{MINIMUM_VERSION, ManagerVersion};
 
@@ -179,7 +181,8 @@ pub struct ClientConfig {
     pub discover_for: Duration,
     /// How often the shared volume listing that follows a tick's backups is
     /// refreshed (one call serves every backup; a completion is recorded
-    /// within about this long).
+    /// within about this long). The listing is never repeated sooner than
+    /// four times its own duration after it ends (see `VolumeWatch::poll`).
     pub follow_interval: Duration,
     /// The backup target dr's backups go to.
     pub backup_target: String,
@@ -196,7 +199,13 @@ impl ClientConfig {
             backoff_base: Duration::from_millis(250),
             backoff_max: Duration::from_secs(5),
             discover_for: Duration::from_secs(180),
-            follow_interval: Duration::from_millis(500),
+            // A volume's `backupStatus` is its Backup CRs' status (api/model.go
+            // `toVolumeResource`), which the backup monitor refreshes every
+            // `BackupMonitorSyncPeriod`, 2 s (engineapi/backup_monitor.go): a
+            // listing more often sees nothing new, and at 1,000 volumes each
+            // one is about 10 MiB the manager builds and sends (README,
+            // "Running against a real Longhorn").
+            follow_interval: Duration::from_secs(2),
             backup_target: "default".into(),
         }
     }
@@ -455,125 +464,6 @@ impl LonghornClient {
             Some(&body),
         )
         .await
-    }
-
-    // ---- snapshots -------------------------------------------------------
-
-    /// The Snapshot CR of that name, if it exists.
-    pub async fn snapshot(&self, volume: &str, name: &str) -> Result<Option<SnapshotCr>> {
-        self.read(|| async {
-            self.volume_action("snapshotCRGet", volume, json!({ "name": name }))
-                .await
-        })
-        .await
-    }
-
-    /// Makes sure a snapshot of that name exists (creating it if it does not)
-    /// and waits until it is ready to back up.
-    #[tracing::instrument(skip(self, labels))]
-    pub async fn ensure_snapshot(
-        &self,
-        volume: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        wait: Duration,
-    ) -> Result<SnapshotCr> {
-        self.snapshot_ready(volume, name, labels, wait, true).await
-    }
-
-    /// Like [`Self::ensure_snapshot`] for a snapshot no earlier attempt can
-    /// have asked for (the caller's record says so): creates it without
-    /// looking first, saving a round trip per volume.
-    pub async fn create_snapshot(
-        &self,
-        volume: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        wait: Duration,
-    ) -> Result<SnapshotCr> {
-        self.snapshot_ready(volume, name, labels, wait, false).await
-    }
-
-    async fn snapshot_ready(
-        &self,
-        volume: &str,
-        name: &str,
-        labels: &BTreeMap<String, String>,
-        wait: Duration,
-        look_first: bool,
-    ) -> Result<SnapshotCr> {
-        let start = Instant::now();
-        if !look_first || self.snapshot(volume, name).await?.is_none() {
-            let created: Result<Option<SnapshotCr>> = self
-                .volume_action(
-                    "snapshotCRCreate",
-                    volume,
-                    json!({ "name": name, "labels": labels }),
-                )
-                .await;
-            match created {
-                Ok(_) => {}
-                // A previous attempt made it.
-                Err(LonghornError::Refused { message, .. })
-                    if message.contains("already exists") => {}
-                // No answer: whether it was made is found out below.
-                Err(e) if e.is_retryable() => {
-                    tracing::warn!(error = %e, "snapshotCRCreate unanswered; checking for the snapshot");
-                }
-                Err(e) => return Err(e),
-            }
-        }
-        let mut created_again = false;
-        let mut last = String::from("not ready");
-        // A snapshot is often ready at the first look (or soon after); the
-        // pause doubles from 100 ms up to the poll interval.
-        let mut pause = Duration::from_millis(100).min(self.cfg.poll);
-        loop {
-            match self.snapshot(volume, name).await? {
-                Some(s) if s.ready_to_use => return Ok(s),
-                // A detached volume being attached for the snapshot, or an
-                // engine upgrade: Longhorn clears it (snapshots.rs).
-                Some(s) if snapshots::snapshot_error_is_transient(&s.error) => {
-                    last = s.error;
-                }
-                Some(s) if !s.error.is_empty() => {
-                    return Err(LonghornError::SnapshotFailed {
-                        volume: volume.into(),
-                        snapshot: name.into(),
-                        message: s.error,
-                    });
-                }
-                Some(_) => {}
-                None if !created_again => {
-                    // An unanswered create did not happen: ask once more (a
-                    // duplicate is refused by name, so this cannot double it).
-                    created_again = true;
-                    let again: Result<Option<SnapshotCr>> = self
-                        .volume_action(
-                            "snapshotCRCreate",
-                            volume,
-                            json!({ "name": name, "labels": labels }),
-                        )
-                        .await;
-                    if let Err(e) = again
-                        && !matches!(&e, LonghornError::Refused { message, .. } if message.contains("already exists"))
-                        && !e.is_retryable()
-                    {
-                        return Err(e);
-                    }
-                }
-                None => {}
-            }
-            if start.elapsed() >= wait {
-                return Err(LonghornError::Deadline {
-                    what: format!("snapshot {name} of volume {volume} to be ready"),
-                    waited: start.elapsed(),
-                    last,
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(self.cfg.poll);
-        }
     }
 
     // ---- backups -----------------------------------------------------------
@@ -1067,6 +957,24 @@ impl VolumeWatch {
         client.cfg.follow_interval
     }
 
+    /// The pause after a listing that took `took`: the rest of the interval,
+    /// but never less than four times the listing's duration, so that dr
+    /// keeps the manager busy with its listings a fifth of the time at most,
+    /// however many volumes the cluster has.
+    fn pause(interval: Duration, took: Duration) -> Duration {
+        interval.saturating_sub(took).max(took.saturating_mul(4))
+    }
+
+    /// How long a requested backup is looked for in the shared listing
+    /// before asking for the volume's backups: two listings, and a second
+    /// for the backup controller to name the snapshot (its `backupStatus`
+    /// entry has no snapshot until the controller's first sync).
+    pub fn discovery_window(&self) -> Duration {
+        Self::interval(&self.inner.client)
+            .saturating_mul(2)
+            .saturating_add(Duration::from_secs(1))
+    }
+
     /// A receiver of listings, with the poller started if it is not running.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<std::sync::Arc<Listing>> {
         let rx = self.inner.listings.subscribe();
@@ -1113,7 +1021,7 @@ impl VolumeWatch {
                 },
             };
             inner.listings.send_replace(std::sync::Arc::new(listing));
-            tokio::time::sleep(interval.saturating_sub(started.elapsed())).await;
+            tokio::time::sleep(Self::pause(interval, started.elapsed())).await;
             match inner.polling.lock() {
                 Ok(mut polling) if inner.listings.receiver_count() == 0 => {
                     *polling = false;
@@ -1226,5 +1134,21 @@ impl VolumeWatch {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_follow_listing_takes_a_fifth_of_the_time_at_most() {
+        let ms = Duration::from_millis;
+        // A quick listing: the rest of the interval.
+        assert_eq!(VolumeWatch::pause(ms(2_000), ms(100)), ms(1_900));
+        // A listing longer than the interval: four times its duration.
+        assert_eq!(VolumeWatch::pause(ms(2_000), ms(1_000)), ms(4_000));
+        assert_eq!(VolumeWatch::pause(ms(2_000), ms(3_000)), ms(12_000));
+        assert_eq!(VolumeWatch::pause(ms(0), ms(0)), ms(0));
     }
 }

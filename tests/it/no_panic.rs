@@ -325,6 +325,11 @@ const BAD_CONFIGS: &[(&str, &str, &str)] = &[
     ),
     ("longhorn: {timeout: 0s}\n", "longhorn.timeout", "\"0s\""),
     (
+        "longhorn: {follow_interval: 0s}\n",
+        "longhorn.follow_interval",
+        "\"0s\"",
+    ),
+    (
         "longhorn: {timeout: 9999999999999999999999d}\n",
         "longhorn.timeout",
         "\"9999999999999999999999d\"",

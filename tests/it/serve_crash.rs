@@ -109,7 +109,7 @@ async fn kill_9_mid_tick_then_restart_loses_and_doubles_nothing() {
     std::fs::write(
         &config,
         format!(
-            "longhorn: {{url: \"{}\", timeout: 5s}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: crash\n    namespace: {}\n    selector: app=crash\n    schedule: \"*/3 * * * * *\"\n    retain: {{last: 100}}\n",
+            "longhorn: {{url: \"{}\", timeout: 5s, follow_interval: 100ms}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: crash\n    namespace: {}\n    selector: app=crash\n    schedule: \"*/3 * * * * *\"\n    retain: {{last: 100}}\n",
             emu.url(),
             tb.s3_bucket(),
             tb.var("DR_TEST_S3_REGION"),

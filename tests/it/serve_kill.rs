@@ -90,7 +90,7 @@ async fn kills_at_random_moments(catalog_url: &str, label: &str) {
     std::fs::write(
         &config,
         format!(
-            "longhorn: {{url: \"{}\", timeout: 5s}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: kill\n    namespace: {}\n    selector: app=kill\n    schedule: \"{SCHEDULE}\"\n    retain: {{last: 3}}\n",
+            "longhorn: {{url: \"{}\", timeout: 5s, follow_interval: 100ms}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: kill\n    namespace: {}\n    selector: app=kill\n    schedule: \"{SCHEDULE}\"\n    retain: {{last: 3}}\n",
             emu.url(),
             tb.s3_bucket(),
             tb.var("DR_TEST_S3_REGION"),
@@ -132,16 +132,24 @@ async fn kills_at_random_moments(catalog_url: &str, label: &str) {
     })
     .await;
     let policy = "kill".parse().unwrap();
-    wait_for("two ticks after the last start", || {
+    // Retention needs more than `last: 3` complete points (or a partial one
+    // superseded) before it prunes anything: a run whose faults left fewer
+    // runs on until it has, so that the retention check below always bites.
+    wait_for("two ticks after the last start, and a point pruned", || {
         let c = catalog.clone();
         let policy = &policy;
         async move {
-            c.ticks(policy, 5).await.is_ok_and(|t| {
+            let ran = c.ticks(policy, 5).await.is_ok_and(|t| {
                 t.iter()
                     .filter(|t| t.tick_at > started && t.outcome == TickOutcome::Ran)
                     .count()
                     >= 2
-            })
+            });
+            let pruned = c
+                .list_points(None, 100_000)
+                .await
+                .is_ok_and(|p| p.iter().any(|p| p.point.state == PointState::Pruned));
+            ran && pruned
         }
     })
     .await;

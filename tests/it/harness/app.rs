@@ -153,7 +153,7 @@ pub async fn bed(ticks: usize) -> Bed {
     let dir = tempfile::tempdir().unwrap();
     let runbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/testbed.yaml");
     let config_text = format!(
-        "longhorn: {{url: \"{}\", timeout: 5s}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: shop\n    namespace: {}\n    selector: app.kubernetes.io/part-of=shop\n    runbook: {}\n    content: {{checksum_url: \"{}emulator/volumes/{{volume}}/checksum\"}}\n",
+        "longhorn: {{url: \"{}\", timeout: 5s, follow_interval: 100ms}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: shop\n    namespace: {}\n    selector: app.kubernetes.io/part-of=shop\n    runbook: {}\n    content: {{checksum_url: \"{}emulator/volumes/{{volume}}/checksum\"}}\n",
         emu.url(),
         tb.s3_bucket(),
         tb.var("DR_TEST_S3_REGION"),
