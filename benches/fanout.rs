@@ -19,6 +19,8 @@
 //! `Timings::realistic()`, Longhorn's attach, engine-monitor and
 //! backup-monitor periods; `fast`: `Timings::fast()`, tens of milliseconds
 //! per step, the timings of the figures before this profile existed),
+//! DR_BENCH_FOLLOW_MS (dr's `longhorn.follow_interval` for the measured
+//! tick, in ms; its default when unset),
 //! DR_BENCH_REPEAT (1: ticks measured in a row over the same volumes),
 //! DR_BENCH_DAEMON_ONLY (set: only `dr serve`'s memory and CPU),
 //! DR_BENCH_NICE (19: the CPU priority of the bed's data path, the S3
@@ -53,6 +55,18 @@ fn env_num(key: &str, default: u64) -> u64 {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
+}
+
+/// An optional numeric setting: absent or empty is `None`, anything else
+/// must be a number.
+fn env_opt(key: &str) -> anyhow::Result<Option<u64>> {
+    match std::env::var(key).as_deref() {
+        Err(_) | Ok("") => Ok(None),
+        Ok(v) => v
+            .parse()
+            .map(Some)
+            .map_err(|_| anyhow::anyhow!("{key}={v}: a whole number of milliseconds")),
+    }
 }
 
 /// The emulator's timings, by `DR_BENCH_PROFILE`: `realistic` (the
@@ -437,8 +451,12 @@ async fn fanout(
     )
     .await?;
     catalog.upsert_policy(&policy.into(), Utc::now()).await?;
-    // dr's defaults (as `dr serve` has them).
-    let lh = ClientConfig::new(emu.url());
+    // dr's defaults (as `dr serve` has them), but for the follow interval
+    // when DR_BENCH_FOLLOW_MS sets it (to weigh its cost against its lag).
+    let mut lh = ClientConfig::new(emu.url());
+    if let Some(ms) = env_opt("DR_BENCH_FOLLOW_MS")? {
+        lh.follow_interval = Duration::from_millis(ms);
+    }
     let follow_interval = lh.follow_interval;
     let s3 = tb.s3_client();
     let protect = Protect {

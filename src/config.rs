@@ -90,7 +90,7 @@ pub struct LonghornConfig {
     #[serde(default = "default_timeout", deserialize_with = "positive_span")]
     pub timeout: Span,
     /// How often a tick's backups are followed in the volume listing (more
-    /// than zero; `longhorn::ClientConfig::follow_interval` says why 2 s).
+    /// than zero; `longhorn::ClientConfig::follow_interval` says why 500 ms).
     #[serde(
         default = "default_follow_interval",
         deserialize_with = "positive_span"
@@ -110,7 +110,7 @@ impl Default for LonghornConfig {
 }
 
 fn default_follow_interval() -> Span {
-    Span::from_secs(2)
+    Span::from_millis(500)
 }
 
 fn default_longhorn_url() -> HttpUrl {
