@@ -38,23 +38,7 @@ impl Catalog {
         points_before: DateTime<Utc>,
         batch: i64,
     ) -> Result<Compacted> {
-        // Ordered by when the point was pruned, so that the rows are found
-        // point by point from `recovery_points_pruned`. Unordered,
-        // PostgreSQL read backups from the start of the table (most rows
-        // matched, at first): each batch read further through the rows
-        // deleted before, and the last, finding nothing, read the whole
-        // table (1.3 s over 4.3 million rows) at every compaction.
-        let backup_rows = sqlx::query(
-            "DELETE FROM backups WHERE id IN (
-               SELECT b.id FROM recovery_points p JOIN backups b ON b.point_id = p.id
-               WHERE p.state = 'pruned' AND p.pruned_at < $1 ORDER BY p.pruned_at LIMIT $2)",
-        )
-        .bind(ms(backups_before))
-        .bind(batch)
-        .execute(&self.pool)
-        .await
-        .map_err(q("compact backup rows"))?
-        .rows_affected();
+        let backup_rows = self.compact_backup_rows(backups_before, batch).await?;
         let ticks = sqlx::query(
             "DELETE FROM ticks WHERE (policy, tick_at) IN (
                SELECT policy, tick_at FROM ticks WHERE tick_at < $1 LIMIT $2)",
@@ -87,5 +71,52 @@ impl Catalog {
             points,
             ticks,
         })
+    }
+
+    /// Removes at most `batch` backup rows of points pruned before
+    /// `before`, point by point, oldest pruned first, and marks a point
+    /// whose rows are all gone (`backups_compacted`), so that no later
+    /// statement looks at it again. Without the mark every statement walked
+    /// from the oldest pruned point through all those already emptied (on
+    /// PostgreSQL through their dead index entries too): 0.6 s a statement
+    /// a few thousand points into a year's backlog, and growing.
+    async fn compact_backup_rows(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
+        let mut removed = 0u64;
+        loop {
+            let left = batch - removed as i64;
+            if left <= 0 {
+                return Ok(removed);
+            }
+            let point: Option<i64> = sqlx::query_scalar(
+                "SELECT id FROM recovery_points
+                 WHERE state = 'pruned' AND NOT backups_compacted AND pruned_at < $1
+                 ORDER BY pruned_at LIMIT 1",
+            )
+            .bind(ms(before))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(q("find a point to compact"))?;
+            let Some(point) = point else {
+                return Ok(removed);
+            };
+            let n = sqlx::query(
+                "DELETE FROM backups WHERE id IN (
+                   SELECT id FROM backups WHERE point_id = $1 LIMIT $2)",
+            )
+            .bind(point)
+            .bind(left)
+            .execute(&self.pool)
+            .await
+            .map_err(q("compact backup rows"))?
+            .rows_affected();
+            removed += n;
+            if (n as i64) < left {
+                sqlx::query("UPDATE recovery_points SET backups_compacted = TRUE WHERE id = $1")
+                    .bind(point)
+                    .execute(&self.pool)
+                    .await
+                    .map_err(q("mark a point compacted"))?;
+            }
+        }
     }
 }
