@@ -11,6 +11,7 @@ use crate::catalog::{
 use crate::clock::Clock;
 use crate::config::PolicyConfig;
 use crate::longhorn::{Backup, LhBackupState, LonghornClient, LonghornError};
+use crate::point_file::PointFile;
 use crate::store::{self, BackupTargetUrl, Check, Store, StoreError};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
@@ -104,17 +105,26 @@ pub async fn sync_policy(
                 report
                     .recovered
                     .push((name.to_owned(), *tick, backups.len()));
+                let file = match store.get_point(name, *tick).await {
+                    Ok(f) => f,
+                    Err(e @ StoreError::Corrupt { .. }) => {
+                        report.differences.push(diff(Some(*tick), e.to_string()));
+                        None
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                if let Some(f) = &file {
+                    report
+                        .differences
+                        .extend(terms_differ(policy, f).map(|w| diff(Some(*tick), w)));
+                }
                 if apply {
-                    recover(
-                        catalog,
-                        verifier,
-                        policy,
-                        *tick,
+                    let found = Found {
                         backups,
-                        has_bundle.then_some(&bundle_key),
-                        clock.now(),
-                    )
-                    .await?;
+                        bundle: has_bundle.then_some(&bundle_key),
+                        file: file.as_ref(),
+                    };
+                    recover(catalog, verifier, policy, *tick, &found, clock.now()).await?;
                 }
             }
             Some(point) => {
@@ -176,18 +186,92 @@ pub async fn sync_policy(
     Ok(report)
 }
 
+/// Where the policy's terms recorded in a point's file differ from the
+/// configuration's: the point was made under other terms (a person should
+/// know, the configuration is not changed).
+fn terms_differ<'a>(
+    policy: &'a PolicyConfig,
+    f: &'a PointFile,
+) -> impl Iterator<Item = String> + 'a {
+    let runbook = policy.runbook.display().to_string();
+    [
+        ("RPO", f.rpo.to_string(), policy.rpo.0.to_string()),
+        ("RTO", f.rto.to_string(), policy.rto.0.to_string()),
+        ("runbook", f.runbook.clone(), runbook),
+    ]
+    .into_iter()
+    .filter(|(_, then, now)| then != now)
+    .map(|(what, then, now)| {
+        format!("the point was made with {what} {then}; the configuration now says {now}")
+    })
+}
+
+/// What the bucket holds of one tick.
+struct Found<'a> {
+    /// Longhorn's backups labelled with the tick.
+    backups: &'a [Backup],
+    /// The manifest bundle's key, when it is in S3.
+    bundle: Option<&'a String>,
+    /// The point's file, when dr wrote one (see [`crate::point_file`]).
+    file: Option<&'a PointFile>,
+}
+
+/// The verdict of a rebuilt point: what its backups and bundle allow, never
+/// better than the tick's own verdict in its file, and not whole when a
+/// backup the file lists as completed is gone from the store.
+fn rebuilt_verdict(states: &[BackupState], found: &Found<'_>) -> (PointState, String) {
+    let mut state = PointState::from_backups(states);
+    let mut reasons = vec!["rebuilt from the store by dr catalog sync".to_owned()];
+    if found.bundle.is_none() && state == PointState::Complete {
+        state = PointState::Partial;
+        reasons.push("its manifest bundle is missing".into());
+    }
+    match found.file {
+        None => reasons.push(
+            "it has no point file, so its content checksums and verification were not recovered"
+                .into(),
+        ),
+        Some(f) => {
+            let stored: BTreeSet<&str> = found.backups.iter().map(|b| b.name.as_str()).collect();
+            let gone: Vec<&str> = f
+                .backups
+                .iter()
+                .filter(|b| b.state == BackupState::Completed)
+                .filter_map(|b| b.backup_name.as_deref())
+                .filter(|n| !stored.contains(n))
+                .collect();
+            if !gone.is_empty() && state == PointState::Complete {
+                state = PointState::Partial;
+                reasons.push(format!(
+                    "backups missing from the store: {}",
+                    gone.join(", ")
+                ));
+            }
+            if f.state != PointState::Complete && state == PointState::Complete {
+                state = f.state;
+                reasons.push(format!(
+                    "the tick found it {}: {}",
+                    f.state,
+                    f.reason.as_deref().unwrap_or("no reason recorded")
+                ));
+            }
+        }
+    }
+    (state, reasons.join("; "))
+}
+
 async fn recover(
     catalog: &Catalog,
     verifier: &aws_sdk_s3::Client,
     policy: &PolicyConfig,
     tick: DateTime<Utc>,
-    backups: &[Backup],
-    bundle: Option<&String>,
+    found: &Found<'_>,
     now: DateTime<Utc>,
 ) -> Result<(), SyncError> {
     let point = catalog.begin_point(&policy.name, tick, now).await?;
     let mut states = Vec::new();
-    for b in backups {
+    for b in found.backups {
+        let entry = found.file.and_then(|f| f.backup(&b.name));
         let Ok(volume) = b.volume_name.parse() else {
             continue;
         };
@@ -212,7 +296,11 @@ async fn recover(
                     state: Some(BackupState::BackingUp),
                     backup_name: Some(b.name.clone()),
                     snapshot_at: parse_time(&b.snapshot_created),
-                    fs_type: b.labels.get(LABEL_FS_TYPE).cloned(),
+                    fs_type: b
+                        .labels
+                        .get(LABEL_FS_TYPE)
+                        .cloned()
+                        .or_else(|| entry.and_then(|e| e.fs_type.clone())),
                     ..Default::default()
                 },
             )
@@ -235,28 +323,41 @@ async fn recover(
                 },
             )
             .await?;
-        if ok && let Ok(target) = BackupTargetUrl::parse(&b.url) {
-            let v = match store::verify_backup(verifier, &target, &b.volume_name, &b.name).await {
-                Ok(Check::Intact { .. }) => Some(Verification::Verified),
-                Ok(Check::Broken(_)) => Some(Verification::Mismatch),
+        if let Some(sum) = entry.and_then(|e| e.content_checksum.as_deref()) {
+            catalog.set_content_checksum(row.id, sum).await?;
+        }
+        if ok {
+            // Checked again now; the file's verdict stands only when the
+            // store cannot be asked.
+            let now_checked = match BackupTargetUrl::parse(&b.url) {
+                Ok(target) => {
+                    match store::verify_backup(verifier, &target, &b.volume_name, &b.name).await {
+                        Ok(Check::Intact { .. }) => Some(Verification::Verified),
+                        Ok(Check::Broken(_)) => Some(Verification::Mismatch),
+                        Err(_) => None,
+                    }
+                }
                 Err(_) => None,
             };
-            if let Some(v) = v {
+            let recorded = entry
+                .map(|e| e.verification)
+                .filter(|v| *v != Verification::Unverified);
+            if let Some(v) = now_checked.or(recorded) {
                 catalog.set_verification(row.id, v, now).await?;
             }
         }
         states.push(done.state);
     }
-    if let Some(key) = bundle {
+    if let Some(key) = found.bundle {
         catalog.set_bundle(point.id, key).await?;
     }
-    let mut state = PointState::from_backups(&states);
-    let mut reason = Some("rebuilt from the store by dr catalog sync".to_owned());
-    if bundle.is_none() && state == PointState::Complete {
-        state = PointState::Partial;
-        reason = Some("rebuilt from the store; its manifest bundle is missing".into());
+    if let Some(c) = found.file.and_then(|f| f.consistency) {
+        catalog.set_consistency(point.id, c).await?;
     }
-    let point_at = backups
+    let (state, reason) = rebuilt_verdict(&states, found);
+    let reason = Some(reason);
+    let point_at = found
+        .backups
         .iter()
         .filter(|b| b.state == LhBackupState::Completed)
         .filter_map(|b| parse_time(&b.snapshot_created))
@@ -267,4 +368,90 @@ async fn recover(
             .await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::point_file::{BackupEntry, PointFile};
+
+    fn lh(name: &str) -> Backup {
+        serde_json::from_value(serde_json::json!({"name": name, "state": "Completed"}))
+            .expect("a backup")
+    }
+
+    fn file(state: PointState, completed: &[&str]) -> PointFile {
+        let t = Utc::now();
+        PointFile {
+            format: 1,
+            policy: "shop".into(),
+            tick: t,
+            state,
+            point_at: Some(t),
+            reason: (state != PointState::Complete).then(|| "1 claims cannot be protected".into()),
+            consistency: None,
+            bundle: Some("k".into()),
+            rpo: crate::span::Span::from_secs(900),
+            rto: crate::span::Span::from_secs(3600),
+            runbook: "runbooks/standard.yaml".into(),
+            backups: completed
+                .iter()
+                .map(|n| BackupEntry {
+                    volume: "v".into(),
+                    pvc: None,
+                    snapshot_name: "s".into(),
+                    backup_name: Some((*n).into()),
+                    backup_url: None,
+                    state: BackupState::Completed,
+                    size_bytes: None,
+                    snapshot_at: None,
+                    requested_at: t,
+                    completed_at: None,
+                    error: None,
+                    verification: Verification::Verified,
+                    verified_at: None,
+                    content_checksum: None,
+                    fs_type: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn a_rebuilt_point_is_never_better_than_what_the_bucket_holds() {
+        let key = "k".to_owned();
+        let backups = [lh("b1"), lh("b2")];
+        let done = [BackupState::Completed, BackupState::Completed];
+        let whole = file(PointState::Complete, &["b1", "b2"]);
+        let verdict = |bundle, file| {
+            rebuilt_verdict(
+                &done,
+                &Found {
+                    backups: &backups,
+                    bundle,
+                    file,
+                },
+            )
+        };
+        assert_eq!(verdict(Some(&key), Some(&whole)).0, PointState::Complete);
+        // No bundle: nothing to redeploy.
+        let (s, why) = verdict(None, Some(&whole));
+        assert_eq!(s, PointState::Partial, "{why}");
+        // A backup the tick completed is gone from the store.
+        let more = file(PointState::Complete, &["b1", "b2", "b3"]);
+        let (s, why) = verdict(Some(&key), Some(&more));
+        assert_eq!(s, PointState::Partial);
+        assert!(why.contains("b3"), "{why}");
+        // The tick itself found the point partial (a claim it could not
+        // protect): Longhorn's backups alone would look complete.
+        let partial = file(PointState::Partial, &["b1", "b2"]);
+        let (s, why) = verdict(Some(&key), Some(&partial));
+        assert_eq!(s, PointState::Partial);
+        assert!(why.contains("cannot be protected"), "{why}");
+        // No file (a point made before dr wrote them): complete, and says
+        // what was not recovered.
+        let (s, why) = verdict(Some(&key), None);
+        assert_eq!(s, PointState::Complete);
+        assert!(why.contains("content checksums"), "{why}");
+    }
 }
