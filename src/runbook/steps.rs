@@ -94,7 +94,7 @@ pub(super) struct StepCtx<'a> {
 }
 
 impl StepCtx<'_> {
-    async fn bundle(&self) -> Result<&Bundle, StepError> {
+    pub(super) async fn bundle(&self) -> Result<&Bundle, StepError> {
         self.bundle
             .get_or_try_init(|| async {
                 let key = self.plan.point.bundle_key.as_deref().ok_or_else(|| {
@@ -183,21 +183,6 @@ impl StepCtx<'_> {
         let version = self.env.longhorn.check_supported().await?;
         let n = self.env.longhorn.list_volumes().await?.len();
         Ok(format!("Longhorn manager {version} answers ({n} volumes)"))
-    }
-
-    async fn check_backup_target(&self) -> Result<String, StepError> {
-        let t = self.env.longhorn.backup_target().await?;
-        if !t.available {
-            return Err(StepError::Check(format!(
-                "Longhorn's backup target {} is not available: {}",
-                t.backup_target_url, t.message
-            )));
-        }
-        self.bundle().await?;
-        Ok(format!(
-            "backup target {} available; bundle readable",
-            t.backup_target_url
-        ))
     }
 
     async fn ensure_namespace(&self) -> Result<String, StepError> {
