@@ -134,7 +134,12 @@ impl Store {
         policy: &str,
         tick: chrono::DateTime<chrono::Utc>,
     ) -> Result<Option<PointFile>, StoreError> {
-        let key = self.point_key(policy, tick);
+        self.get_point_at(&self.point_key(policy, tick)).await
+    }
+
+    /// Reads the point file at `key`; `None` when it is not there.
+    pub async fn get_point_at(&self, key: &str) -> Result<Option<PointFile>, StoreError> {
+        let key = key.to_owned();
         let bytes = match get_bytes(&self.client, &self.bucket, &key).await {
             Ok(b) => b,
             Err(StoreError::NotFound { .. }) => return Ok(None),
@@ -147,6 +152,14 @@ impl Store {
                 key,
                 message: e.to_string(),
             })
+    }
+
+    /// Keys of a policy's point files, oldest first.
+    pub async fn list_points(&self, policy: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = join(&self.prefix, &format!("dr/points/{policy}/"));
+        let mut keys = list_keys(&self.client, &self.bucket, &prefix).await?;
+        keys.sort();
+        Ok(keys)
     }
 
     /// Deletes a point's file (one already gone succeeds).

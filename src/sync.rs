@@ -16,6 +16,7 @@ use crate::store::{self, BackupTargetUrl, Check, Store, StoreError};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
 
 /// A failed sync.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +44,88 @@ pub struct SyncReport {
     pub recovered: Vec<(String, DateTime<Utc>, usize)>,
     /// Disagreements left for a person to look at.
     pub differences: Vec<Difference>,
+    /// How long Longhorn took to list the bucket's backups after dr asked
+    /// for a backup-target sync; `None` when it listed them already.
+    pub backup_target_sync_seconds: Option<f64>,
+}
+
+/// How long a sync waits for Longhorn to list the backups the bucket's
+/// point files name, after asking for a backup-target sync.
+pub const LISTING_WAIT: Duration = Duration::from_secs(120);
+
+/// How long the listing may stay short after a sync before dr stops
+/// waiting for it to grow.
+pub const LISTING_SETTLED: Duration = Duration::from_secs(10);
+
+/// Makes sure Longhorn lists what the bucket says exists before the two are
+/// compared. The point files name every completed backup of every live
+/// point: when Longhorn lists fewer, dr asks for a backup-target sync
+/// (manager/engine.go `SyncBackupTarget`) and waits until it lists them, or
+/// until the listing has not grown for [`LISTING_SETTLED`] (a backup deleted
+/// from the store never comes back: the comparison then reports it), up to
+/// `wait`. How long that took, when a sync was needed.
+///
+/// A fresh longhorn-manager syncs a new backup target at once
+/// (controller/backup_target_controller.go `reconcile`: a target never
+/// synced, `Status.LastSyncedAt` zero, needs one; the BackupVolume
+/// controllers then list their backups), so there the request is mostly a
+/// formality; it matters where a target was re-pointed at the store, or its
+/// last sync (every 5 min) is older than the store's newest backups.
+async fn await_listing(
+    longhorn: &LonghornClient,
+    store: &Store,
+    policy: &str,
+    wait: Duration,
+) -> Result<Option<Duration>, SyncError> {
+    let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for key in store.list_points(policy).await? {
+        let Some(f) = store.get_point_at(&key).await? else {
+            continue;
+        };
+        for b in f
+            .backups
+            .iter()
+            .filter(|b| b.state == BackupState::Completed)
+        {
+            if let Some(n) = &b.backup_name {
+                expected
+                    .entry(b.volume.clone())
+                    .or_default()
+                    .push(n.clone());
+            }
+        }
+    }
+    let start = Instant::now();
+    let mut asked = false;
+    let mut fewest = usize::MAX;
+    let mut since = Instant::now();
+    loop {
+        let mut unlisted = 0;
+        for (volume, wanted) in &expected {
+            let listed: BTreeSet<String> = longhorn
+                .backups_of(volume)
+                .await?
+                .into_iter()
+                .map(|b| b.name)
+                .collect();
+            unlisted += wanted.iter().filter(|n| !listed.contains(*n)).count();
+        }
+        if unlisted < fewest {
+            fewest = unlisted;
+            since = Instant::now();
+        }
+        let done = unlisted == 0
+            || start.elapsed() >= wait
+            || (asked && since.elapsed() >= LISTING_SETTLED);
+        if done {
+            return Ok(asked.then(|| start.elapsed()));
+        }
+        if !asked {
+            longhorn.request_backup_target_sync().await?;
+            asked = true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 fn tick_of_label(s: &str) -> Option<DateTime<Utc>> {
@@ -86,6 +169,8 @@ pub async fn sync_policy(
 ) -> Result<SyncReport, SyncError> {
     let name = policy.name.as_str();
     let mut report = SyncReport::default();
+    let listing = await_listing(longhorn, store, name, LISTING_WAIT).await?;
+    report.backup_target_sync_seconds = listing.map(|d| d.as_secs_f64());
     let in_store = store_side(longhorn, name).await?;
     let bundles: BTreeSet<String> = store.list_bundles(name).await?.into_iter().collect();
     let catalog_points = catalog.live_points(&policy.name).await?;
@@ -117,6 +202,16 @@ pub async fn sync_policy(
                     report
                         .differences
                         .extend(terms_differ(policy, f).map(|w| diff(Some(*tick), w)));
+                    report
+                        .differences
+                        .extend(gone_from_store(f, backups).into_iter().map(|n| {
+                            diff(
+                                Some(*tick),
+                                format!(
+                                    "backup {n} is in the point's file but missing from the store"
+                                ),
+                            )
+                        }));
                 }
                 if apply {
                     let found = Found {
@@ -216,6 +311,17 @@ struct Found<'a> {
     file: Option<&'a PointFile>,
 }
 
+/// The backups a point's file lists as completed that the store has not.
+fn gone_from_store<'a>(f: &'a PointFile, backups: &[Backup]) -> Vec<&'a str> {
+    let stored: BTreeSet<&str> = backups.iter().map(|b| b.name.as_str()).collect();
+    f.backups
+        .iter()
+        .filter(|b| b.state == BackupState::Completed)
+        .filter_map(|b| b.backup_name.as_deref())
+        .filter(|n| !stored.contains(n))
+        .collect()
+}
+
 /// The verdict of a rebuilt point: what its backups and bundle allow, never
 /// better than the tick's own verdict in its file, and not whole when a
 /// backup the file lists as completed is gone from the store.
@@ -232,14 +338,7 @@ fn rebuilt_verdict(states: &[BackupState], found: &Found<'_>) -> (PointState, St
                 .into(),
         ),
         Some(f) => {
-            let stored: BTreeSet<&str> = found.backups.iter().map(|b| b.name.as_str()).collect();
-            let gone: Vec<&str> = f
-                .backups
-                .iter()
-                .filter(|b| b.state == BackupState::Completed)
-                .filter_map(|b| b.backup_name.as_deref())
-                .filter(|n| !stored.contains(n))
-                .collect();
+            let gone = gone_from_store(f, found.backups);
             if !gone.is_empty() && state == PointState::Complete {
                 state = PointState::Partial;
                 reasons.push(format!(
