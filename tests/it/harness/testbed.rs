@@ -107,10 +107,19 @@ impl Testbed {
     /// Writes a kubeconfig for ServiceAccount `ns/sa` (bearer token from the
     /// TokenRequest API, via `tests/testbed/sa-kubeconfig`) and returns its path.
     pub fn sa_kubeconfig(&self, ns: &str, sa: &str, out: &Path) -> PathBuf {
+        self.sa_kubeconfig_in("a", ns, sa, out)
+    }
+
+    /// [`Testbed::sa_kubeconfig`] for a ServiceAccount of cluster B.
+    pub fn sa_kubeconfig_b(&self, ns: &str, sa: &str, out: &Path) -> PathBuf {
+        self.sa_kubeconfig_in("b", ns, sa, out)
+    }
+
+    fn sa_kubeconfig_in(&self, cluster: &str, ns: &str, sa: &str, out: &Path) -> PathBuf {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/sa-kubeconfig");
         let output = Command::new("bash")
             .arg(&script)
-            .args([ns, sa])
+            .args(["--cluster", cluster, ns, sa])
             .arg(out)
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
