@@ -333,6 +333,7 @@ impl Protect {
             policy.name.as_str(),
             &policy.namespace,
             &policy.selector,
+            &policy.kinds,
             tick_at,
         )
         .await
