@@ -1044,7 +1044,7 @@ mod tests {
         let w = Resource::new("example.com/v1", "Widget", "widgets", true);
         assert_eq!(w.qualified(), "widgets.example.com");
         assert_eq!(
-            find_resource(&[w.clone()], "example.com/v1", "Widget"),
+            find_resource(std::slice::from_ref(&w), "example.com/v1", "Widget"),
             Some(w)
         );
     }
