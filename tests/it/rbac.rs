@@ -146,6 +146,22 @@ async fn dr_reads_what_a_tick_needs_as_its_service_account_and_nothing_more() {
 
     // Elsewhere, and writes: forbidden.
     let other: dr::names::Namespace = sys.name.parse().unwrap();
+    // A capture that may not list a kind fails naming it and what to do.
+    let e = dr::cluster::capture(
+        &as_dr,
+        "rbac",
+        &other,
+        &sel,
+        &Default::default(),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("dr may not read") && e.contains("dr-protect") && e.contains("kinds.exclude"),
+        "{e}"
+    );
     let e = dr::cluster::resolve_volumes(&as_dr, &other, &sel)
         .await
         .unwrap_err();
