@@ -400,9 +400,17 @@ async fn discover(
     client: &Client,
     ns: &Namespace,
 ) -> Result<Vec<(bundle::Resource, ApiResource)>, ClusterError> {
-    let d = match Discovery::new(client.clone()).run_aggregated().await {
+    // metrics.k8s.io is derived (never captured) and served by an aggregated
+    // API server that is often down: the per-group walk would fail on it.
+    let skip = &["metrics.k8s.io"];
+    let d = match Discovery::new(client.clone())
+        .exclude(skip)
+        .run_aggregated()
+        .await
+    {
         Ok(d) => d,
         Err(_) => Discovery::new(client.clone())
+            .exclude(skip)
             .run()
             .await
             .map_err(|source| ClusterError::Api {
