@@ -364,6 +364,7 @@ impl Protect {
             policy.name.as_str(),
             &policy.namespace,
             &policy.selector,
+            &policy.kinds,
             tick_at,
         )
         .await

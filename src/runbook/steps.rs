@@ -200,8 +200,11 @@ impl StepCtx<'_> {
 
     async fn apply_recovery_point(&self) -> Result<String, StepError> {
         let bundle = self.bundle().await?;
+        // Cluster-scoped dependencies (CRDs Established) before the objects
+        // that need them.
+        let cluster = k8s::ensure_cluster_objects(&self.env.kube, bundle).await?;
         let objects = bundle::for_redeploy(&bundle.objects, self.ns());
-        let applied = k8s::apply(&self.env.kube, self.ns(), &objects).await?;
+        let applied = k8s::apply(&self.env.kube, self.ns(), &objects, &bundle.resources).await?;
         let wanted = bundle::secret_names(&bundle.objects);
         let mut missing = k8s::missing_secrets(&self.env.kube, self.ns(), &wanted).await?;
         let mut copied = Vec::new();
@@ -220,8 +223,14 @@ impl StepCtx<'_> {
         }
         let mut d = format!(
             "applied {} objects, workloads held at 0 replicas",
-            applied.len()
+            applied.objects.len()
         );
+        if !bundle.cluster_objects.is_empty() {
+            d.push_str(&format!("; {}", cluster.summary()));
+        }
+        for note in &applied.notes {
+            d.push_str(&format!("; {note}"));
+        }
         if !copied.is_empty() {
             d.push_str(&format!(
                 "; Secrets copied from {}: {}",
@@ -246,7 +255,10 @@ impl StepCtx<'_> {
         let w = bundle::workloads(&bundle.objects);
         k8s::scale(&self.env.kube, self.ns(), &w).await?;
         Ok(w.iter()
-            .map(|w| format!("{}/{}={}", w.kind, w.name, w.replicas))
+            .map(|w| match w.kind.as_str() {
+                "DaemonSet" | "CronJob" => format!("{}/{} released", w.kind, w.name),
+                _ => format!("{}/{}={}", w.kind, w.name, w.replicas),
+            })
             .collect::<Vec<_>>()
             .join(", "))
     }

@@ -146,7 +146,7 @@ pub async fn bed(ticks: usize) -> Bed {
                                      "spec": {"containers": [{"name": "web", "image": "web:1"}],
                                               "volumes": [{"name": "u", "persistentVolumeClaim": {"claimName": "web-uploads"}}]}}}}),
     ];
-    dr::cluster::restore::apply(&kube, &ns.name, &app)
+    dr::cluster::restore::apply(&kube, &ns.name, &app, &[])
         .await
         .unwrap();
 
