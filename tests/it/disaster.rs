@@ -10,12 +10,16 @@
 
 use crate::harness::app::{CLAIMS, bed, json_of};
 use crate::harness::testbed;
+use dr::bundle::Resource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
     ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Service,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
+use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use longhorn_emulator::{Emulator, EmulatorConfig, Timings};
+use serde_json::json;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
@@ -64,6 +68,43 @@ async fn the_cluster_is_lost_and_the_application_comes_back_in_another_from_the_
     // Cluster A: the application protected, two points.
     let b = bed(2).await;
     let (_, _, sums) = b.points[1].clone();
+    // The application also has a custom resource, whose definition cluster
+    // B has never seen; a third point (the data unchanged) captures both.
+    let group = format!("d{}.dr.test", testbed::suffix());
+    let crd_name = format!("widgets.{group}");
+    let crd_rs = [Resource::new(
+        "apiextensions.k8s.io/v1",
+        "CustomResourceDefinition",
+        "customresourcedefinitions",
+        false,
+    )];
+    let crd = json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": crd_name},
+        "spec": {"group": group, "scope": "Namespaced",
+                 "names": {"plural": "widgets", "singular": "widget", "kind": "Widget"},
+                 "versions": [{"name": "v1", "served": true, "storage": true,
+                               "schema": {"openAPIV3Schema": {"type": "object",
+                                   "x-kubernetes-preserve-unknown-fields": true}}}]}});
+    dr::cluster::restore::apply(&b.kube, &b.ns_name, &[crd], &crd_rs)
+        .await
+        .unwrap();
+    dr::cluster::restore::wait_established(&b.kube, &crd_name, Duration::from_secs(60))
+        .await
+        .unwrap();
+    let widget_r = [Resource::new(
+        &format!("{group}/v1"),
+        "Widget",
+        "widgets",
+        true,
+    )];
+    let widget = json!({"apiVersion": format!("{group}/v1"), "kind": "Widget",
+        "metadata": {"name": "gear", "labels": {"app.kubernetes.io/part-of": "shop"}},
+        "spec": {"teeth": 42}});
+    dr::cluster::restore::apply(&b.kube, &b.ns_name, &[widget], &widget_r)
+        .await
+        .unwrap();
+    let out = b.run(&["backup", "now"]);
+    assert_eq!(out.status.code(), Some(0));
     let config_text = std::fs::read_to_string(&b.config).unwrap();
     let cfg = dr::config::Config::parse(&config_text, "dr.yaml").unwrap();
     let prefix = cfg.store.prefix.clone();
@@ -96,7 +137,7 @@ async fn the_cluster_is_lost_and_the_application_comes_back_in_another_from_the_
     assert_eq!(out.status.code(), Some(0));
     let doc = json_of(&out);
     let report = &doc["policies"][0]["report"];
-    assert_eq!(report["recovered"].as_array().unwrap().len(), 2, "{doc}");
+    assert_eq!(report["recovered"].as_array().unwrap().len(), 3, "{doc}");
     assert_eq!(report["differences"], serde_json::json!([]), "{doc}");
 
     let out = dr_on_b(
@@ -158,6 +199,19 @@ async fn the_cluster_is_lost_and_the_application_comes_back_in_another_from_the_
         .get("web")
         .await
         .unwrap();
+    let widgets: Api<DynamicObject> = Api::namespaced_with(
+        kube_b.clone(),
+        &ns,
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk(&group, "v1", "Widget"),
+            "widgets",
+        ),
+    );
+    let gear = widgets.get("gear").await.unwrap();
+    assert_eq!(
+        gear.data["spec"]["teeth"], 42,
+        "the custom resource came back"
+    );
     for c in CLAIMS {
         assert_eq!(checksum_on(&emu_b, &kube_b, &ns, c).await, sums[c], "{c}");
     }
@@ -179,6 +233,10 @@ async fn the_cluster_is_lost_and_the_application_comes_back_in_another_from_the_
     for v in emu_b.control().stats().await.unwrap().volumes {
         let _ = pvs.delete(&v, &Default::default()).await;
     }
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    for k in [&b.kube, &kube_b] {
+        let _ = Api::<CustomResourceDefinition>::all(k.clone())
+            .delete(&crd_name, &Default::default())
+            .await;
+    }
     emu_b.shutdown().await;
 }
