@@ -44,9 +44,22 @@ pub struct SyncReport {
     pub recovered: Vec<(String, DateTime<Utc>, usize)>,
     /// Disagreements left for a person to look at.
     pub differences: Vec<Difference>,
-    /// How long Longhorn took to list the bucket's backups after dr asked
-    /// for a backup-target sync; `None` when it listed them already.
-    pub backup_target_sync_seconds: Option<f64>,
+    /// The backup-target sync dr asked for because Longhorn did not list
+    /// every backup the point files name; `None` when it listed them all.
+    pub backup_target_sync: Option<TargetSync>,
+}
+
+/// A backup-target sync dr asked for, and what came of it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TargetSync {
+    /// From the request until Longhorn listed them, or until dr stopped
+    /// waiting.
+    pub seconds: f64,
+    /// Backups the point files name.
+    pub named: usize,
+    /// Of those, how many Longhorn still does not list (deleted from the
+    /// store, e.g. by a prune a crash cut short).
+    pub unlisted: usize,
 }
 
 /// How long a sync waits for Longhorn to list the backups the bucket's
@@ -63,7 +76,7 @@ pub const LISTING_SETTLED: Duration = Duration::from_secs(10);
 /// (manager/engine.go `SyncBackupTarget`) and waits until it lists them, or
 /// until the listing has not grown for [`LISTING_SETTLED`] (a backup deleted
 /// from the store never comes back: the comparison then reports it), up to
-/// `wait`. How long that took, when a sync was needed.
+/// `wait`. What came of the sync, when one was needed.
 ///
 /// A fresh longhorn-manager syncs a new backup target at once
 /// (controller/backup_target_controller.go `reconcile`: a target never
@@ -76,7 +89,7 @@ async fn await_listing(
     store: &Store,
     policy: &str,
     wait: Duration,
-) -> Result<Option<Duration>, SyncError> {
+) -> Result<Option<TargetSync>, SyncError> {
     let mut expected: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for key in store.list_points(policy).await? {
         let Some(f) = store.get_point_at(&key).await? else {
@@ -118,7 +131,11 @@ async fn await_listing(
             || start.elapsed() >= wait
             || (asked && since.elapsed() >= LISTING_SETTLED);
         if done {
-            return Ok(asked.then(|| start.elapsed()));
+            return Ok(asked.then(|| TargetSync {
+                seconds: start.elapsed().as_secs_f64(),
+                named: expected.values().map(Vec::len).sum(),
+                unlisted,
+            }));
         }
         if !asked {
             longhorn.request_backup_target_sync().await?;
@@ -170,7 +187,7 @@ pub async fn sync_policy(
     let name = policy.name.as_str();
     let mut report = SyncReport::default();
     let listing = await_listing(longhorn, store, name, LISTING_WAIT).await?;
-    report.backup_target_sync_seconds = listing.map(|d| d.as_secs_f64());
+    report.backup_target_sync = listing;
     let in_store = store_side(longhorn, name).await?;
     let bundles: BTreeSet<String> = store.list_bundles(name).await?.into_iter().collect();
     let catalog_points = catalog.live_points(&policy.name).await?;

@@ -73,10 +73,18 @@ pub async fn run(ctx: &Context, c: CatalogCommand) -> Result<(), Failure> {
                 )
                 .await?;
                 if ctx.output == Format::Table {
-                    if let Some(s) = r.backup_target_sync_seconds {
+                    if let Some(s) = &r.backup_target_sync {
+                        let listed = s.named - s.unlisted;
                         println!(
-                            "policy {}: Longhorn listed the bucket's backups after a backup-target sync dr asked for ({s:.1} s)",
-                            p.name
+                            "policy {}: Longhorn did not list every backup the bucket's point files name; after a backup-target sync dr asked for it lists {listed} of {} ({:.1} s){}",
+                            p.name,
+                            s.named,
+                            s.seconds,
+                            if s.unlisted > 0 {
+                                "; the others are gone from the store (a prune cut short, or deleted by hand): points that need them are rebuilt partial or not at all"
+                            } else {
+                                ""
+                            }
                         );
                     }
                     for (policy, tick, n) in &r.recovered {

@@ -1,7 +1,7 @@
-//! The infrastructure stage's check of Longhorn's backup target, as a new
-//! cluster needs it: the target points at the store that holds the point's
-//! backups, and Longhorn lists them — a fresh Longhorn only does after its
-//! backup target was synced with the store, which dr asks for.
+//! The infrastructure stage's checks as a new cluster needs them: Longhorn's
+//! backup target points at the store that holds the point's backups and
+//! lists them (after a backup-target sync dr asks for when it does not), and
+//! the cluster-scoped objects the point needs are there.
 
 use super::steps::{StepCtx, StepError, restorable};
 use crate::catalog::BackupRecord;
@@ -94,6 +94,19 @@ impl StepCtx<'_> {
                 .map(|d| format!(" after a backup-target sync ({:.1} s)", d.as_secs_f64()))
                 .unwrap_or_default()
         ))
+    }
+
+    /// `check: cluster-objects`: what the point needs of the cluster beyond
+    /// its namespace is there, created from the point where missing; what
+    /// differs is reported (a step's detail), never changed.
+    pub(super) async fn check_cluster_objects(&self) -> Result<String, StepError> {
+        let bundle = self.bundle().await?;
+        if bundle.cluster_objects.is_empty() {
+            return Ok("the point needs no cluster-scoped objects".into());
+        }
+        let outcome =
+            crate::cluster::restore::ensure_cluster_objects(&self.env.kube, bundle).await?;
+        Ok(outcome.summary())
     }
 
     /// The point's backups Longhorn does not list.

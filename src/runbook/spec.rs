@@ -70,6 +70,11 @@ pub enum Check {
     Longhorn,
     /// Longhorn's backup target is available and dr's bucket is readable.
     BackupTarget,
+    /// The cluster-scoped objects the point needs (CRDs, StorageClasses,
+    /// PriorityClasses, IngressClasses, ClusterRoles and their bindings):
+    /// those missing are created from the point (CRDs until Established),
+    /// those that differ are reported and left as they are.
+    ClusterObjects,
 }
 
 /// One typed step.
@@ -150,6 +155,7 @@ impl Action {
                     Check::Kubernetes => "kubernetes",
                     Check::Longhorn => "longhorn",
                     Check::BackupTarget => "backup-target",
+                    Check::ClusterObjects => "cluster-objects",
                 }
             ),
             Action::EnsureNamespace => "ensure namespace".into(),
@@ -554,10 +560,13 @@ impl Parser<'_> {
         };
         let action = match kind {
             "check" => Action::Check {
-                check: match word(&["kubernetes", "longhorn", "backup-target"])?.as_str() {
+                check: match word(&["kubernetes", "longhorn", "backup-target", "cluster-objects"])?
+                    .as_str()
+                {
                     "kubernetes" => Check::Kubernetes,
                     "longhorn" => Check::Longhorn,
-                    _ => Check::BackupTarget,
+                    "backup-target" => Check::BackupTarget,
+                    _ => Check::ClusterObjects,
                 },
             },
             "ensure" => {
@@ -954,7 +963,7 @@ stages:
         assert!(
             e.contains("(check)")
                 && e.contains(
-                    "\"dns\" is not accepted; use kubernetes or longhorn or backup-target"
+                    "\"dns\" is not accepted; use kubernetes or longhorn or backup-target or cluster-objects"
                 ),
             "{e}"
         );

@@ -135,6 +135,7 @@ impl StepCtx<'_> {
                 Check::Kubernetes => self.check_kubernetes().await.map(Some),
                 Check::Longhorn => self.check_longhorn().await.map(Some),
                 Check::BackupTarget => self.check_backup_target().await.map(Some),
+                Check::ClusterObjects => self.check_cluster_objects().await.map(Some),
             },
             Action::EnsureNamespace => self.ensure_namespace().await.map(Some),
             Action::ApplyRecoveryPoint => self.apply_recovery_point().await.map(Some),
