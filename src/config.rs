@@ -46,6 +46,12 @@ pub struct Config {
     pub policies: Vec<PolicyConfig>,
     #[serde(default)]
     pub history: HistoryConfig,
+    /// The age identity file `dr serve`'s drills (and `dr restore` / `dr
+    /// drill run` without `--secrets-identity`) open sealed Secrets with;
+    /// relative to the configuration file's directory. Without it, drills
+    /// copy Secrets from the live namespace.
+    #[serde(default)]
+    pub secrets_identity: Option<PathBuf>,
 }
 
 /// How long the catalog keeps what the report reads (see
@@ -197,6 +203,68 @@ pub struct PolicyConfig {
     /// configuration file's directory, then from the working directory).
     #[serde(default = "default_runbook")]
     pub runbook: PathBuf,
+    /// Secrets kept sealed in each recovery point (see `crate::secrets`);
+    /// without it they are kept by reference only and do not survive the
+    /// loss of the cluster.
+    #[serde(default)]
+    pub secrets: Option<SecretsConfig>,
+}
+
+/// What a policy says of its Secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The age X25519 recipients (`age1…`) every point's Secrets are sealed
+    /// to; at least one.
+    #[serde(deserialize_with = "recipients")]
+    pub recipients: Vec<crate::secrets::Recipient>,
+}
+
+fn recipients<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<crate::secrets::Recipient>, D::Error> {
+    let r = Vec::<crate::secrets::Recipient>::deserialize(d)?;
+    if r.is_empty() {
+        return Err(de::Error::custom(format!(
+            "name at least one recipient ({}), or leave out `secrets` to keep Secrets by reference only",
+            crate::secrets::RECIPIENT_FORM
+        )));
+    }
+    Ok(r)
+}
+
+/// What `dr config check`, `dr status` and the report say of a policy
+/// whose Secrets are kept by reference only.
+pub const SECRETS_BY_REFERENCE_NOTE: &str = "its Secrets are kept by reference only and will not survive the loss of the cluster; add secrets: {recipients: [age1…]} to the policy";
+
+/// How a policy's recovery points keep its Secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretsMode {
+    /// Whole, sealed to the policy's recipients: they survive the cluster.
+    Sealed,
+    /// Name, type and keys only: restored from the live namespace, or not at all.
+    ByReference,
+}
+
+impl SecretsMode {
+    /// What to say of a policy's Secrets, if anything
+    /// ([`SECRETS_BY_REFERENCE_NOTE`] for `ByReference`).
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            SecretsMode::Sealed => None,
+            SecretsMode::ByReference => Some(SECRETS_BY_REFERENCE_NOTE),
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// How its recovery points keep its Secrets.
+    pub fn secrets_mode(&self) -> SecretsMode {
+        if self.secrets.is_some() {
+            SecretsMode::Sealed
+        } else {
+            SecretsMode::ByReference
+        }
+    }
 }
 
 fn default_schedule() -> Schedule {

@@ -43,13 +43,15 @@ pub fn drill_namespace(policy: &str) -> Result<Namespace, crate::names::NameErro
 /// A drill as dr runs it, by hand (`dr drill run`) or on the policy's drill
 /// schedule (`dr serve`): leftovers of earlier drills past the policy's drill
 /// TTL are removed first (said to `obs`), then [`run_drill`] with the
-/// policy's content probe, held by this process.
+/// policy's content probe and `secrets_identity` (without it, sealed Secrets
+/// are copied from the live namespace), held by this process.
 pub async fn start(
     app: &App,
     env: &Env,
     policy: &PolicyRecord,
     runbook: Runbook,
     plan: &RestorePlan,
+    secrets_identity: Option<crate::secrets::Identity>,
     obs: &dyn Observer,
 ) -> Result<Outcome, RunError> {
     let name = policy.name.as_str();
@@ -66,7 +68,17 @@ pub async fn start(
         )));
     }
     let content_url = app.policy(name).and_then(|p| p.content_url.clone());
-    run_drill(env, policy, runbook, plan, content_url, &app.holder, obs).await
+    run_drill(
+        env,
+        policy,
+        runbook,
+        plan,
+        content_url,
+        &app.holder,
+        secrets_identity,
+        obs,
+    )
+    .await
 }
 
 /// Runs a drill of `plan` (a recovery point of `policy`) into a new scratch
@@ -78,6 +90,7 @@ pub async fn run_drill(
     plan: &RestorePlan,
     content_url: Option<String>,
     holder: &str,
+    secrets_identity: Option<crate::secrets::Identity>,
     obs: &dyn Observer,
 ) -> Result<Outcome, RunError> {
     let target = drill_namespace(policy.name.as_str()).map_err(|e| {
@@ -103,6 +116,7 @@ pub async fn run_drill(
         incident: None,
         content_url,
         holder: holder.to_owned(),
+        secrets_identity,
     };
     let begun = engine::begin(env, &spec, plan).await?;
     let held = engine::hold(env, &spec, &begun, obs);

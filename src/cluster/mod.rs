@@ -1,8 +1,10 @@
 //! The Kubernetes adapter: which Longhorn volumes a policy protects (PVC →
 //! PV → `spec.csi.volumeHandle`) and what a namespace's manifests are.
 
+pub mod references;
 pub mod restore;
 pub mod scratch;
+pub mod secrets;
 
 use crate::bundle::{self, BUNDLE_FORMAT, Bundle, KINDS};
 use crate::names::{Namespace, Selector, VolumeName};
@@ -306,5 +308,6 @@ pub async fn capture(
         tick: crate::timespec::fmt_time(tick),
         objects,
         secrets_by_reference: secrets,
+        sealed_secrets: None,
     })
 }
