@@ -826,6 +826,56 @@ policies:
     }
 
     #[test]
+    fn secrets_recipients_are_validated_by_path() {
+        let base = "policies:\n  - name: a\n    namespace: b\n";
+        let r = crate::secrets::Identity::generate(Path::new("k"))
+            .0
+            .recipients()[0]
+            .to_string();
+        let c = Config::parse(&format!("{base}    secrets: {{recipients: [{r}]}}\n"), "x").unwrap();
+        let p = &c.policies[0];
+        assert_eq!(p.secrets_mode(), SecretsMode::Sealed);
+        assert_eq!(p.secrets.as_ref().unwrap().recipients[0].to_string(), r);
+        // It reads back as written (dr config check prints it).
+        let back = Config::parse(&serde_norway::to_string(&c).unwrap(), "x").unwrap();
+        assert_eq!(back, c);
+
+        let e = err(&format!(
+            "{base}    secrets: {{recipients: [{r}, age1bad]}}\n"
+        ));
+        assert!(e.contains("policies[0].secrets.recipients[1]"), "{e}");
+        assert!(
+            e.contains("\"age1bad\" is not an age recipient") && e.contains("age1"),
+            "{e}"
+        );
+        let e = err(&format!("{base}    secrets: {{recipients: []}}\n"));
+        assert!(
+            e.contains("policies[0].secrets.recipients") && e.contains("at least one"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{base}    secrets: {{recipients: [{r}], identity: k.txt}}\n"
+        ));
+        assert!(
+            e.contains("policies[0].secrets") && e.contains("identity"),
+            "{e}"
+        );
+
+        let c = Config::parse(&format!("secrets_identity: keys/dr.txt\n{base}"), "x").unwrap();
+        assert_eq!(
+            c.secrets_identity.as_deref(),
+            Some(Path::new("keys/dr.txt"))
+        );
+        assert_eq!(c.policies[0].secrets_mode(), SecretsMode::ByReference);
+        assert!(
+            SecretsMode::ByReference
+                .note()
+                .is_some_and(|n| n.contains("will not survive the loss of the cluster"))
+        );
+        assert_eq!(SecretsMode::Sealed.note(), None);
+    }
+
+    #[test]
     fn schedule_next_after() {
         let s: Schedule = "0 */15 * * * *".parse().unwrap();
         let t = chrono::DateTime::parse_from_rfc3339("2026-11-24T09:44:59Z")
