@@ -318,12 +318,13 @@ impl StepCtx<'_> {
                 format!("{t} (referenced by {uses}) is missing in namespace {}: {todo}", self.ns())
             })
             .collect();
+        // A failed restore's error already says to run the same command again.
         let again = match self.spec.kind {
-            crate::catalog::RunKind::Drill => "then run the drill again",
-            _ => "then run the same `dr restore` again",
+            crate::catalog::RunKind::Drill => "; then run the drill again",
+            _ => "",
         };
         Err(StepError::Check(format!(
-            "the application lacks what it refers to: {}; {again}",
+            "the application lacks what it refers to: {}{again}",
             lines.join("; ")
         )))
     }
