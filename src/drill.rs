@@ -68,17 +68,21 @@ pub async fn start(
         )));
     }
     let content_url = app.policy(name).and_then(|p| p.content_url.clone());
-    run_drill(
-        env,
-        policy,
-        runbook,
-        plan,
+    let opts = DrillOptions {
         content_url,
-        &app.holder,
         secrets_identity,
-        obs,
-    )
-    .await
+    };
+    run_drill(env, policy, runbook, plan, opts, &app.holder, obs).await
+}
+
+/// What a drill uses beyond its plan and runbook.
+#[derive(Debug, Clone, Default)]
+pub struct DrillOptions {
+    /// The policy's content probe URL template, for `content: checksums`.
+    pub content_url: Option<String>,
+    /// Opens the point's sealed Secrets; without it they are copied from
+    /// the live namespace.
+    pub secrets_identity: Option<crate::secrets::Identity>,
 }
 
 /// Runs a drill of `plan` (a recovery point of `policy`) into a new scratch
@@ -88,11 +92,14 @@ pub async fn run_drill(
     policy: &PolicyRecord,
     runbook: Runbook,
     plan: &RestorePlan,
-    content_url: Option<String>,
+    opts: DrillOptions,
     holder: &str,
-    secrets_identity: Option<crate::secrets::Identity>,
     obs: &dyn Observer,
 ) -> Result<Outcome, RunError> {
+    let DrillOptions {
+        content_url,
+        secrets_identity,
+    } = opts;
     let target = drill_namespace(policy.name.as_str()).map_err(|e| {
         RunError::StepFailed(StepFailed {
             seq: 0,

@@ -241,10 +241,10 @@ pub fn made_by_template(claim: &str, objects: &[Value]) -> bool {
 
 /// The targets that are missing, each with every reference to it, in the
 /// order first referred to; `present` says whether a target exists.
-pub fn missing<'a>(
-    refs: &'a [Reference],
+pub fn missing(
+    refs: &[Reference],
     mut present: impl FnMut(&Target) -> bool,
-) -> Vec<(&'a Target, Vec<&'a Reference>)> {
+) -> Vec<(&Target, Vec<&Reference>)> {
     let mut out: Vec<(&Target, Vec<&Reference>)> = Vec::new();
     for r in refs {
         if let Some((_, rs)) = out.iter_mut().find(|(t, _)| *t == &r.target) {
@@ -268,8 +268,11 @@ mod tests {
         Target::ConfigMap { name: n.into() }
     }
 
-    /// (object, expected (target, by, via) triples)
-    fn cases() -> Vec<(Value, Vec<(Target, &'static str, &'static str)>)> {
+    /// An expected reference: (target, by, via).
+    type Want = (Target, &'static str, &'static str);
+
+    /// (object, the references expected of it)
+    fn cases() -> Vec<(Value, Vec<Want>)> {
         let pod = |extra: Value| {
             let mut spec = json!({"containers": [{"name": "app"}]});
             if let (Some(s), Some(e)) = (spec.as_object_mut(), extra.as_object()) {
