@@ -2,7 +2,7 @@
 //! values. Every key is validated on load and errors name the key path and the
 //! accepted form, e.g. `policies[0].rpo: "15 minutes" is not a duration; …`.
 
-use crate::names::{Namespace, PolicyName, Selector};
+use crate::names::{KindRef, Namespace, PolicyName, Selector};
 use crate::span::Span;
 use serde::{Deserialize, Deserializer, Serialize, de};
 use std::collections::BTreeSet;
@@ -208,6 +208,10 @@ pub struct PolicyConfig {
     /// loss of the cluster.
     #[serde(default)]
     pub secrets: Option<SecretsConfig>,
+    /// Which kinds a recovery point captures (default: every namespaced
+    /// kind the API server serves but the derived ones, `bundle::DERIVED`).
+    #[serde(default)]
+    pub kinds: KindsConfig,
 }
 
 /// What a policy says of its Secrets.
@@ -265,6 +269,20 @@ impl PolicyConfig {
             SecretsMode::ByReference
         }
     }
+}
+
+/// `kinds: {include: [...], exclude: [...]}` of a policy. Entries name a
+/// kind (`Deployment`), a resource (`deployments`) or either with its API
+/// group (`deployments.apps`, `widgets.example.com`). `include` captures
+/// only the kinds it names (derived kinds too, if named); `exclude` leaves
+/// kinds out and wins over `include`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KindsConfig {
+    #[serde(default)]
+    pub include: Vec<KindRef>,
+    #[serde(default)]
+    pub exclude: Vec<KindRef>,
 }
 
 fn default_schedule() -> Schedule {
@@ -873,6 +891,31 @@ policies:
                 .is_some_and(|n| n.contains("will not survive the loss of the cluster"))
         );
         assert_eq!(SecretsMode::Sealed.note(), None);
+    }
+
+    #[test]
+    fn kinds_are_validated_by_key_path() {
+        let base = "policies:\n  - name: a\n    namespace: b\n";
+        let c = Config::parse(
+            &format!("{base}    kinds: {{include: [Deployment, widgets.example.com], exclude: [cronjobs.batch]}}\n"),
+            "x",
+        )
+        .unwrap();
+        let k = &c.policies[0].kinds;
+        assert_eq!(k.include.len(), 2);
+        assert!(k.include[1].matches("Widget", "widgets", "example.com"));
+        assert!(k.exclude[0].matches("CronJob", "cronjobs", "batch"));
+        assert!(Config::parse(base, "x").unwrap().policies[0].kinds == KindsConfig::default());
+
+        let e = err(&format!(
+            "{base}    kinds: {{include: [\"Deploy ment\"]}}\n"
+        ));
+        assert!(e.contains("policies[0].kinds.include[0]"), "{e}");
+        assert!(e.contains("deployments.apps"), "{e}");
+        let e = err(&format!("{base}    kinds: {{exclude: [x.Bad_Group]}}\n"));
+        assert!(e.contains("policies[0].kinds.exclude[0]"), "{e}");
+        let e = err(&format!("{base}    kinds: {{only: [Deployment]}}\n"));
+        assert!(e.contains("policies[0].kinds") && e.contains("only"), "{e}");
     }
 
     #[test]

@@ -291,6 +291,76 @@ impl fmt::Display for VolumeName {
     }
 }
 
+/// A kind named in a policy's `kinds: {include, exclude}`: a kind
+/// (`Deployment`), a resource (`deployments`), or either qualified by its API
+/// group (`deployments.apps`, `widgets.example.com`). Without a group it
+/// names the kind in every group; names match case-insensitively, as
+/// `kubectl get` matches them.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct KindRef(String);
+
+impl KindRef {
+    /// The entry as written.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    /// Whether this entry names the resource `plural` (kind `kind`) of API
+    /// group `group` (`""` for the core group).
+    pub fn matches(&self, kind: &str, plural: &str, group: &str) -> bool {
+        let (name, want_group) = match self.0.split_once('.') {
+            Some((n, g)) => (n, Some(g)),
+            None => (self.0.as_str(), None),
+        };
+        (name.eq_ignore_ascii_case(kind) || name.eq_ignore_ascii_case(plural))
+            && want_group.is_none_or(|g| g.eq_ignore_ascii_case(group))
+    }
+}
+
+impl FromStr for KindRef {
+    type Err = NameError;
+    fn from_str(s: &str) -> Result<Self, NameError> {
+        let rule = "use a kind (Deployment), a resource (deployments) or either with its API group (deployments.apps, widgets.example.com)";
+        let (name, group) = match s.split_once('.') {
+            Some((n, g)) => (n, Some(g)),
+            None => (s, None),
+        };
+        let name_ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+            && name.chars().all(|c| c.is_ascii_alphanumeric())
+            && name.len() <= 63;
+        let group_ok = group.is_none_or(|g| {
+            g.len() <= 253
+                && g.split('.').all(|l| {
+                    !l.is_empty()
+                        && l.chars()
+                            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+                        && !l.starts_with('-')
+                        && !l.ends_with('-')
+                })
+        });
+        if !name_ok || !group_ok {
+            return Err(invalid("kind", s, rule));
+        }
+        Ok(KindRef(s.to_owned()))
+    }
+}
+impl TryFrom<String> for KindRef {
+    type Error = NameError;
+    fn try_from(s: String) -> Result<Self, NameError> {
+        s.parse()
+    }
+}
+impl From<KindRef> for String {
+    fn from(k: KindRef) -> String {
+        k.0
+    }
+}
+impl fmt::Display for KindRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,6 +373,29 @@ mod tests {
         for bad in ["", "-a", "a-", "A", "a_b", "a.b", &"a".repeat(64)] {
             let e = bad.parse::<Namespace>().unwrap_err().to_string();
             assert!(e.contains("namespace"), "{e}");
+        }
+    }
+
+    #[test]
+    fn kind_refs() {
+        let k = |s: &str| s.parse::<KindRef>().unwrap();
+        assert!(k("Deployment").matches("Deployment", "deployments", "apps"));
+        assert!(k("deployments").matches("Deployment", "deployments", "apps"));
+        assert!(k("deployments.apps").matches("Deployment", "deployments", "apps"));
+        assert!(!k("deployments.apps").matches("Deployment", "deployments", "apps.example.com"));
+        assert!(k("widgets.example.com").matches("Widget", "widgets", "example.com"));
+        assert!(k("configmaps").matches("ConfigMap", "configmaps", ""));
+        for bad in [
+            "",
+            "Deploy ment",
+            "x.Bad_Group",
+            ".apps",
+            "a.",
+            "-x",
+            "deployments.-a",
+        ] {
+            let e = bad.parse::<KindRef>().unwrap_err().to_string();
+            assert!(e.contains("deployments.apps"), "{bad}: {e}");
         }
     }
 

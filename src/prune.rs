@@ -94,8 +94,15 @@ pub async fn execute(
     }
     // A bundle goes last, when its point's backups are all gone: a crash
     // before leaves it for the next prune.
+    // The point's file goes first: a crash between leaves the bundle, and
+    // with it this point on the list, for the next prune.
     for (point, key) in catalog.bundles_of_pruned_points(policy).await? {
-        match store.delete_bundle(&key).await {
+        let tick = catalog.point(point).await?.tick_at;
+        let deleted = match store.delete_point(policy.as_str(), tick).await {
+            Ok(()) => store.delete_bundle(&key).await,
+            Err(e) => Err(e),
+        };
+        match deleted {
             Ok(()) => {
                 catalog.clear_bundle(point).await?;
                 report.bundles_deleted += 1;

@@ -5,6 +5,7 @@
 
 use crate::bundle::Bundle;
 use crate::config::StoreConfig;
+use crate::point_file::PointFile;
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use serde::Deserialize;
@@ -27,6 +28,8 @@ pub enum StoreError {
         key: String,
         message: String,
     },
+    #[error("s3://{bucket}/{key} does not exist")]
+    NotFound { bucket: String, key: String },
     #[error("{0:?} is not an S3 backup target URL; Longhorn's form is s3://BUCKET@REGION/PATH/")]
     TargetUrl(String),
 }
@@ -103,10 +106,79 @@ impl Store {
         )
     }
 
+    /// The key of a policy's point file for a tick, beside its bundle:
+    /// `dr/points/<policy>/<tick>.json` (see [`crate::point_file`]).
+    pub fn point_key(&self, policy: &str, tick: chrono::DateTime<chrono::Utc>) -> String {
+        join(
+            &self.prefix,
+            &format!(
+                "dr/points/{policy}/{}.json",
+                tick.format("%Y-%m-%dT%H%M%SZ")
+            ),
+        )
+    }
+
+    /// Stores a point's file (overwriting the same tick's: a resumed tick
+    /// writes it again with what it found).
+    pub async fn put_point(&self, p: &PointFile) -> Result<(), StoreError> {
+        let key = self.point_key(&p.policy, p.tick);
+        let body =
+            serde_json::to_vec_pretty(p).map_err(|e| s3_err("encode", &self.bucket, &key, e))?;
+        self.put_json(&key, body).await
+    }
+
+    /// Reads a point's file back; `None` when the point has none (points
+    /// made before dr wrote them).
+    pub async fn get_point(
+        &self,
+        policy: &str,
+        tick: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<PointFile>, StoreError> {
+        self.get_point_at(&self.point_key(policy, tick)).await
+    }
+
+    /// Reads the point file at `key`; `None` when it is not there.
+    pub async fn get_point_at(&self, key: &str) -> Result<Option<PointFile>, StoreError> {
+        let key = key.to_owned();
+        let bytes = match get_bytes(&self.client, &self.bucket, &key).await {
+            Ok(b) => b,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StoreError::Corrupt {
+                bucket: self.bucket.clone(),
+                key,
+                message: e.to_string(),
+            })
+    }
+
+    /// Keys of a policy's point files, oldest first.
+    pub async fn list_points(&self, policy: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = join(&self.prefix, &format!("dr/points/{policy}/"));
+        let mut keys = list_keys(&self.client, &self.bucket, &prefix).await?;
+        keys.sort();
+        Ok(keys)
+    }
+
+    /// Deletes a point's file (one already gone succeeds).
+    pub async fn delete_point(
+        &self,
+        policy: &str,
+        tick: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError> {
+        self.delete_bundle(&self.point_key(policy, tick)).await
+    }
+
     /// Stores a bundle (overwriting the same tick's: the write is idempotent).
     pub async fn put_bundle(&self, b: &Bundle, key: &str) -> Result<(), StoreError> {
         let body =
             serde_json::to_vec_pretty(b).map_err(|e| s3_err("encode", &self.bucket, key, e))?;
+        self.put_json(key, body).await
+    }
+
+    async fn put_json(&self, key: &str, body: Vec<u8>) -> Result<(), StoreError> {
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -173,6 +245,12 @@ async fn get_bytes(client: &Client, bucket: &str, key: &str) -> Result<Vec<u8>, 
         .send()
         .await
         .map_err(|e| {
+            if e.as_service_error().is_some_and(|se| se.is_no_such_key()) {
+                return StoreError::NotFound {
+                    bucket: bucket.to_owned(),
+                    key: key.to_owned(),
+                };
+            }
             s3_err(
                 "get",
                 bucket,
@@ -435,6 +513,9 @@ pub async fn verify_backup(
     let cfg_key = target.backup_cfg_key(volume, backup);
     let bytes = match get_bytes(client, &target.bucket, &cfg_key).await {
         Ok(b) => b,
+        Err(StoreError::NotFound { .. }) => {
+            return Ok(Check::Broken(format!("{cfg_key} does not exist")));
+        }
         Err(StoreError::S3 { message, .. })
             if message.contains("NoSuchKey")
                 || message.contains("NotFound")

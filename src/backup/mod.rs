@@ -18,6 +18,7 @@ use crate::clock::Clock;
 use crate::cluster::{self, ClusterError, Unprotectable};
 use crate::config::PolicyConfig;
 use crate::longhorn::{LonghornClient, LonghornError};
+use crate::point_file::{PointFile, Verdict};
 use crate::store::Store;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -211,9 +212,11 @@ impl Protect {
         );
         let (bundle_error, outcomes) = tokio::join!(bundle, fan_out);
         let outcomes = outcomes?;
+        let mut consistency = None;
         if let Some(t) = targets.await {
             let c = t.consistency(volumes.iter().map(|v| v.volume.as_str()));
             self.catalog.set_consistency(point.id, c).await?;
+            consistency = Some(c);
         }
         let states: Vec<BackupState> = outcomes.iter().map(|o| o.state).collect();
         let mut state = PointState::from_backups(&states);
@@ -248,14 +251,42 @@ impl Protect {
                 state = PointState::Partial;
             }
         }
-        let point_at = self
-            .catalog
-            .backups_of(point.id)
-            .await?
+        let rows = self.catalog.backups_of(point.id).await?;
+        let point_at = rows
             .iter()
             .filter(|b| b.state == BackupState::Completed)
             .filter_map(|b| b.snapshot_at)
             .min();
+        // The point's file goes to the bucket before the catalog calls the
+        // point finished: a crash between leaves it pending, and the resumed
+        // tick writes the file again. A point whose file could not be stored
+        // is not whole in the bucket, so it is not `complete`.
+        let bundle_key = bundle_error
+            .is_none()
+            .then(|| self.store.bundle_key(policy.name.as_str(), tick_at));
+        let joined = (!reasons.is_empty()).then(|| reasons.join("; "));
+        let verdict = Verdict {
+            state,
+            point_at,
+            reason: joined.as_deref(),
+            consistency,
+            bundle: bundle_key.as_deref(),
+        };
+        // Only a point with a bundle can be restored, so only such a point
+        // gets a file (and retention deletes the two together).
+        let stored = match bundle_key {
+            Some(_) => {
+                let file = PointFile::new(policy, tick_at, &verdict, &rows);
+                self.store.put_point(&file).await
+            }
+            None => Ok(()),
+        };
+        if let Err(e) = stored {
+            reasons.push(format!("point file not stored: {e}"));
+            if state == PointState::Complete {
+                state = PointState::Partial;
+            }
+        }
         let reason = (!reasons.is_empty()).then(|| reasons.join("; "));
         self.catalog
             .finish_point(
@@ -333,6 +364,7 @@ impl Protect {
             policy.name.as_str(),
             &policy.namespace,
             &policy.selector,
+            &policy.kinds,
             tick_at,
         )
         .await

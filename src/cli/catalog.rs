@@ -25,9 +25,11 @@ pub enum CatalogCommand {
         /// The recovery point's id (from `dr catalog list`).
         id: PointId,
     },
-    /// Rebuild the catalog from Longhorn's backup list and the bundles in S3
-    /// (after the catalog was lost), and report every other difference
-    /// between catalog and store without changing it.
+    /// Rebuild the catalog from Longhorn's backup list and the bundles and
+    /// point files in S3 (after the catalog was lost), and report every
+    /// other difference between catalog and store without changing it. A
+    /// fresh Longhorn that does not list the backups the bucket names yet is
+    /// asked for a backup-target sync first, and waited for (up to 2 min).
     Sync {
         /// Only this policy [default: every configured policy].
         #[arg(long, short = 'p', env = "DR_POLICY")]
@@ -71,6 +73,12 @@ pub async fn run(ctx: &Context, c: CatalogCommand) -> Result<(), Failure> {
                 )
                 .await?;
                 if ctx.output == Format::Table {
+                    if let Some(s) = r.backup_target_sync_seconds {
+                        println!(
+                            "policy {}: Longhorn listed the bucket's backups after a backup-target sync dr asked for ({s:.1} s)",
+                            p.name
+                        );
+                    }
                     for (policy, tick, n) in &r.recovered {
                         println!(
                             "{} point {policy} {} ({n} backups) from the store",

@@ -6,9 +6,11 @@ pub mod restore;
 pub mod scratch;
 pub mod secrets;
 
-use crate::bundle::{self, BUNDLE_FORMAT, Bundle, KINDS};
+use crate::bundle::{self, BUNDLE_FORMAT, Bundle};
+use crate::config::KindsConfig;
 use crate::names::{Namespace, Selector, VolumeName};
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams};
+use kube::discovery::{Discovery, Scope, verbs};
 use kube::{Api, Client};
 use serde::Serialize;
 use std::path::Path;
@@ -43,6 +45,25 @@ pub enum ClusterError {
     },
     #[error("check job {name} failed: {message}")]
     JobFailed { name: String, message: String },
+    #[error(
+        "dr may not read {resource} (namespace {namespace}): grant get and list on it to dr's ServiceAccount (k8s/rbac.yaml, ClusterRole {role}), or leave the kind out with the policy's kinds.exclude"
+    )]
+    ListForbidden {
+        resource: String,
+        namespace: String,
+        role: &'static str,
+    },
+    #[error(
+        "policy {policy}: kinds.include names kinds the API server does not serve: {}; check the spelling (Deployment, deployments.apps, widgets.example.com) or install their CRDs",
+        kinds.join(", ")
+    )]
+    UnknownKinds { policy: String, kinds: Vec<String> },
+    #[error("cluster-scoped {kind}/{name} was created but {message}")]
+    ClusterObject {
+        kind: String,
+        name: String,
+        message: String,
+    },
 }
 
 impl ClusterError {
@@ -58,7 +79,10 @@ impl ClusterError {
             ClusterError::Kubeconfig { .. }
             | ClusterError::Deadline { .. }
             | ClusterError::BadObject { .. }
-            | ClusterError::JobFailed { .. } => false,
+            | ClusterError::JobFailed { .. }
+            | ClusterError::ListForbidden { .. }
+            | ClusterError::UnknownKinds { .. }
+            | ClusterError::ClusterObject { .. } => false,
         }
     }
 }
@@ -256,27 +280,73 @@ mod lean {
     }
 }
 
-/// Captures the namespace's objects of the kinds in [`KINDS`] matching
-/// `selector`, stripped for re-applying; Secrets by reference only.
+/// Captures what the application in `ns` is: every namespaced resource the
+/// API server serves and can list (found by discovery, so custom resources
+/// are included), but the derived kinds ([`bundle::DERIVED`]) and objects a
+/// controller owns, as the policy's `kinds` narrow it; objects matching
+/// `selector`, stripped for re-applying; Secrets by reference only. Also
+/// the cluster-scoped objects the application depends on
+/// ([`bundle::cluster_dependencies`]), and the resource of every kind
+/// captured, so a restore needs no discovery.
 pub async fn capture(
     client: &Client,
     policy: &str,
     ns: &Namespace,
     selector: &Selector,
+    kinds: &KindsConfig,
     tick: chrono::DateTime<chrono::Utc>,
 ) -> Result<Bundle, ClusterError> {
+    let served = discover(client, ns).await?;
+    let unknown: Vec<String> = kinds
+        .include
+        .iter()
+        .filter(|k| {
+            !served
+                .iter()
+                .any(|(r, _)| k.matches(&r.kind, &r.plural, r.group()))
+        })
+        .map(|k| k.to_string())
+        .collect();
+    if !unknown.is_empty() {
+        return Err(ClusterError::UnknownKinds {
+            policy: policy.to_owned(),
+            kinds: unknown,
+        });
+    }
     let mut objects = Vec::new();
     let mut secrets = Vec::new();
+    let mut resources = Vec::new();
     let lp = ListParams::default().labels(selector.as_str());
-    for kind in KINDS {
-        let gvk = GroupVersionKind::gvk(kind.group(), kind.version(), kind.kind);
-        let ar = ApiResource::from_gvk_with_plural(&gvk, kind.plural);
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.as_str(), &ar);
-        let list = api.list(&lp).await.map_err(|source| ClusterError::Api {
-            op: "list objects for the manifest bundle",
-            namespace: ns.to_string(),
-            source,
-        })?;
+    for (res, ar) in served.iter().filter(|(r, _)| {
+        r.namespaced
+            && bundle::selected(
+                &r.kind,
+                &r.plural,
+                r.group(),
+                &kinds.include,
+                &kinds.exclude,
+            )
+    }) {
+        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns.as_str(), ar);
+        let list = match api.list(&lp).await {
+            Ok(l) => l,
+            // Gone since discovery (a CRD deleted meanwhile): nothing to capture.
+            Err(kube::Error::Api(s)) if s.code == 404 => continue,
+            Err(kube::Error::Api(s)) if s.code == 403 => {
+                return Err(ClusterError::ListForbidden {
+                    resource: res.qualified(),
+                    namespace: ns.to_string(),
+                    role: "dr-protect",
+                });
+            }
+            Err(source) => {
+                return Err(ClusterError::Api {
+                    op: "list objects for the manifest bundle",
+                    namespace: ns.to_string(),
+                    source,
+                });
+            }
+        };
         let mut items: Vec<serde_json::Value> = list
             .items
             .into_iter()
@@ -287,17 +357,28 @@ pub async fn capture(
                 .as_str()
                 .cmp(&b["metadata"]["name"].as_str())
         });
+        let before = objects.len();
         for mut obj in items {
-            if bundle::is_generated(kind.kind, &obj) {
+            if bundle::is_generated(&res.kind, &obj) {
                 continue;
             }
-            obj["apiVersion"] = kind.api_version.into();
-            obj["kind"] = kind.kind.into();
-            if kind.kind == "Secret" {
+            obj["apiVersion"] = res.api_version.clone().into();
+            obj["kind"] = res.kind.clone().into();
+            if res.kind == "Secret" && res.group().is_empty() {
                 secrets.push(obj["metadata"]["name"].as_str().unwrap_or("").to_owned());
                 obj = bundle::secret_by_reference(&obj);
             }
-            objects.push(bundle::strip(kind.kind, obj));
+            objects.push(bundle::strip(&res.kind, obj));
+        }
+        if objects.len() > before {
+            resources.push(res.clone());
+        }
+    }
+    let objects = bundle::in_apply_order(&objects);
+    let cluster_objects = cluster_dependencies(client, ns, &objects, &resources).await?;
+    for (api_version, kind, plural) in bundle::CLUSTER_KINDS {
+        if cluster_objects.iter().any(|o| o["kind"] == *kind) {
+            resources.push(bundle::Resource::new(api_version, kind, plural, false));
         }
     }
     Ok(Bundle {
@@ -309,5 +390,176 @@ pub async fn capture(
         objects,
         secrets_by_reference: secrets,
         sealed_secrets: None,
+        resources,
+        cluster_objects,
     })
+}
+
+/// Every resource the API server serves that supports list, at its group's
+/// preferred version, sorted by `plural.group`; subresources left out.
+/// Aggregated discovery (one request per root, Kubernetes 1.30+) first, the
+/// per-group walk where the server lacks it.
+async fn discover(
+    client: &Client,
+    ns: &Namespace,
+) -> Result<Vec<(bundle::Resource, ApiResource)>, ClusterError> {
+    // metrics.k8s.io is derived (never captured) and served by an aggregated
+    // API server that is often down: the per-group walk would fail on it.
+    let skip = &["metrics.k8s.io"];
+    let d = match Discovery::new(client.clone())
+        .exclude(skip)
+        .run_aggregated()
+        .await
+    {
+        Ok(d) => d,
+        Err(_) => Discovery::new(client.clone())
+            .exclude(skip)
+            .run()
+            .await
+            .map_err(|source| ClusterError::Api {
+                op: "discover the served resources",
+                namespace: ns.to_string(),
+                source,
+            })?,
+    };
+    let mut out: Vec<(bundle::Resource, ApiResource)> = d
+        .groups()
+        .flat_map(|g| g.recommended_resources())
+        .filter(|(ar, caps)| caps.supports_operation(verbs::LIST) && !ar.plural.contains('/'))
+        .map(|(ar, caps)| {
+            let r = bundle::Resource::new(
+                &ar.api_version,
+                &ar.kind,
+                &ar.plural,
+                matches!(caps.scope, Scope::Namespaced),
+            );
+            (r, ar)
+        })
+        .collect();
+    out.sort_by_key(|(r, _)| r.qualified());
+    Ok(out)
+}
+
+/// The [`ApiResource`] of a cluster-scoped kind of [`bundle::CLUSTER_KINDS`].
+pub(crate) fn cluster_resource(api_version: &str, kind: &str, plural: &str) -> ApiResource {
+    let group = bundle::group_of(api_version);
+    let version = api_version.rsplit_once('/').map_or(api_version, |(_, v)| v);
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+/// Reads one cluster-scoped object of a kind of [`bundle::CLUSTER_KINDS`],
+/// stripped for re-creating; `None` if it does not exist.
+async fn cluster_object(
+    client: &Client,
+    ns: &Namespace,
+    (api_version, kind, plural): (&str, &str, &str),
+    name: &str,
+) -> Result<Option<serde_json::Value>, ClusterError> {
+    let api: Api<DynamicObject> =
+        Api::all_with(client.clone(), &cluster_resource(api_version, kind, plural));
+    match api.get_opt(name).await {
+        Ok(o) => Ok(o.and_then(|o| serde_json::to_value(o).ok()).map(|mut v| {
+            v["apiVersion"] = api_version.into();
+            v["kind"] = kind.into();
+            bundle::strip(kind, v)
+        })),
+        Err(kube::Error::Api(s)) if s.code == 403 => Err(ClusterError::ListForbidden {
+            resource: if api_version.contains('/') {
+                format!("{plural}.{}", bundle::group_of(api_version))
+            } else {
+                plural.to_owned()
+            },
+            namespace: ns.to_string(),
+            role: "dr-volumes",
+        }),
+        Err(source) => Err(ClusterError::Api {
+            op: "read a cluster-scoped object the application depends on",
+            namespace: ns.to_string(),
+            source,
+        }),
+    }
+}
+
+/// The cluster-scoped objects the captured application depends on, in
+/// [`bundle::CLUSTER_KINDS`] order: the CRDs of its custom resources, the
+/// StorageClasses, PriorityClasses and IngressClasses it names, the
+/// ClusterRoleBindings naming its ServiceAccounts and the ClusterRoles they
+/// and its RoleBindings refer to. Named objects that do not exist are left
+/// out (the restore's checks report what is missing).
+async fn cluster_dependencies(
+    client: &Client,
+    ns: &Namespace,
+    objects: &[serde_json::Value],
+    resources: &[bundle::Resource],
+) -> Result<Vec<serde_json::Value>, ClusterError> {
+    let deps = bundle::cluster_dependencies(objects);
+    let [crd, sc, pc, ic, cr, crb] = bundle::CLUSTER_KINDS else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    // A CRD is named `<plural>.<group>`; built-in kinds have none.
+    for r in resources.iter().filter(|r| !r.group().is_empty()) {
+        if let Some(o) = cluster_object(client, ns, *crd, &r.qualified()).await? {
+            out.push(o);
+        }
+    }
+    for (kind, names) in [
+        (sc, &deps.storage_classes),
+        (pc, &deps.priority_classes),
+        (ic, &deps.ingress_classes),
+    ] {
+        for n in names {
+            if let Some(o) = cluster_object(client, ns, *kind, n).await? {
+                out.push(o);
+            }
+        }
+    }
+    let bindings: Api<DynamicObject> =
+        Api::all_with(client.clone(), &cluster_resource(crb.0, crb.1, crb.2));
+    let all = match bindings.list(&ListParams::default()).await {
+        Ok(l) => l,
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            return Err(ClusterError::ListForbidden {
+                resource: "clusterrolebindings.rbac.authorization.k8s.io".into(),
+                namespace: ns.to_string(),
+                role: "dr-volumes",
+            });
+        }
+        Err(source) => {
+            return Err(ClusterError::Api {
+                op: "list ClusterRoleBindings",
+                namespace: ns.to_string(),
+                source,
+            });
+        }
+    };
+    let mut roles = deps.cluster_roles.clone();
+    let mut chosen = Vec::new();
+    for b in all.items {
+        let Ok(mut v) = serde_json::to_value(b) else {
+            continue;
+        };
+        if bundle::binds_service_account(&v, ns.as_str(), &deps.service_accounts) {
+            if v["roleRef"]["kind"] == "ClusterRole"
+                && let Some(r) = v["roleRef"]["name"].as_str()
+            {
+                roles.insert(r.to_owned());
+            }
+            v["apiVersion"] = crb.0.into();
+            v["kind"] = crb.1.into();
+            chosen.push(bundle::strip(crb.1, v));
+        }
+    }
+    for r in &roles {
+        if let Some(o) = cluster_object(client, ns, *cr, r).await? {
+            out.push(o);
+        }
+    }
+    chosen.sort_by(|a, b| {
+        a["metadata"]["name"]
+            .as_str()
+            .cmp(&b["metadata"]["name"].as_str())
+    });
+    out.extend(chosen);
+    Ok(out)
 }

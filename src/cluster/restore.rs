@@ -4,12 +4,13 @@
 //! last saw.
 
 use super::ClusterError;
-use crate::bundle::{KINDS, Workload};
+use crate::bundle::{self, Bundle, Resource, Workload};
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
     Namespace as K8sNamespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{
     ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
     PostParams,
@@ -193,20 +194,20 @@ pub async fn live_data(client: &Client, ns: &str, claim_names: &[String]) -> Res
     Ok(out)
 }
 
-fn resource_of(obj: &Value) -> Result<(ApiResource, String)> {
+fn resource_of(obj: &Value, resources: &[Resource]) -> Result<(ApiResource, bool, String)> {
     let kind = obj["kind"].as_str().unwrap_or_default();
+    let api_version = obj["apiVersion"].as_str().unwrap_or_default();
     let name = obj["metadata"]["name"]
         .as_str()
         .unwrap_or_default()
         .to_owned();
-    let k = KINDS
-        .iter()
-        .find(|k| k.kind == kind)
-        .ok_or_else(|| ClusterError::BadObject {
+    let r = bundle::find_resource(resources, api_version, kind).ok_or_else(|| {
+        ClusterError::BadObject {
             kind: kind.into(),
             name: name.clone(),
-            message: "dr does not apply this kind".into(),
-        })?;
+            message: format!("the bundle does not record the resource of {api_version} {kind}"),
+        }
+    })?;
     if name.is_empty() {
         return Err(ClusterError::BadObject {
             kind: kind.into(),
@@ -214,24 +215,190 @@ fn resource_of(obj: &Value) -> Result<(ApiResource, String)> {
             message: "metadata.name is missing".into(),
         });
     }
-    let gvk = GroupVersionKind::gvk(k.group(), k.version(), k.kind);
-    Ok((ApiResource::from_gvk_with_plural(&gvk, k.plural), name))
+    let gvk = GroupVersionKind::gvk(r.group(), r.version(), &r.kind);
+    Ok((
+        ApiResource::from_gvk_with_plural(&gvk, &r.plural),
+        r.namespaced,
+        name,
+    ))
+}
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// `Kind/name` of every object applied, in order.
+    pub objects: Vec<String>,
+    /// What was applied otherwise than captured, and why (a Service whose
+    /// nodePort is taken in this cluster).
+    pub notes: Vec<String>,
+}
+
+/// Whether an apply failed because a Service's nodePort is taken (the API
+/// server's validation: "provided port is already allocated", HTTP 422).
+fn is_port_taken(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 422 && s.message.contains("port is already allocated"))
 }
 
 /// Server-side applies objects (already placed in `ns`) in order, as dr's
-/// field manager, forcing conflicts: the recovery point is the truth.
-pub async fn apply(client: &Client, ns: &str, objects: &[Value]) -> Result<Vec<String>> {
+/// field manager, forcing conflicts: the recovery point is the truth. Each
+/// object's resource comes from `resources` (the bundle's table), not from
+/// discovery. A Service whose explicit nodePort is taken here (a copy beside
+/// the original, e.g. a drill) is applied once more without nodePorts, and
+/// [`Applied::notes`] says so.
+pub async fn apply(
+    client: &Client,
+    ns: &str,
+    objects: &[Value],
+    resources: &[Resource],
+) -> Result<Applied> {
     let pp = PatchParams::apply(FIELD_MANAGER).force();
-    let mut applied = Vec::new();
+    let mut out = Applied::default();
     for obj in objects {
-        let (ar, name) = resource_of(obj)?;
-        let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ar);
-        api.patch(&name, &pp, &Patch::Apply(obj))
-            .await
-            .map_err(api_err("server-side apply", ns))?;
-        applied.push(format!("{}/{name}", ar.kind));
+        let (ar, namespaced, name) = resource_of(obj, resources)?;
+        let api: Api<DynamicObject> = if namespaced {
+            Api::namespaced_with(client.clone(), ns, &ar)
+        } else {
+            Api::all_with(client.clone(), &ar)
+        };
+        match api.patch(&name, &pp, &Patch::Apply(obj)).await {
+            Ok(_) => {}
+            Err(e) if ar.kind == "Service" && is_port_taken(&e) => {
+                let Some(without) = bundle::without_node_ports(obj) else {
+                    return Err(api_err("server-side apply", ns)(e));
+                };
+                api.patch(&name, &pp, &Patch::Apply(&without))
+                    .await
+                    .map_err(api_err("server-side apply", ns))?;
+                out.notes.push(format!(
+                    "Service/{name}: its nodePort is taken in this cluster, applied with ports the server chose"
+                ));
+            }
+            Err(e) => return Err(api_err("server-side apply", ns)(e)),
+        }
+        out.objects.push(format!("{}/{name}", ar.kind));
     }
-    Ok(applied)
+    Ok(out)
+}
+
+/// What [`ensure_cluster_objects`] found and did, as `Kind/name`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct ClusterObjectsOutcome {
+    /// Missing, so created from the bundle.
+    pub created: Vec<String>,
+    /// Present and as the bundle has them.
+    pub present: Vec<String>,
+    /// Present but different (left as they are): `Kind/name (fields)`.
+    pub differing: Vec<String>,
+}
+
+impl ClusterObjectsOutcome {
+    /// One line for a step's detail.
+    pub fn summary(&self) -> String {
+        let mut parts = vec![format!(
+            "cluster objects: {} created, {} present",
+            self.created.len(),
+            self.present.len()
+        )];
+        if !self.created.is_empty() {
+            parts.push(format!("created {}", self.created.join(", ")));
+        }
+        if !self.differing.is_empty() {
+            parts.push(format!(
+                "DIFFERING (left as they are) {}",
+                self.differing.join(", ")
+            ));
+        }
+        parts.join("; ")
+    }
+}
+
+/// How long a created CRD may take to be Established.
+pub const CRD_ESTABLISHED_WAIT: Duration = Duration::from_secs(60);
+
+/// Creates the bundle's cluster-scoped objects that are missing (CRDs
+/// first, each waited on until Established, then classes and RBAC), and
+/// leaves those present as they are, reporting any whose fields differ from
+/// the bundle's ([`bundle::differing_fields`]): they belong to the cluster,
+/// other applications may depend on them, so a restore does not change them.
+pub async fn ensure_cluster_objects(client: &Client, b: &Bundle) -> Result<ClusterObjectsOutcome> {
+    let mut out = ClusterObjectsOutcome::default();
+    for obj in &b.cluster_objects {
+        let (ar, _, name) = resource_of(obj, &b.resources)?;
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &ar);
+        let id = format!("{}/{name}", ar.kind);
+        match api
+            .get_opt(&name)
+            .await
+            .map_err(api_err("read cluster object", "-"))?
+        {
+            Some(live) => {
+                let live = serde_json::to_value(live).unwrap_or_default();
+                let diff = bundle::differing_fields(obj, &live);
+                if diff.is_empty() {
+                    out.present.push(id);
+                } else {
+                    out.differing.push(format!("{id} ({})", diff.join(", ")));
+                }
+            }
+            None => {
+                let create: DynamicObject =
+                    serde_json::from_value(obj.clone()).map_err(|e| ClusterError::BadObject {
+                        kind: ar.kind.clone(),
+                        name: name.clone(),
+                        message: e.to_string(),
+                    })?;
+                match api.create(&PostParams::default(), &create).await {
+                    Ok(_) => out.created.push(id),
+                    // Made meanwhile (another restore): present.
+                    Err(e) if is_status(&e, 409) => out.present.push(id),
+                    Err(e) => return Err(api_err("create cluster object", "-")(e)),
+                }
+            }
+        }
+        if ar.kind == "CustomResourceDefinition" {
+            // Present ones too: a resumed run may have created it a moment ago.
+            wait_established(client, &name, CRD_ESTABLISHED_WAIT).await?;
+        }
+    }
+    Ok(out)
+}
+
+/// Waits until a CRD's `Established` condition is True: only then does the
+/// API server serve its custom resources (apiextensions-apiserver's
+/// establishing controller; kube-runtime's `conditions::is_crd_established`
+/// checks the same condition).
+pub async fn wait_established(client: &Client, name: &str, wait: Duration) -> Result<()> {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let start = Instant::now();
+    loop {
+        let crd = api
+            .get_opt(name)
+            .await
+            .map_err(api_err("read CustomResourceDefinition", "-"))?;
+        let established = crd
+            .as_ref()
+            .and_then(|c| c.status.as_ref())
+            .and_then(|s| s.conditions.as_ref())
+            .is_some_and(|cs| {
+                cs.iter()
+                    .any(|c| c.type_ == "Established" && c.status == "True")
+            });
+        if established {
+            return Ok(());
+        }
+        if start.elapsed() >= wait {
+            return Err(ClusterError::Deadline {
+                what: format!("CustomResourceDefinition {name} to be Established"),
+                waited: start.elapsed(),
+                last: if crd.is_some() {
+                    "not Established".into()
+                } else {
+                    "absent".into()
+                },
+            });
+        }
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Which of the named Secrets exist in `ns`.
@@ -437,48 +604,78 @@ pub async fn wait_bound(client: &Client, ns: &str, names: &[String], wait: Durat
     }
 }
 
-/// Sets the replicas of workloads (merge patch, so dr's applied manifest stays as applied).
+/// The API of a workload kind of [`bundle::workloads`] in `ns`.
+fn workload_api(client: &Client, ns: &str, kind: &str) -> Api<DynamicObject> {
+    let (group, plural) = match kind {
+        "Deployment" => ("apps", "deployments"),
+        "StatefulSet" => ("apps", "statefulsets"),
+        "ReplicaSet" => ("apps", "replicasets"),
+        "DaemonSet" => ("apps", "daemonsets"),
+        _ => ("batch", "cronjobs"),
+    };
+    let gvk = GroupVersionKind::gvk(group, "v1", kind);
+    Api::namespaced_with(
+        client.clone(),
+        ns,
+        &ApiResource::from_gvk_with_plural(&gvk, plural),
+    )
+}
+
+/// Sets the replicas of workloads (merge patch, so dr's applied manifest
+/// stays as applied); releases held DaemonSets and CronJobs
+/// ([`bundle::release_patch`]).
 pub async fn scale(client: &Client, ns: &str, workloads: &[Workload]) -> Result<()> {
     let pp = PatchParams::default();
     for w in workloads {
-        let patch = Patch::Merge(json!({"spec": {"replicas": w.replicas}}));
-        let r = match w.kind.as_str() {
-            "Deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
-                .patch(&w.name, &pp, &patch)
+        let api = workload_api(client, ns, &w.kind);
+        let patch = if bundle::SCALABLE.contains(&w.kind.as_str()) {
+            json!({"spec": {"replicas": w.replicas}})
+        } else {
+            let live = api
+                .get(&w.name)
                 .await
-                .map(|_| ()),
-            _ => Api::<StatefulSet>::namespaced(client.clone(), ns)
-                .patch(&w.name, &pp, &patch)
-                .await
-                .map(|_| ()),
+                .map_err(api_err("read workload", ns))?;
+            match bundle::release_patch(&serde_json::to_value(live).unwrap_or_default()) {
+                Some(p) => p,
+                None => continue,
+            }
         };
-        r.map_err(api_err("scale", ns))?;
+        api.patch(&w.name, &pp, &Patch::Merge(patch))
+            .await
+            .map_err(api_err("scale", ns))?;
     }
     Ok(())
 }
 
-/// A workload's (ready replicas, generation, observed generation); an absent
-/// one reads as not ready.
-async fn readiness(client: &Client, ns: &str, w: &Workload) -> Result<(i32, i64, i64)> {
-    // Both kinds report the same three figures under the same names.
-    let obj = match w.kind.as_str() {
-        "Deployment" => Api::<Deployment>::namespaced(client.clone(), ns)
-            .get_opt(&w.name)
-            .await
-            .map(|o| o.map(|d| serde_json::to_value(d).unwrap_or_default())),
-        _ => Api::<StatefulSet>::namespaced(client.clone(), ns)
-            .get_opt(&w.name)
-            .await
-            .map(|o| o.map(|s| serde_json::to_value(s).unwrap_or_default())),
-    }
-    .map_err(api_err("read workload", ns))?;
-    Ok(match obj {
-        Some(o) => (
-            o["status"]["readyReplicas"].as_i64().unwrap_or(0) as i32,
-            o["metadata"]["generation"].as_i64().unwrap_or(0),
-            o["status"]["observedGeneration"].as_i64().unwrap_or(0),
+/// A workload's (ready, wanted, generation, observed generation); an absent
+/// one reads as not ready. DaemonSets want what they schedule, CronJobs
+/// nothing (their Jobs run on schedule).
+async fn readiness(client: &Client, ns: &str, w: &Workload) -> Result<(i64, i64, i64, i64)> {
+    let obj = workload_api(client, ns, &w.kind)
+        .get_opt(&w.name)
+        .await
+        .map_err(api_err("read workload", ns))?
+        .map(|o| serde_json::to_value(o).unwrap_or_default());
+    let Some(o) = obj else {
+        return Ok((0, 1, 1, 0));
+    };
+    let n = |p: &str| o.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let (generation, observed) = (n("/metadata/generation"), n("/status/observedGeneration"));
+    Ok(match w.kind.as_str() {
+        "CronJob" => (0, 0, 0, 0),
+        "DaemonSet" => (
+            n("/status/numberReady"),
+            n("/status/desiredNumberScheduled"),
+            generation,
+            observed,
         ),
-        None => (0, 1, 0),
+        // Deployments, StatefulSets and ReplicaSets report the same figures.
+        _ => (
+            n("/status/readyReplicas"),
+            i64::from(w.replicas),
+            generation,
+            observed,
+        ),
     })
 }
 
@@ -493,12 +690,9 @@ pub async fn wait_ready(
     loop {
         let mut waiting = Vec::new();
         for w in workloads {
-            let (ready, generation, observed) = readiness(client, ns, w).await?;
-            if ready < w.replicas || observed < generation {
-                waiting.push(format!(
-                    "{}/{} {ready}/{} ready",
-                    w.kind, w.name, w.replicas
-                ));
+            let (ready, want, generation, observed) = readiness(client, ns, w).await?;
+            if ready < want || observed < generation {
+                waiting.push(format!("{}/{} {ready}/{want} ready", w.kind, w.name));
             }
         }
         if waiting.is_empty() {

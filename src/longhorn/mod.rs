@@ -693,6 +693,39 @@ impl LonghornClient {
         })
     }
 
+    /// Asks Longhorn to sync dr's backup target with its store now, so that
+    /// backups made by another cluster are listed (api/backup.go
+    /// `BackupTargetSync` → manager/engine.go `SyncBackupTarget`, which sets
+    /// the BackupTarget CR's `spec.syncRequestedAt`; the backup target
+    /// controller then lists the store's backup volumes, and each backup
+    /// volume's controller its backups). Longhorn refuses a second request
+    /// within 10 s of the previous one ("cannot synchronize backup target
+    /// … in 10 seconds", `SyncBackupTarget`): a sync is then already under way,
+    /// and that counts as asked.
+    pub async fn request_backup_target_sync(&self) -> Result<()> {
+        let name = self.cfg.backup_target.clone();
+        let asked: Result<Option<serde::de::IgnoredAny>> = self
+            .json(
+                "backupTargetSync",
+                Method::POST,
+                self.url(
+                    &format!("/v1/backuptargets/{name}"),
+                    Some("backupTargetSync"),
+                ),
+                Some(&json!({ "syncBackupTarget": true })),
+            )
+            .await;
+        match asked {
+            Ok(_) => Ok(()),
+            Err(LonghornError::Refused { message, .. })
+                if message.contains("cannot synchronize backup target") =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     // ---- restore ---------------------------------------------------------------
 
     /// Creates volume `name` from a backup's URL, or adopts it if a previous

@@ -94,7 +94,7 @@ pub(super) struct StepCtx<'a> {
 }
 
 impl StepCtx<'_> {
-    async fn bundle(&self) -> Result<&Bundle, StepError> {
+    pub(super) async fn bundle(&self) -> Result<&Bundle, StepError> {
         self.bundle
             .get_or_try_init(|| async {
                 let key = self.plan.point.bundle_key.as_deref().ok_or_else(|| {
@@ -185,21 +185,6 @@ impl StepCtx<'_> {
         Ok(format!("Longhorn manager {version} answers ({n} volumes)"))
     }
 
-    async fn check_backup_target(&self) -> Result<String, StepError> {
-        let t = self.env.longhorn.backup_target().await?;
-        if !t.available {
-            return Err(StepError::Check(format!(
-                "Longhorn's backup target {} is not available: {}",
-                t.backup_target_url, t.message
-            )));
-        }
-        self.bundle().await?;
-        Ok(format!(
-            "backup target {} available; bundle readable",
-            t.backup_target_url
-        ))
-    }
-
     async fn ensure_namespace(&self) -> Result<String, StepError> {
         let mut labels = self.spec.namespace_labels.clone();
         labels.extend(self.labels());
@@ -223,8 +208,11 @@ impl StepCtx<'_> {
         if let Some(secrets) = &opened {
             restored = crate::cluster::secrets::apply(&self.env.kube, self.ns(), secrets).await?;
         }
+        // Cluster-scoped dependencies (CRDs Established) before the objects
+        // that need them.
+        let cluster = k8s::ensure_cluster_objects(&self.env.kube, bundle).await?;
         let objects = bundle::for_redeploy(&bundle.objects, self.ns());
-        let applied = k8s::apply(&self.env.kube, self.ns(), &objects).await?;
+        let applied = k8s::apply(&self.env.kube, self.ns(), &objects, &bundle.resources).await?;
         let wanted = bundle::secret_names(&bundle.objects);
         let missing = k8s::missing_secrets(&self.env.kube, self.ns(), &wanted).await?;
         let mut copied = Vec::new();
@@ -240,13 +228,19 @@ impl StepCtx<'_> {
         self.check_references(bundle).await?;
         let mut d = format!(
             "applied {} objects, workloads held at 0 replicas",
-            applied.len()
+            applied.objects.len()
         );
         if !restored.is_empty() {
             d.push_str(&format!(
                 "; Secrets restored from the sealed copy: {}",
                 restored.join(", ")
             ));
+        }
+        if !bundle.cluster_objects.is_empty() {
+            d.push_str(&format!("; {}", cluster.summary()));
+        }
+        for note in &applied.notes {
+            d.push_str(&format!("; {note}"));
         }
         if !copied.is_empty() {
             d.push_str(&format!(
@@ -334,7 +328,10 @@ impl StepCtx<'_> {
         let w = bundle::workloads(&bundle.objects);
         k8s::scale(&self.env.kube, self.ns(), &w).await?;
         Ok(w.iter()
-            .map(|w| format!("{}/{}={}", w.kind, w.name, w.replicas))
+            .map(|w| match w.kind.as_str() {
+                "DaemonSet" | "CronJob" => format!("{}/{} released", w.kind, w.name),
+                _ => format!("{}/{}={}", w.kind, w.name, w.replicas),
+            })
             .collect::<Vec<_>>()
             .join(", "))
     }

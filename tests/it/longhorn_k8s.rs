@@ -100,9 +100,16 @@ async fn claims_get_volumes_dr_resolves_and_restores_bind() {
     }
 
     // The bundle holds the claims without their binding.
-    let bundle = dr::cluster::capture(&kube, "shop", &ns_name, &selector, chrono::Utc::now())
-        .await
-        .unwrap();
+    let bundle = dr::cluster::capture(
+        &kube,
+        "shop",
+        &ns_name,
+        &selector,
+        &Default::default(),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     let claims: Vec<_> = bundle
         .objects
         .iter()

@@ -8,6 +8,7 @@ mod harness;
 mod catalog;
 mod catalog_open;
 mod cli;
+mod disaster;
 mod drill;
 mod longhorn_contract;
 mod longhorn_field;

@@ -30,6 +30,12 @@ async fn bed(retain: &str) -> Bed {
 
 /// A bed whose Longhorn has `settings` before any volume exists.
 async fn bed_with(retain: &str, settings: &[(&str, &str)]) -> Bed {
+    bed_full(retain, settings, false).await
+}
+
+/// A bed whose policy, with `content`, records the emulator's checksum of
+/// each volume before its snapshot.
+async fn bed_full(retain: &str, settings: &[(&str, &str)], content: bool) -> Bed {
     let tb = testbed::get();
     let kube = tb.kube_client().await;
     let prefix = format!("protect-{}", testbed::suffix());
@@ -54,9 +60,17 @@ async fn bed_with(retain: &str, settings: &[(&str, &str)]) -> Bed {
     for name in ["web-uploads", "db-data", "not-mine"] {
         testbed::wait_bound(&kube, &ns.name, name).await;
     }
+    let content = if content {
+        format!(
+            "    content: {{checksum_url: \"{}/emulator/volumes/{{volume}}/checksum\"}}\n",
+            emu.url().as_str().trim_end_matches('/')
+        )
+    } else {
+        String::new()
+    };
     let cfg = Config::parse(
         &format!(
-            "policies:\n  - name: shop\n    namespace: {}\n    selector: app.kubernetes.io/part-of=shop\n    retain: {retain}\n",
+            "policies:\n  - name: shop\n    namespace: {}\n    selector: app.kubernetes.io/part-of=shop\n    retain: {retain}\n{content}",
             ns.name
         ),
         "test",
@@ -402,6 +416,17 @@ async fn retention_leaves_exactly_the_expected_set() {
         in_store, kept,
         "the store holds the kept points' bundles only"
     );
+    // And the kept points' files only.
+    for (i, id) in ids.iter().enumerate() {
+        let p = b.protect.catalog.point(*id).await.unwrap();
+        let file = b
+            .protect
+            .store
+            .get_point(b.policy.name.as_str(), p.tick_at)
+            .await
+            .unwrap();
+        assert_eq!(file.is_some(), i >= 2, "point {id}'s file: {file:?}");
+    }
     // Pruning again changes nothing.
     let verdicts = dr::prune::plan(&b.protect.catalog, &b.policy, Utc::now())
         .await
@@ -411,17 +436,39 @@ async fn retention_leaves_exactly_the_expected_set() {
     b.emu.shutdown().await;
 }
 
+/// A point's (backup name, content checksum) pairs, by backup name.
+async fn checksums(
+    catalog: &Catalog,
+    point: dr::catalog::PointId,
+) -> Vec<(String, Option<String>)> {
+    let mut v: Vec<_> = catalog
+        .backups_of(point)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|b| (b.backup_name.unwrap_or_default(), b.content_checksum))
+        .collect();
+    v.sort();
+    v
+}
+
 #[tokio::test]
 async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
-    let b = bed("{}").await;
+    let b = bed_full("{}", &[], true).await;
     let mut before = Vec::new();
+    let mut sums_before = Vec::new();
     for n in (0..3).rev() {
         let r = b.protect.tick(&b.policy, tick(n), quiet()).await.unwrap();
         assert_eq!(r.state, PointState::Complete);
         let mut names: Vec<String> = r.volumes.iter().filter_map(|v| v.backup.clone()).collect();
         names.sort();
         before.push((r.tick_at, r.point_at, names));
+        sums_before.push(checksums(&b.protect.catalog, r.point_id).await);
     }
+    assert!(
+        sums_before.iter().flatten().all(|(_, s)| s.is_some()),
+        "the content probe answered for every backup: {sums_before:?}"
+    );
     // The catalog is lost: a new, empty one.
     let dir = tempfile::tempdir().unwrap();
     let fresh = Catalog::open(
@@ -464,6 +511,7 @@ async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
     .unwrap();
     assert!(r.differences.is_empty(), "{r:?}");
     let mut after = Vec::new();
+    let mut sums_after = Vec::new();
     for p in fresh
         .live_points(&b.policy.name)
         .await
@@ -473,6 +521,7 @@ async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
     {
         assert_eq!(p.state, PointState::Complete, "{p:?}");
         assert!(p.bundle_key.is_some());
+        sums_after.push(checksums(&fresh, p.id).await);
         let backups = fresh.backups_of(p.id).await.unwrap();
         assert!(
             backups
@@ -484,6 +533,9 @@ async fn catalog_sync_after_losing_the_catalog_brings_back_the_same_points() {
         after.push((p.tick_at, p.point_at, names));
     }
     assert_eq!(after, before);
+    // The point files in the bucket brought back what Longhorn does not
+    // keep: the content checksums taken before each snapshot.
+    assert_eq!(sums_after, sums_before);
     // Now they agree; a second sync recovers nothing and reports nothing.
     let again = dr::sync::sync_policy(
         &fresh,

@@ -131,14 +131,37 @@ async fn dr_reads_what_a_tick_needs_as_its_service_account_and_nothing_more() {
     assert!(skipped.is_empty(), "{skipped:?}");
     assert_eq!(vols.len(), 1);
     assert_eq!(vols[0].volume.as_str(), format!("vol-rbac-{sfx}"));
-    let bundle = dr::cluster::capture(&as_dr, "rbac", &ns, &sel, chrono::Utc::now())
-        .await
-        .unwrap();
+    let bundle = dr::cluster::capture(
+        &as_dr,
+        "rbac",
+        &ns,
+        &sel,
+        &Default::default(),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap();
     assert_eq!(bundle.secrets_by_reference, ["db"]);
     assert!(!serde_json::to_string(&bundle).unwrap().contains("hunter2"));
 
     // Elsewhere, and writes: forbidden.
     let other: dr::names::Namespace = sys.name.parse().unwrap();
+    // A capture that may not list a kind fails naming it and what to do.
+    let e = dr::cluster::capture(
+        &as_dr,
+        "rbac",
+        &other,
+        &sel,
+        &Default::default(),
+        chrono::Utc::now(),
+    )
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("dr may not read") && e.contains("dr-protect") && e.contains("kinds.exclude"),
+        "{e}"
+    );
     let e = dr::cluster::resolve_volumes(&as_dr, &other, &sel)
         .await
         .unwrap_err();

@@ -299,6 +299,34 @@ async fn bad_times_unknown_policies_and_busy_targets_are_refused() {
             .unwrap()
             == dr::cluster::restore::NamespaceState::Absent
     );
+
+    // Longhorn's backup target points at another store than the point's
+    // backups: the infrastructure stage says so, names both, and stops.
+    for r in b.catalog.backups_of(b.points[0].0).await.unwrap() {
+        let url = r.backup_url.clone().unwrap();
+        let moved = url.replacen("s3://", "s3://elsewhere-", 1);
+        let upd = dr::catalog::BackupUpdate {
+            backup_url: Some(moved),
+            ..Default::default()
+        };
+        b.catalog.update_backup(r.id, &upd).await.unwrap();
+    }
+    let target = format!("dr-moved-{}", testbed::suffix());
+    let out = b.run(&["restore", "--to", "latest", "--namespace", &target]);
+    assert_ne!(out.status.code(), Some(0));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        all.contains("backups are in s3://elsewhere-") && all.contains("point the backup target"),
+        "{all}"
+    );
+    let ns = dr::cluster::restore::namespace_state(&b.kube, &target)
+        .await
+        .unwrap();
+    assert!(ns == dr::cluster::restore::NamespaceState::Absent, "{ns:?}");
     cleanup(&b).await;
 }
 

@@ -10,7 +10,8 @@ use crate::harness::testbed::{self, CONVERGE, TestNamespace};
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Pod, Secret, ServiceAccount,
+    ConfigMap, Namespace, Node, PersistentVolume, PersistentVolumeClaim, Pod, Secret,
+    ServiceAccount,
 };
 use k8s_openapi::api::rbac::v1::{Role, RoleBinding};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -419,4 +420,127 @@ async fn service_account_is_held_to_its_role() {
 
     other.delete().await;
     ns.delete().await;
+}
+
+fn node_ready(n: &Node) -> bool {
+    n.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|cs| cs.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
+}
+
+/// Cluster B (the one a lost cluster is recovered into) is a cluster of its
+/// own: its own etcd (a namespace made on one is absent on the other), its
+/// own Ready kwok nodes, and a control plane that runs a Deployment's pods
+/// on those nodes.
+#[tokio::test]
+async fn cluster_b_is_a_separate_cluster_with_its_own_ready_nodes() {
+    let tb = testbed::get();
+    let a = tb.kube_client().await;
+    let b = tb.kube_client_b().await;
+    let (ns_a, ns_b) = (
+        Api::<Namespace>::all(a.clone()),
+        Api::<Namespace>::all(b.clone()),
+    );
+
+    let on_a = TestNamespace::create(&a, "tb-on-a").await;
+    assert!(ns_a.get_opt(&on_a.name).await.expect("get on A").is_some());
+    assert!(
+        ns_b.get_opt(&on_a.name).await.expect("get on B").is_none(),
+        "namespace {} made on cluster A is visible on cluster B",
+        on_a.name
+    );
+    let on_b = TestNamespace::create_b(&b, "tb-on-b").await;
+    assert!(
+        ns_a.get_opt(&on_b.name).await.expect("get on A").is_none(),
+        "namespace {} made on cluster B is visible on cluster A",
+        on_b.name
+    );
+    // Distinct clusters, not two names of one: their kube-system namespaces differ.
+    let uid = |n: Namespace| n.metadata.uid.expect("namespace uid");
+    assert_ne!(
+        uid(ns_a.get("kube-system").await.expect("kube-system on A")),
+        uid(ns_b.get("kube-system").await.expect("kube-system on B")),
+    );
+
+    let kwok = ListParams::default().labels("type=kwok");
+    let names = |nodes: &[Node]| -> Vec<String> {
+        let mut v: Vec<String> = nodes
+            .iter()
+            .filter_map(|n| n.metadata.name.clone())
+            .collect();
+        v.sort();
+        v
+    };
+    let nodes_b = Api::<Node>::all(b.clone())
+        .list(&kwok)
+        .await
+        .expect("nodes of B");
+    assert_eq!(
+        names(&nodes_b.items),
+        ["kwok-b-node-0", "kwok-b-node-1", "kwok-b-node-2"]
+    );
+    let not_ready: Vec<String> = nodes_b
+        .items
+        .iter()
+        .filter(|n| !node_ready(n))
+        .filter_map(|n| n.metadata.name.clone())
+        .collect();
+    assert!(not_ready.is_empty(), "nodes of B not Ready: {not_ready:?}");
+    let nodes_a = Api::<Node>::all(a.clone())
+        .list(&kwok)
+        .await
+        .expect("nodes of A");
+    assert!(
+        names(&nodes_a.items)
+            .iter()
+            .all(|n| !n.starts_with("kwok-b-")),
+        "cluster A has B's nodes: {:?}",
+        names(&nodes_a.items)
+    );
+
+    // B's own controllers, scheduler and kwok: a Deployment's pods become
+    // Ready on B's nodes.
+    let deployments: Api<Deployment> = Api::namespaced(b.clone(), &on_b.name);
+    deployments
+        .create(
+            &PostParams::default(),
+            &obj(json!({
+                "metadata": {"name": "web"},
+                "spec": {
+                    "replicas": 2,
+                    "selector": {"matchLabels": {"app": "web"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "web"}},
+                        "spec": {"containers": [{"name": "web", "image": "registry.invalid/web:1"}]}
+                    }
+                }
+            })),
+        )
+        .await
+        .expect("create Deployment on B");
+    within(
+        "Deployment web on B has 2 ready replicas",
+        await_condition(deployments, "web", |d: Option<&Deployment>| {
+            d.and_then(|d| d.status.as_ref())
+                .is_some_and(|s| s.ready_replicas == Some(2))
+        }),
+    )
+    .await
+    .expect("watching the Deployment");
+    let pods = Api::<Pod>::namespaced(b.clone(), &on_b.name)
+        .list(&ListParams::default().labels("app=web"))
+        .await
+        .expect("pods on B");
+    for p in &pods.items {
+        let node = p
+            .spec
+            .as_ref()
+            .and_then(|s| s.node_name.clone())
+            .unwrap_or_default();
+        assert!(node.starts_with("kwok-b-node-"), "pod on node {node:?}");
+    }
+
+    on_a.delete().await;
+    on_b.delete().await;
 }

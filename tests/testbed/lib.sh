@@ -24,6 +24,14 @@ SCHEDULER_PORT=${SCHEDULER_PORT:-30259}
 KWOK_PORT=${KWOK_PORT:-30247}
 S3_PORT=${S3_PORT:-39000}
 PG_PORT=${PG_PORT:-35432}
+# Cluster B: a second control plane with its own etcd, PKI and kwok nodes
+# (the cluster a disaster recovers into). S3 and PostgreSQL are shared.
+ETCD_B_CLIENT_PORT=${ETCD_B_CLIENT_PORT:-32479}
+ETCD_B_PEER_PORT=${ETCD_B_PEER_PORT:-32480}
+APISERVER_B_PORT=${APISERVER_B_PORT:-36543}
+KCM_B_PORT=${KCM_B_PORT:-30357}
+SCHEDULER_B_PORT=${SCHEDULER_B_PORT:-30359}
+KWOK_B_PORT=${KWOK_B_PORT:-30347}
 
 S3_ACCESS_KEY=drtest
 S3_SECRET_KEY=drtest-secret-key
@@ -37,16 +45,52 @@ log() { printf '[testbed] %s\n' "$*" >&2; }
 die() { printf '[testbed] error: %s\n' "$*" >&2; exit 1; }
 
 # --- Run-time layout and helpers (used by up, down, status, sa-kubeconfig) --
-PKI_DIR=$RUN_DIR/pki
 LOG_DIR=$RUN_DIR/logs
 PID_DIR=$RUN_DIR/pids
-ADMIN_KUBECONFIG=$RUN_DIR/admin.kubeconfig
-APISERVER_URL=https://127.0.0.1:$APISERVER_PORT
 PG_USER=dr
 PG_PASSWORD=dr
+CLUSTERS=(a b)
+# Cluster A keeps the layout it always had (run dir's pki/, admin.kubeconfig,
+# etcd/); cluster B lives in the run dir's b/, its components end in -b.
+PKI_DIR=$RUN_DIR/pki
+ADMIN_KUBECONFIG=$RUN_DIR/admin.kubeconfig
+APISERVER_URL=https://127.0.0.1:$APISERVER_PORT
+ADMIN_KUBECONFIG_B=$RUN_DIR/b/admin.kubeconfig
+CLUSTER_COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
+SERVICES=(versitygw postgres)
 # Components in start order; down stops them in reverse.
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok versitygw postgres)
-KWOK_NODES=(kwok-node-0 kwok-node-1 kwok-node-2)
+COMPONENTS=("${CLUSTER_COMPONENTS[@]}" "${CLUSTER_COMPONENTS[@]/%/-b}" "${SERVICES[@]}")
+
+# use_cluster a|b: point the CL_* variables (and kcurl, nodes_ready,
+# default_sa_exists) at one cluster. Scripts start with cluster A.
+use_cluster() {
+  case $1 in
+    a)
+      CL=a CL_SUFFIX='' CL_NAME=dr-testbed CL_DIR=$RUN_DIR
+      CL_ETCD_CLIENT_PORT=$ETCD_CLIENT_PORT CL_ETCD_PEER_PORT=$ETCD_PEER_PORT
+      CL_APISERVER_PORT=$APISERVER_PORT CL_KCM_PORT=$KCM_PORT
+      CL_SCHEDULER_PORT=$SCHEDULER_PORT CL_KWOK_PORT=$KWOK_PORT
+      CL_NODES=(kwok-node-0 kwok-node-1 kwok-node-2)
+      ;;
+    b)
+      CL=b CL_SUFFIX=-b CL_NAME=dr-testbed-b CL_DIR=$RUN_DIR/b
+      CL_ETCD_CLIENT_PORT=$ETCD_B_CLIENT_PORT CL_ETCD_PEER_PORT=$ETCD_B_PEER_PORT
+      CL_APISERVER_PORT=$APISERVER_B_PORT CL_KCM_PORT=$KCM_B_PORT
+      CL_SCHEDULER_PORT=$SCHEDULER_B_PORT CL_KWOK_PORT=$KWOK_B_PORT
+      CL_NODES=(kwok-b-node-0 kwok-b-node-1 kwok-b-node-2)
+      ;;
+    *) die "unknown cluster $1 (a or b)" ;;
+  esac
+  CL_PKI=$CL_DIR/pki
+  CL_KUBECONFIG=$CL_DIR/admin.kubeconfig
+  CL_APISERVER_URL=https://127.0.0.1:$CL_APISERVER_PORT
+}
+use_cluster a
+# cluster_ports: every port of the current cluster.
+cluster_ports() {
+  echo "$CL_ETCD_CLIENT_PORT" "$CL_ETCD_PEER_PORT" "$CL_APISERVER_PORT" "$CL_KCM_PORT" \
+    "$CL_SCHEDULER_PORT" "$CL_KWOK_PORT"
+}
 
 pid_of() { # pid_of NAME: the recorded pid, or nothing
   local f=$PID_DIR/$1.pid
@@ -67,11 +111,11 @@ running() { # running NAME: the recorded process is alive
   [ -n "$pid" ] && alive "$pid"
 }
 
-# kcurl PATH [CURL ARGS...]: a request to the apiserver as the admin.
+# kcurl PATH [CURL ARGS...]: a request to the current cluster's apiserver as the admin.
 kcurl() {
   local path=$1; shift
-  curl -sS --max-time 10 --cacert "$PKI_DIR/ca.crt" \
-    --cert "$PKI_DIR/admin.crt" --key "$PKI_DIR/admin.key" "$@" "$APISERVER_URL$path"
+  curl -sS --max-time 10 --cacert "$CL_PKI/ca.crt" \
+    --cert "$CL_PKI/admin.crt" --key "$CL_PKI/admin.key" "$@" "$CL_APISERVER_URL$path"
 }
 
 # S3 requests without a body, signed with the root credentials. S3 wants the
@@ -88,30 +132,36 @@ pg_ping() { # password login as the dr role over TCP
     -U "$PG_USER" -d postgres -tAc 'select 1' 2>/dev/null)" = 1 ]
 }
 
-# health NAME: the component answers its health check.
-health() {
-  local cacert=(--cacert "$PKI_DIR/ca.crt")
-  case $1 in
-    etcd) [[ $(curl -fsS --max-time 3 "http://127.0.0.1:$ETCD_CLIENT_PORT/health" 2>/dev/null) == *'"health":"true"'* ]] ;;
+# health NAME: the component answers its health check (a name ending in -b
+# is cluster B's; run in a subshell, so the caller's cluster stays as it was).
+health() (
+  local name=$1
+  case $name in
+    *-b) use_cluster b; name=${name%-b} ;;
+    *) use_cluster a ;;
+  esac
+  local cacert=(--cacert "$CL_PKI/ca.crt")
+  case $name in
+    etcd) [[ $(curl -fsS --max-time 3 "http://127.0.0.1:$CL_ETCD_CLIENT_PORT/health" 2>/dev/null) == *'"health":"true"'* ]] ;;
     kube-apiserver) [ "$(kcurl /readyz 2>/dev/null)" = ok ] ;;
-    kube-controller-manager) [ "$(curl -sS --max-time 3 "${cacert[@]}" "https://127.0.0.1:$KCM_PORT/healthz" 2>/dev/null)" = ok ] ;;
-    kube-scheduler) [ "$(curl -sS --max-time 3 "${cacert[@]}" "https://127.0.0.1:$SCHEDULER_PORT/healthz" 2>/dev/null)" = ok ] ;;
-    kwok) [ "$(curl -sS --max-time 3 "http://127.0.0.1:$KWOK_PORT/healthz" 2>/dev/null)" = ok ] ;;
+    kube-controller-manager) [ "$(curl -sS --max-time 3 "${cacert[@]}" "https://127.0.0.1:$CL_KCM_PORT/healthz" 2>/dev/null)" = ok ] ;;
+    kube-scheduler) [ "$(curl -sS --max-time 3 "${cacert[@]}" "https://127.0.0.1:$CL_SCHEDULER_PORT/healthz" 2>/dev/null)" = ok ] ;;
+    kwok) [ "$(curl -sS --max-time 3 "http://127.0.0.1:$CL_KWOK_PORT/healthz" 2>/dev/null)" = ok ] ;;
     versitygw) curl -fsS --max-time 3 -o /dev/null "http://127.0.0.1:$S3_PORT/health" 2>/dev/null ;;
     postgres) pg_ping ;;
     *) die "unknown component $1" ;;
   esac
-}
+)
 
 # port_busy PORT: something already accepts connections on 127.0.0.1:PORT.
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-# nodes_ready: every fake node exists and reports Ready=True.
+# nodes_ready: every fake node of the current cluster exists and reports Ready=True.
 nodes_ready() {
   local n
   n=$(kcurl /api/v1/nodes?labelSelector=type%3Dkwok 2>/dev/null | jq '[.items[]
     | select(any(.status.conditions[]?; .type == "Ready" and .status == "True"))] | length' 2>/dev/null) || return 1
-  [ "${n:-0}" -ge "${#KWOK_NODES[@]}" ]
+  [ "${n:-0}" -ge "${#CL_NODES[@]}" ]
 }
 default_sa_exists() { kcurl /api/v1/namespaces/default/serviceaccounts/default -f -o /dev/null 2>/dev/null; }
 bucket_exists() { s3curl "/$S3_BUCKET" -f -o /dev/null -I 2>/dev/null; }

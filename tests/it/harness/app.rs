@@ -177,7 +177,7 @@ pub async fn bed_with(ticks: usize, opts: &BedOptions) -> Bed {
                                      "spec": {"containers": [container],
                                               "volumes": [{"name": "u", "persistentVolumeClaim": {"claimName": "web-uploads"}}]}}}}),
     ]);
-    dr::cluster::restore::apply(&kube, &ns.name, &app)
+    dr::cluster::restore::apply(&kube, &ns.name, &app, &[])
         .await
         .unwrap();
 

@@ -85,13 +85,41 @@ impl Testbed {
         kube_client_from(&self.kubeconfig()).await
     }
 
+    /// The kubeconfig of cluster B: a second cluster of the bed, with its
+    /// own etcd, PKI and kwok nodes, the one a lost cluster A is recovered
+    /// into. It shares the bed's S3 and PostgreSQL.
+    pub fn kubeconfig_b(&self) -> PathBuf {
+        match self.vars.get("DR_TEST_KUBECONFIG_B") {
+            Some(p) => PathBuf::from(p),
+            None => panic!(
+                "DR_TEST_KUBECONFIG_B is missing from {}: the bed was started before it had a \
+                 cluster B; run tests/testbed/up again (it adds cluster B to a running bed)",
+                self.path.display()
+            ),
+        }
+    }
+
+    /// A cluster-admin client of cluster B (see [`Testbed::kubeconfig_b`]).
+    pub async fn kube_client_b(&self) -> kube::Client {
+        kube_client_from(&self.kubeconfig_b()).await
+    }
+
     /// Writes a kubeconfig for ServiceAccount `ns/sa` (bearer token from the
     /// TokenRequest API, via `tests/testbed/sa-kubeconfig`) and returns its path.
     pub fn sa_kubeconfig(&self, ns: &str, sa: &str, out: &Path) -> PathBuf {
+        self.sa_kubeconfig_in("a", ns, sa, out)
+    }
+
+    /// [`Testbed::sa_kubeconfig`] for a ServiceAccount of cluster B.
+    pub fn sa_kubeconfig_b(&self, ns: &str, sa: &str, out: &Path) -> PathBuf {
+        self.sa_kubeconfig_in("b", ns, sa, out)
+    }
+
+    fn sa_kubeconfig_in(&self, cluster: &str, ns: &str, sa: &str, out: &Path) -> PathBuf {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/testbed/sa-kubeconfig");
         let output = Command::new("bash")
             .arg(&script)
-            .args([ns, sa])
+            .args(["--cluster", cluster, ns, sa])
             .arg(out)
             .output()
             .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
@@ -267,7 +295,18 @@ pub struct TestNamespace {
 }
 
 impl TestNamespace {
+    /// A namespace in cluster A (the client's cluster must be A: a leftover
+    /// is deleted through A's kubeconfig).
     pub async fn create(client: &kube::Client, prefix: &str) -> TestNamespace {
+        Self::create_in(client, get().kubeconfig(), prefix).await
+    }
+
+    /// A namespace in cluster B, through a client of cluster B.
+    pub async fn create_b(client: &kube::Client, prefix: &str) -> TestNamespace {
+        Self::create_in(client, get().kubeconfig_b(), prefix).await
+    }
+
+    async fn create_in(client: &kube::Client, kubeconfig: PathBuf, prefix: &str) -> TestNamespace {
         let name = format!("{prefix}-{}", suffix());
         let ns: Namespace = serde_json::from_value(serde_json::json!({
             "apiVersion": "v1",
@@ -282,7 +321,7 @@ impl TestNamespace {
         TestNamespace {
             name,
             client: client.clone(),
-            kubeconfig: get().kubeconfig(),
+            kubeconfig,
             deleted: false,
         }
     }

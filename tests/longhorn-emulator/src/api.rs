@@ -1856,7 +1856,10 @@ pub async fn sync_from_store(
                     .and_then(|p| p.get("backup-mode").cloned())
                     .unwrap_or_else(|| "incremental".into()),
                 volume_size: vcfg.size.parse().unwrap_or(0),
-                volume_created: String::new(),
+                // controller/backup_controller.go `reconcile` copies
+                // backupInfo.VolumeCreated, which backupstore inspect.go
+                // `fillFullBackupInfo` takes from volume.cfg's CreatedTime.
+                volume_created: vcfg.created_time.clone(),
                 newly_uploaded: cfg.newly_uploaded_data_size.parse().unwrap_or(0),
                 reuploaded: cfg.re_uploaded_data_size.parse().unwrap_or(0),
                 replica: String::new(),
@@ -1880,9 +1883,11 @@ fn spawn_sync(sh: &Arc<Shared>, target: &str, volume: Option<String>) {
     });
 }
 
-/// The poll timer of a backup target (backup_target_controller.go
-/// BackupStoreTimer: `spec.syncRequestedAt = now` every pollInterval, 5 min,
-/// the first tick one interval after the start).
+/// The poll timer of a backup target (controller/backup_target_controller.go
+/// `(*BackupStoreTimer).Start`: `spec.syncRequestedAt = now` every
+/// pollInterval, 5 min, through `wait.PollUntilContextCancel(ctx, interval,
+/// false, ...)`, so the first tick is one interval after the start). The
+/// start's own sync does not wait for it: see [`crate::Emulator::start`].
 pub fn start_target_poll(sh: &Arc<Shared>, target: &str) {
     let sh2 = sh.clone();
     let target = target.to_owned();

@@ -70,15 +70,7 @@ impl StoreConfig {
     /// Variables come from `target/testbed.env` (see [`TestbedEnv::locate`]), else
     /// from the process environment.
     pub fn from_testbed_env_with_prefix(prefix: &str) -> anyhow::Result<StoreConfig> {
-        let env = TestbedEnv::load_or_environment()?;
-        Ok(StoreConfig {
-            endpoint: env.var("DR_TEST_S3_ENDPOINT")?,
-            region: env.var("DR_TEST_S3_REGION")?,
-            bucket: env.var("DR_TEST_S3_BUCKET")?,
-            prefix: prefix.trim_matches('/').to_owned(),
-            access_key: env.var("AWS_ACCESS_KEY_ID")?,
-            secret_key: env.var("AWS_SECRET_ACCESS_KEY")?,
-        })
+        TestbedEnv::load_or_environment()?.store(prefix)
     }
 
     /// The backup target URL as Longhorn shows it.
@@ -171,9 +163,62 @@ impl TestbedEnv {
             .with_context(|| format!("{key} is missing from {}: {HINT}", self.path.display()))
     }
 
-    /// A kube client for the bed's cluster (from its `KUBECONFIG`), checked to answer.
+    /// The bed's S3 server as a backup store under `prefix`. The bed has one
+    /// S3 server for both clusters: emulators on cluster A and on cluster B
+    /// given the same prefix serve the same backup store.
+    pub fn store(&self, prefix: &str) -> anyhow::Result<StoreConfig> {
+        Ok(StoreConfig {
+            endpoint: self.var("DR_TEST_S3_ENDPOINT")?,
+            region: self.var("DR_TEST_S3_REGION")?,
+            bucket: self.var("DR_TEST_S3_BUCKET")?,
+            prefix: prefix.trim_matches('/').to_owned(),
+            access_key: self.var("AWS_ACCESS_KEY_ID")?,
+            secret_key: self.var("AWS_SECRET_ACCESS_KEY")?,
+        })
+    }
+
+    /// A kube client for the bed's cluster A (from its `KUBECONFIG`), checked to answer.
     pub async fn kube_client(&self) -> anyhow::Result<kube::Client> {
-        kube_client_from(Path::new(&self.var("KUBECONFIG")?)).await
+        self.kube_client_of(Cluster::A).await
+    }
+
+    /// A kube client for the bed's cluster B (from `DR_TEST_KUBECONFIG_B`),
+    /// checked to answer: the new cluster a disaster recovers into.
+    pub async fn kube_client_b(&self) -> anyhow::Result<kube::Client> {
+        self.kube_client_of(Cluster::B).await
+    }
+
+    /// The kubeconfig of one of the bed's clusters.
+    pub fn kubeconfig(&self, cluster: Cluster) -> anyhow::Result<PathBuf> {
+        self.var(cluster.kubeconfig_var()).map(PathBuf::from)
+    }
+
+    /// A kube client for one of the bed's clusters, checked to answer.
+    pub async fn kube_client_of(&self, cluster: Cluster) -> anyhow::Result<kube::Client> {
+        kube_client_from(&self.kubeconfig(cluster)?)
+            .await
+            .with_context(|| format!("cluster {cluster:?} of the test bed"))
+    }
+}
+
+/// One of the test bed's two Kubernetes clusters (`tests/testbed/up` starts
+/// both): A, where applications run, and B, a separate cluster with its own
+/// etcd and nodes, to recover into after A is lost. Both share the bed's S3
+/// server, so emulators on A and on B can serve the same backup store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Cluster {
+    #[default]
+    A,
+    B,
+}
+
+impl Cluster {
+    /// The env file's variable naming the cluster's kubeconfig.
+    pub fn kubeconfig_var(self) -> &'static str {
+        match self {
+            Cluster::A => "KUBECONFIG",
+            Cluster::B => "DR_TEST_KUBECONFIG_B",
+        }
     }
 }
 

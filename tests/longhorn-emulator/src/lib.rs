@@ -39,7 +39,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use tower::ServiceExt as _;
 use tracing::{debug, info, warn};
 
-pub use config::{EmulatorConfig, StoreConfig, TestbedEnv, Timings, kube_client_from};
+pub use config::{Cluster, EmulatorConfig, StoreConfig, TestbedEnv, Timings, kube_client_from};
 pub use control::Control;
 pub use store::{BackupCfg, BlockMapping, VolumeCfg, double_decode, sha512_hex};
 
@@ -118,8 +118,22 @@ impl Emulator {
         shared.lock().provision_namespaces =
             cfg.provision_namespaces.map(|v| v.into_iter().collect());
         if shared.store.is_some() {
-            // A fresh target syncs at once (its LastSyncedAt is zero), then
-            // every poll interval.
+            // A fresh Longhorn lists what the store already holds at start,
+            // with no sync request and no wait for the poll interval
+            // (longhorn-manager v1.12.1): controller/backup_target_controller.go
+            // `reconcile` syncs while `isBackupTargetSyncRequired`, true for a
+            // target whose Status.LastSyncedAt is zero, as a fresh one's is.
+            // Its first reconcile only sets Available (longhorn#11337); the
+            // status update re-queues it and the second one's `syncBackupVolume`
+            // (`pullBackupVolumeFromBackupTarget`) creates the BackupVolume CRs;
+            // each new BackupVolume's LastSyncedAt is zero, so
+            // controller/backup_volume_controller.go `reconcile` creates its
+            // Backup CRs, which controller/backup_controller.go `reconcile`
+            // fills from the store. Here all of it happens before the API
+            // answers (Longhorn's reconciles take a moment, not modelled);
+            // then the BackupStoreTimer polls (`start_target_poll`). A manual
+            // `backupTargetSync` right after the start is accepted: nothing
+            // set spec.syncRequestedAt yet (manager/engine.go SyncBackupTarget).
             api::sync_from_store(&shared, state::TARGET, None)
                 .await
                 .context("reading the backup store (is the test bed up? tests/testbed/up)")?;

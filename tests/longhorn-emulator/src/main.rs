@@ -5,12 +5,20 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, ValueEnum};
-use longhorn_emulator::{Emulator, EmulatorConfig, StoreConfig, TestbedEnv, Timings};
+use longhorn_emulator::{Cluster, Emulator, EmulatorConfig, TestbedEnv, Timings};
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
 enum Speed {
     Fast,
     Realistic,
+}
+
+/// The test bed's cluster: `a` (`KUBECONFIG` of the env file) or `b`
+/// (`DR_TEST_KUBECONFIG_B`, the cluster to recover into).
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ClusterArg {
+    A,
+    B,
 }
 
 /// Emulates the Longhorn v1.12 manager REST API (port 9500), with real data in S3.
@@ -32,6 +40,10 @@ struct Args {
     /// Do not use the test bed's Kubernetes cluster.
     #[arg(long)]
     no_kube: bool,
+    /// Which of the test bed's clusters the CSI side (StorageClasses,
+    /// provisioner, PVs) works in; the backup store is the same for both.
+    #[arg(long, value_enum, default_value = "a", env = "DR_EMULATOR_CLUSTER")]
+    cluster: ClusterArg,
     /// Serve only PVCs of these namespaces (default: every namespace).
     #[arg(long, value_delimiter = ',')]
     namespaces: Option<Vec<String>>,
@@ -55,16 +67,13 @@ async fn main() -> anyhow::Result<()> {
     };
     if let Some(path) = &args.testbed_env {
         let env = TestbedEnv::load_from(path)?;
-        cfg.store = Some(StoreConfig {
-            endpoint: env.var("DR_TEST_S3_ENDPOINT")?,
-            region: env.var("DR_TEST_S3_REGION")?,
-            bucket: env.var("DR_TEST_S3_BUCKET")?,
-            prefix: args.prefix.trim_matches('/').to_owned(),
-            access_key: env.var("AWS_ACCESS_KEY_ID")?,
-            secret_key: env.var("AWS_SECRET_ACCESS_KEY")?,
-        });
+        cfg.store = Some(env.store(&args.prefix)?);
         if !args.no_kube {
-            cfg.kube = Some(env.kube_client().await?);
+            let cluster = match args.cluster {
+                ClusterArg::A => Cluster::A,
+                ClusterArg::B => Cluster::B,
+            };
+            cfg.kube = Some(env.kube_client_of(cluster).await?);
         }
     }
     let emulator = Emulator::start(cfg)
