@@ -168,6 +168,7 @@ async fn run() -> anyhow::Result<()> {
         // checksum the tick recorded through the policy's content probe.
         content_url: policy.content.as_ref().map(|c| c.checksum_url.clone()),
         holder: dr::runbook::lease::holder_id(),
+        secrets_identity: None,
     };
     eprintln!("restoring {n} volumes into {target} …");
     let start = Instant::now();

@@ -240,6 +240,21 @@ impl App {
         }
     }
 
+    /// The identity that opens sealed Secrets: the file `flag` names
+    /// (`--secrets-identity`, `DR_SECRETS_IDENTITY`), else the
+    /// configuration's `secrets_identity`, else none.
+    pub fn secrets_identity(
+        &self,
+        flag: Option<&Path>,
+    ) -> Result<Option<crate::secrets::Identity>, crate::secrets::SecretsError> {
+        let path = match (flag, &self.config.secrets_identity) {
+            (Some(f), _) => f.to_owned(),
+            (None, Some(c)) => self.resolve(c),
+            (None, None) => return Ok(None),
+        };
+        crate::secrets::Identity::load(&path).map(Some)
+    }
+
     /// How long drill leftovers of `policy` may stay (the default for a
     /// policy that is not configured).
     pub fn drill_ttl(&self, policy: &str) -> Duration {

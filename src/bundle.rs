@@ -183,6 +183,12 @@ pub struct Bundle {
     pub objects: Vec<Value>,
     /// Secrets captured by name only (their data is not in the bundle).
     pub secrets_by_reference: Vec<String>,
+    /// The same Secrets whole (data intact, server fields stripped), sealed
+    /// with age to the policy's recipients (`crate::secrets::seal_objects`):
+    /// armored age text, never plain. Absent when the policy names no
+    /// recipients, or has no Secrets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sealed_secrets: Option<String>,
     /// The resource of every kind in `objects` and `cluster_objects`
     /// (format 2; empty in format 1, whose kinds are [`KINDS`]).
     #[serde(default)]

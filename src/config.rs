@@ -46,6 +46,12 @@ pub struct Config {
     pub policies: Vec<PolicyConfig>,
     #[serde(default)]
     pub history: HistoryConfig,
+    /// The age identity file `dr serve`'s drills (and `dr restore` / `dr
+    /// drill run` without `--secrets-identity`) open sealed Secrets with;
+    /// relative to the configuration file's directory. Without it, drills
+    /// copy Secrets from the live namespace.
+    #[serde(default)]
+    pub secrets_identity: Option<PathBuf>,
 }
 
 /// How long the catalog keeps what the report reads (see
@@ -197,10 +203,72 @@ pub struct PolicyConfig {
     /// configuration file's directory, then from the working directory).
     #[serde(default = "default_runbook")]
     pub runbook: PathBuf,
+    /// Secrets kept sealed in each recovery point (see `crate::secrets`);
+    /// without it they are kept by reference only and do not survive the
+    /// loss of the cluster.
+    #[serde(default)]
+    pub secrets: Option<SecretsConfig>,
     /// Which kinds a recovery point captures (default: every namespaced
     /// kind the API server serves but the derived ones, `bundle::DERIVED`).
     #[serde(default)]
     pub kinds: KindsConfig,
+}
+
+/// What a policy says of its Secrets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// The age X25519 recipients (`age1…`) every point's Secrets are sealed
+    /// to; at least one.
+    #[serde(deserialize_with = "recipients")]
+    pub recipients: Vec<crate::secrets::Recipient>,
+}
+
+fn recipients<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<crate::secrets::Recipient>, D::Error> {
+    let r = Vec::<crate::secrets::Recipient>::deserialize(d)?;
+    if r.is_empty() {
+        return Err(de::Error::custom(format!(
+            "name at least one recipient ({}), or leave out `secrets` to keep Secrets by reference only",
+            crate::secrets::RECIPIENT_FORM
+        )));
+    }
+    Ok(r)
+}
+
+/// What `dr config check`, `dr status` and the report say of a policy
+/// whose Secrets are kept by reference only.
+pub const SECRETS_BY_REFERENCE_NOTE: &str = "its Secrets are kept by reference only and will not survive the loss of the cluster; add secrets: {recipients: [age1…]} to the policy";
+
+/// How a policy's recovery points keep its Secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretsMode {
+    /// Whole, sealed to the policy's recipients: they survive the cluster.
+    Sealed,
+    /// Name, type and keys only: restored from the live namespace, or not at all.
+    ByReference,
+}
+
+impl SecretsMode {
+    /// What to say of a policy's Secrets, if anything
+    /// ([`SECRETS_BY_REFERENCE_NOTE`] for `ByReference`).
+    pub fn note(self) -> Option<&'static str> {
+        match self {
+            SecretsMode::Sealed => None,
+            SecretsMode::ByReference => Some(SECRETS_BY_REFERENCE_NOTE),
+        }
+    }
+}
+
+impl PolicyConfig {
+    /// How its recovery points keep its Secrets.
+    pub fn secrets_mode(&self) -> SecretsMode {
+        if self.secrets.is_some() {
+            SecretsMode::Sealed
+        } else {
+            SecretsMode::ByReference
+        }
+    }
 }
 
 /// `kinds: {include: [...], exclude: [...]}` of a policy. Entries name a
@@ -773,6 +841,56 @@ policies:
             e.contains("policies[1].name") && e.contains("unique"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn secrets_recipients_are_validated_by_path() {
+        let base = "policies:\n  - name: a\n    namespace: b\n";
+        let r = crate::secrets::Identity::generate(Path::new("k"))
+            .0
+            .recipients()[0]
+            .to_string();
+        let c = Config::parse(&format!("{base}    secrets: {{recipients: [{r}]}}\n"), "x").unwrap();
+        let p = &c.policies[0];
+        assert_eq!(p.secrets_mode(), SecretsMode::Sealed);
+        assert_eq!(p.secrets.as_ref().unwrap().recipients[0].to_string(), r);
+        // It reads back as written (dr config check prints it).
+        let back = Config::parse(&serde_norway::to_string(&c).unwrap(), "x").unwrap();
+        assert_eq!(back, c);
+
+        let e = err(&format!(
+            "{base}    secrets: {{recipients: [{r}, age1bad]}}\n"
+        ));
+        assert!(e.contains("policies[0].secrets.recipients[1]"), "{e}");
+        assert!(
+            e.contains("\"age1bad\" is not an age recipient") && e.contains("age1"),
+            "{e}"
+        );
+        let e = err(&format!("{base}    secrets: {{recipients: []}}\n"));
+        assert!(
+            e.contains("policies[0].secrets.recipients") && e.contains("at least one"),
+            "{e}"
+        );
+        let e = err(&format!(
+            "{base}    secrets: {{recipients: [{r}], identity: k.txt}}\n"
+        ));
+        assert!(
+            e.contains("policies[0].secrets") && e.contains("identity"),
+            "{e}"
+        );
+
+        let c = Config::parse(&format!("secrets_identity: keys/dr.txt\n{base}"), "x").unwrap();
+        assert_eq!(
+            c.secrets_identity.as_deref(),
+            Some(Path::new("keys/dr.txt"))
+        );
+        assert_eq!(c.policies[0].secrets_mode(), SecretsMode::ByReference);
+        assert!(
+            SecretsMode::ByReference
+                .note()
+                .is_some_and(|n| n.contains("will not survive the loss of the cluster"))
+        );
+        assert_eq!(SecretsMode::Sealed.note(), None);
     }
 
     #[test]

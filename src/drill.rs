@@ -43,13 +43,15 @@ pub fn drill_namespace(policy: &str) -> Result<Namespace, crate::names::NameErro
 /// A drill as dr runs it, by hand (`dr drill run`) or on the policy's drill
 /// schedule (`dr serve`): leftovers of earlier drills past the policy's drill
 /// TTL are removed first (said to `obs`), then [`run_drill`] with the
-/// policy's content probe, held by this process.
+/// policy's content probe and `secrets_identity` (without it, sealed Secrets
+/// are copied from the live namespace), held by this process.
 pub async fn start(
     app: &App,
     env: &Env,
     policy: &PolicyRecord,
     runbook: Runbook,
     plan: &RestorePlan,
+    secrets_identity: Option<crate::secrets::Identity>,
     obs: &dyn Observer,
 ) -> Result<Outcome, RunError> {
     let name = policy.name.as_str();
@@ -66,7 +68,21 @@ pub async fn start(
         )));
     }
     let content_url = app.policy(name).and_then(|p| p.content_url.clone());
-    run_drill(env, policy, runbook, plan, content_url, &app.holder, obs).await
+    let opts = DrillOptions {
+        content_url,
+        secrets_identity,
+    };
+    run_drill(env, policy, runbook, plan, opts, &app.holder, obs).await
+}
+
+/// What a drill uses beyond its plan and runbook.
+#[derive(Debug, Clone, Default)]
+pub struct DrillOptions {
+    /// The policy's content probe URL template, for `content: checksums`.
+    pub content_url: Option<String>,
+    /// Opens the point's sealed Secrets; without it they are copied from
+    /// the live namespace.
+    pub secrets_identity: Option<crate::secrets::Identity>,
 }
 
 /// Runs a drill of `plan` (a recovery point of `policy`) into a new scratch
@@ -76,10 +92,14 @@ pub async fn run_drill(
     policy: &PolicyRecord,
     runbook: Runbook,
     plan: &RestorePlan,
-    content_url: Option<String>,
+    opts: DrillOptions,
     holder: &str,
     obs: &dyn Observer,
 ) -> Result<Outcome, RunError> {
+    let DrillOptions {
+        content_url,
+        secrets_identity,
+    } = opts;
     let target = drill_namespace(policy.name.as_str()).map_err(|e| {
         RunError::StepFailed(StepFailed {
             seq: 0,
@@ -103,6 +123,7 @@ pub async fn run_drill(
         incident: None,
         content_url,
         holder: holder.to_owned(),
+        secrets_identity,
     };
     let begun = engine::begin(env, &spec, plan).await?;
     let held = engine::hold(env, &spec, &begun, obs);

@@ -24,8 +24,9 @@
 //! Modules in flow order: [`config`] and the value types ([`names`],
 //! [`span`], [`timespec`]); [`app`], the context the CLI and the daemon share;
 //! [`schedule`] (when, pure); [`backup`] (a tick) with [`bundle`] (the captured
-//! objects and their pure transforms) and [`point_file`] (what the bucket
-//! keeps of a point beside its bundle); [`catalog`] (what was protected);
+//! objects and their pure transforms), [`secrets`] (Secrets sealed with age),
+//! [`references`] (what the objects refer to, pure) and [`point_file`] (what
+//! the bucket keeps of a point beside its bundle); [`catalog`] (what was protected);
 //! [`retention`] (pure) and [`prune`]; [`sync`] (the catalog rebuilt from the
 //! bucket); [`restore`] (planning only); [`runbook`] (executing: spec, engine,
 //! steps, lease, summary); [`drill`]; [`report`]; [`status`], [`probe`],
@@ -43,6 +44,8 @@ pub mod app;
 pub mod schedule;
 pub mod backup;
 pub mod bundle;
+pub mod secrets;
+pub mod references;
 pub mod point_file;
 pub mod catalog;
 pub mod retention;

@@ -64,6 +64,9 @@ pub struct PolicyStatus {
     /// Ticks among `last_ticks` that did not run.
     pub missed_or_skipped: usize,
     pub next_tick: Option<DateTime<Utc>>,
+    /// How its points keep its Secrets, from the configuration `dr status`
+    /// ran with (`None`: not known).
+    pub secrets: Option<crate::config::SecretsMode>,
 }
 
 fn ser_opt_secs<S: serde::Serializer>(d: &Option<TimeDelta>, s: S) -> Result<S::Ok, S::Error> {
@@ -121,6 +124,7 @@ pub fn policy_status(
             .count(),
         last_ticks,
         next_tick,
+        secrets: None,
     };
     s.verdict = verdict(&s);
     s
@@ -132,6 +136,18 @@ impl PolicyStatus {
         self.configured = Some(listed);
         self.verdict = verdict(&self);
         self
+    }
+
+    /// The same status, knowing how the configuration keeps its Secrets.
+    pub fn secrets(mut self, mode: crate::config::SecretsMode) -> PolicyStatus {
+        self.secrets = Some(mode);
+        self
+    }
+
+    /// What its Secrets need said beside the table, if anything.
+    pub fn secrets_note(&self) -> Option<String> {
+        let note = self.secrets?.note()?;
+        Some(format!("{}: {note}", self.policy))
     }
 
     /// What the verdict needs said beside the table, if anything.

@@ -359,7 +359,7 @@ impl Protect {
         id: PointId,
         tick_at: DateTime<Utc>,
     ) -> Result<String, String> {
-        let bundle = cluster::capture(
+        let mut bundle = cluster::capture(
             &self.kube,
             policy.name.as_str(),
             &policy.namespace,
@@ -369,6 +369,22 @@ impl Protect {
         )
         .await
         .map_err(|e: ClusterError| e.to_string())?;
+        if let Some(s) = &policy.secrets
+            && !bundle.secrets_by_reference.is_empty()
+        {
+            // The values go from the API server into age and nowhere else.
+            let whole = cluster::secrets::whole(
+                &self.kube,
+                &policy.namespace,
+                &policy.selector,
+                &bundle.secrets_by_reference,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            bundle.sealed_secrets = Some(
+                crate::secrets::seal_objects(&whole, &s.recipients).map_err(|e| e.to_string())?,
+            );
+        }
         let key = self.store.bundle_key(policy.name.as_str(), tick_at);
         self.store
             .put_bundle(&bundle, &key)

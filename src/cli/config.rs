@@ -33,11 +33,21 @@ pub async fn run(ctx: &Context, c: ConfigCommand) -> Result<(), Failure> {
     if let Some(c) = &effective.catalog {
         effective.catalog = c.redacted().parse().ok();
     }
+    // Said of every policy whose Secrets will not survive the cluster.
+    let secrets: Vec<serde_json::Value> = config
+        .policies
+        .iter()
+        .map(|p| {
+            let mode = p.secrets_mode();
+            serde_json::json!({"policy": p.name, "secrets": mode, "note": mode.note()})
+        })
+        .collect();
     match ctx.output {
         Format::Json => output::json(&serde_json::json!({
             "file": path.display().to_string(),
             "valid": true,
             "config": effective,
+            "secrets": secrets,
         }))?,
         Format::Table => {
             eprintln!(
@@ -50,6 +60,11 @@ pub async fn run(ctx: &Context, c: ConfigCommand) -> Result<(), Failure> {
                     "ies"
                 }
             );
+            for p in &config.policies {
+                if let Some(note) = p.secrets_mode().note() {
+                    eprintln!("policy {}: {note}", p.name);
+                }
+            }
             print!("{}", serde_norway::to_string(&effective)?);
         }
     }

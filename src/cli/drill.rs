@@ -34,6 +34,12 @@ pub enum DrillCommand {
         /// The runbook [default: the policy's drill runbook, else its runbook].
         #[arg(long, value_name = "FILE")]
         runbook: Option<std::path::PathBuf>,
+        /// The age identity file that opens the point's sealed Secrets
+        /// [default: the configuration's `secrets_identity`; without one,
+        /// Secrets are copied from the live namespace]. A wrong identity
+        /// fails the drill before anything is applied.
+        #[arg(long, env = "DR_SECRETS_IDENTITY", value_name = "FILE")]
+        secrets_identity: Option<std::path::PathBuf>,
     },
     /// Drills, newest first: verdict, point, duration.
     List {
@@ -65,6 +71,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
             point,
             to,
             runbook,
+            secrets_identity,
         } => {
             // Everything that can be refused is checked (catalog, point,
             // runbook) before Kubernetes or Longhorn is contacted.
@@ -92,6 +99,10 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
                 .map_err(Failure::input)?;
             rb.check_rto(&path.display().to_string(), policy.rto)
                 .map_err(Failure::input)?;
+            let identity = ctx
+                .app
+                .secrets_identity(secrets_identity.as_deref())
+                .map_err(Failure::input)?;
             let env = ctx.app.env().await?;
             if ctx.output == Format::Table {
                 println!(
@@ -104,7 +115,7 @@ pub async fn run(ctx: &Context, c: DrillCommand) -> Result<(), Failure> {
                 );
             }
             let obs = Terminal::new();
-            let out = drill::start(&ctx.app, &env, &policy, rb, &plan, &obs)
+            let out = drill::start(&ctx.app, &env, &policy, rb, &plan, identity, &obs)
                 .await
                 .map_err(|e| {
                     if e.is_refusal() {

@@ -70,7 +70,7 @@ pub async fn run(ctx: &Context, a: ReportArgs) -> Result<(), Failure> {
             .map(|p| p.name.clone())
             .collect()
     });
-    let r = report::gather(
+    let mut r = report::gather(
         &catalog,
         &policies,
         configured.as_deref(),
@@ -79,6 +79,14 @@ pub async fn run(ctx: &Context, a: ReportArgs) -> Result<(), Failure> {
         now,
     )
     .await?;
+    for p in &mut r.policies {
+        p.secrets = p
+            .policy
+            .parse()
+            .ok()
+            .and_then(|n| ctx.config().policy(&n))
+            .map(|c| c.secrets_mode());
+    }
     let format = a.format.unwrap_or(match ctx.output {
         Format::Json => ReportFormat::Json,
         Format::Table => ReportFormat::Table,

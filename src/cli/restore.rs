@@ -22,7 +22,8 @@ use std::path::PathBuf;
 #[command(
     after_long_help = "Exit codes: 0 restored within the RTO; 3 restored but over the RTO; \
 1 failed (the run is recorded; run the same command again to resume it); 2 refused \
-(bad time or policy, a busy target, live data without --replace)."
+(bad time or policy, a busy target, live data without --replace, sealed Secrets without \
+their identity)."
 )]
 pub struct RestoreArgs {
     /// Restore to this time: RFC 3339 (2026-11-24T09:45:00Z), `latest`, `2h ago`,
@@ -67,6 +68,14 @@ pub struct RestoreArgs {
     /// Link the run to this incident (see `dr incident list`).
     #[arg(long, value_name = "ID")]
     pub incident: Option<i64>,
+
+    /// The age identity file (as `age-keygen` writes it) that opens the
+    /// point's sealed Secrets, for policies with `secrets.recipients`
+    /// [default: the configuration's `secrets_identity`]. A point with sealed
+    /// Secrets is refused without it, or with an identity they were not
+    /// sealed to, before anything is applied.
+    #[arg(long, env = "DR_SECRETS_IDENTITY", value_name = "FILE")]
+    pub secrets_identity: Option<PathBuf>,
 }
 
 fn refuse(ctx: &Context, e: restore::PlanError) -> Failure {
@@ -117,6 +126,10 @@ pub async fn run(ctx: &Context, a: RestoreArgs) -> Result<(), Failure> {
         .check_rto(&rb_path.display().to_string(), policy.rto)
         .map_err(Failure::input)?;
 
+    let secrets_identity = ctx
+        .app
+        .secrets_identity(a.secrets_identity.as_deref())
+        .map_err(Failure::input)?;
     let env = ctx.app.env().await?;
     let target_ns = a
         .namespace
@@ -137,6 +150,7 @@ pub async fn run(ctx: &Context, a: RestoreArgs) -> Result<(), Failure> {
             .policy(policy.name.as_str())
             .and_then(|p| p.content_url.clone()),
         holder: ctx.app.holder.clone(),
+        secrets_identity,
     };
     let begun = exec::begin(&env, &spec, &plan).await.map_err(|e| {
         if e.is_refusal() {

@@ -53,6 +53,10 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
             next,
             now,
         );
+        let s = match ctx.config().policy(&p.name) {
+            Some(c) => s.secrets(c.secrets_mode()),
+            None => s,
+        };
         out.push(match listed(&p.name) {
             Some(yes) => s.configured(yes),
             None => s,
@@ -90,6 +94,9 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
             }
             print!("{}", t.render());
             for note in out.iter().filter_map(PolicyStatus::note) {
+                println!("{note}");
+            }
+            for note in out.iter().filter_map(PolicyStatus::secrets_note) {
                 println!("{note}");
             }
             for s in &out {

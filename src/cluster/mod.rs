@@ -1,8 +1,10 @@
 //! The Kubernetes adapter: which Longhorn volumes a policy protects (PVC →
 //! PV → `spec.csi.volumeHandle`) and what a namespace's manifests are.
 
+pub mod references;
 pub mod restore;
 pub mod scratch;
+pub mod secrets;
 
 use crate::bundle::{self, BUNDLE_FORMAT, Bundle};
 use crate::config::KindsConfig;
@@ -387,6 +389,7 @@ pub async fn capture(
         tick: crate::timespec::fmt_time(tick),
         objects,
         secrets_by_reference: secrets,
+        sealed_secrets: None,
         resources,
         cluster_objects,
     })

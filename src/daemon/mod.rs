@@ -307,6 +307,15 @@ impl Daemon {
                 return;
             }
         };
+        // The configured identity opens sealed Secrets; without one the
+        // drill copies them from the live namespace.
+        let identity = match self.app.secrets_identity(None) {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::warn!(%policy, error = %e, "drill not run: the secrets identity cannot be read");
+                return;
+            }
+        };
         tracing::info!(%policy, point = %plan.point.id, "drill started");
         match crate::drill::start(
             &self.app,
@@ -314,6 +323,7 @@ impl Daemon {
             &record,
             runbook.clone(),
             &plan,
+            identity,
             &crate::runbook::engine::Quiet,
         )
         .await

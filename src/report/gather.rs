@@ -62,6 +62,7 @@ pub async fn policy_report(
     Ok(PolicyReport {
         policy: p.name.to_string(),
         configured,
+        secrets: None,
         rpo,
         rto,
         availability: measures::availability(&incidents, since, until, now),

@@ -37,6 +37,9 @@ pub struct PolicyReport {
     /// (None: it ran without one). A policy no longer configured is
     /// measured up to its last tick.
     pub configured: Option<bool>,
+    /// How its points keep its Secrets, from the configuration the report
+    /// ran with (`None`: not known).
+    pub secrets: Option<crate::config::SecretsMode>,
     pub rpo: RpoStats,
     pub rto: RtoStats,
     pub availability: Availability,

@@ -55,6 +55,10 @@ pub struct RunSpec {
     pub content_url: Option<String>,
     /// This process: `host:pid:nonce`.
     pub holder: String,
+    /// The age identity that opens the point's sealed Secrets
+    /// (`--secrets-identity`); without it a restore of a point with sealed
+    /// Secrets is refused, and a drill copies them from the live namespace.
+    pub secrets_identity: Option<crate::secrets::Identity>,
 }
 
 /// Why a run could not start or did not finish.
@@ -80,6 +84,15 @@ pub enum RunError {
     },
     #[error("recovery point {point} has no restorable backup")]
     NothingToRestore { point: i64 },
+    #[error(
+        "recovery point {point} holds sealed Secrets that {why}: {}; {todo}. Nothing was applied", names.join(", ")
+    )]
+    SecretsSealed {
+        point: i64,
+        names: Vec<String>,
+        why: String,
+        todo: String,
+    },
     #[error("another process took over run {run}; this one stops")]
     LostLock { run: RunId },
     #[error(transparent)]
@@ -88,6 +101,8 @@ pub enum RunError {
     Catalog(#[from] CatalogError),
     #[error(transparent)]
     Kubernetes(#[from] ClusterError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl RunError {
@@ -95,7 +110,10 @@ impl RunError {
     pub fn is_refusal(&self) -> bool {
         matches!(
             self,
-            RunError::Busy { .. } | RunError::LiveData { .. } | RunError::NothingToRestore { .. }
+            RunError::Busy { .. }
+                | RunError::LiveData { .. }
+                | RunError::NothingToRestore { .. }
+                | RunError::SecretsSealed { .. }
         )
     }
 }
@@ -192,6 +210,12 @@ pub async fn begin(env: &Env, spec: &RunSpec, plan: &RestorePlan) -> Result<Begu
             point: plan.point.id.0,
         });
     }
+    // Sealed Secrets that cannot be opened refuse the run before it is
+    // recorded and before anything in the cluster changes.
+    if let Some(key) = plan.point.bundle_key.as_deref() {
+        let bundle = env.store.get_bundle(key).await?;
+        open_sealed(&bundle, spec, plan.point.id.0)?;
+    }
     if !spec.replace {
         let live = k8s::live_data(&env.kube, spec.target.as_str(), &claims).await?;
         if !live.is_empty() {
@@ -230,6 +254,41 @@ pub async fn begin(env: &Env, spec: &RunSpec, plan: &RestorePlan) -> Result<Begu
             other => RunError::Catalog(other),
         })?;
     Ok(Begun::New(run))
+}
+
+/// The point's sealed Secrets opened with the run's identity: `None` when
+/// the bundle has none, or for a drill without an identity (it copies them
+/// from the live namespace); refused for a restore without an identity or
+/// with one they were not sealed to, naming the Secrets.
+pub fn open_sealed(
+    bundle: &crate::bundle::Bundle,
+    spec: &RunSpec,
+    point: i64,
+) -> Result<Option<Vec<serde_json::Value>>, RunError> {
+    let Some(sealed) = bundle.sealed_secrets.as_deref() else {
+        return Ok(None);
+    };
+    let refused = |why: String, todo: &str| RunError::SecretsSealed {
+        point,
+        names: bundle.secrets_by_reference.clone(),
+        why,
+        todo: todo.to_owned(),
+    };
+    match &spec.secrets_identity {
+        None if spec.kind == RunKind::Drill => Ok(None),
+        None => Err(refused(
+            "cannot be brought back without the age identity they were sealed to".into(),
+            "give its file with --secrets-identity FILE (or DR_SECRETS_IDENTITY, or secrets_identity in the configuration)",
+        )),
+        Some(id) => crate::secrets::open_objects(sealed, id)
+            .map(Some)
+            .map_err(|e| {
+                refused(
+                    format!("cannot be opened ({e})"),
+                    "give the identity file of one of the policy's secrets.recipients with --secrets-identity FILE",
+                )
+            }),
+    }
 }
 
 /// The outcome of a finished run.

@@ -201,31 +201,42 @@ impl StepCtx<'_> {
 
     async fn apply_recovery_point(&self) -> Result<String, StepError> {
         let bundle = self.bundle().await?;
+        // Opened before anything is applied: a resumed run whose identity
+        // is missing or wrong changes nothing.
+        let opened = super::engine::open_sealed(bundle, self.spec, self.plan.point.id.0)
+            .map_err(|e| StepError::Check(e.to_string()))?;
+        let mut restored = Vec::new();
+        if let Some(secrets) = &opened {
+            restored = crate::cluster::secrets::apply(&self.env.kube, self.ns(), secrets).await?;
+        }
         // Cluster-scoped dependencies (CRDs Established) before the objects
         // that need them.
         let cluster = k8s::ensure_cluster_objects(&self.env.kube, bundle).await?;
         let objects = bundle::for_redeploy(&bundle.objects, self.ns());
         let applied = k8s::apply(&self.env.kube, self.ns(), &objects, &bundle.resources).await?;
         let wanted = bundle::secret_names(&bundle.objects);
-        let mut missing = k8s::missing_secrets(&self.env.kube, self.ns(), &wanted).await?;
+        let missing = k8s::missing_secrets(&self.env.kube, self.ns(), &wanted).await?;
         let mut copied = Vec::new();
         if self.spec.source != self.spec.target {
-            let mut still = Vec::new();
             for name in missing {
                 if k8s::copy_secret(&self.env.kube, self.spec.source.as_str(), self.ns(), &name)
                     .await?
                 {
                     copied.push(name);
-                } else {
-                    still.push(name);
                 }
             }
-            missing = still;
         }
+        self.check_references(bundle).await?;
         let mut d = format!(
             "applied {} objects, workloads held at 0 replicas",
             applied.objects.len()
         );
+        if !restored.is_empty() {
+            d.push_str(&format!(
+                "; Secrets restored from the sealed copy: {}",
+                restored.join(", ")
+            ));
+        }
         if !bundle.cluster_objects.is_empty() {
             d.push_str(&format!("; {}", cluster.summary()));
         }
@@ -239,16 +250,78 @@ impl StepCtx<'_> {
                 copied.join(", ")
             ));
         }
-        if !missing.is_empty() {
-            let msg = format!(
-                "Secrets the application needs are missing in {} (the bundle holds them by reference only): {}; create them, then re-run",
-                self.ns(),
-                missing.join(", ")
-            );
-            self.obs.event(&RunEvent::Notice(msg.clone()));
-            d.push_str(&format!("; MISSING Secrets: {}", missing.join(", ")));
-        }
+        d.push_str("; every reference of the application found");
         Ok(d)
+    }
+
+    /// Fails, naming each and saying what to do, when something the
+    /// application refers to (see `crate::references`) is not in the target
+    /// namespace; claims the data stage binds later count as there.
+    async fn check_references(&self, bundle: &Bundle) -> Result<(), StepError> {
+        use crate::references::{self as refs, Reference, Target};
+        let point = self.plan.point.id;
+        let mut all = refs::references(&bundle.objects);
+        // A Secret the point captured is needed even if no template names it.
+        for name in bundle::secret_names(&bundle.objects) {
+            all.push(Reference {
+                target: Target::Secret { name },
+                by: format!("recovery point {point}"),
+                via: "which captured it".into(),
+            });
+        }
+        let coming: std::collections::BTreeSet<String> =
+            self.volumes().into_iter().map(|(c, _, _)| c).collect();
+        let later = |t: &Target| match t {
+            Target::PersistentVolumeClaim { name } => {
+                coming.contains(name) || refs::made_by_template(name, &bundle.objects)
+            }
+            _ => false,
+        };
+        let lookup: std::collections::BTreeSet<Target> = all
+            .iter()
+            .map(|r| r.target.clone())
+            .filter(|t| !later(t))
+            .collect();
+        let present =
+            crate::cluster::references::present(&self.env.kube, self.ns(), &lookup).await?;
+        let missing = refs::missing(&all, |t| later(t) || present.contains(t));
+        if missing.is_empty() {
+            return Ok(());
+        }
+        let sealed = bundle.sealed_secrets.is_some();
+        let lines: Vec<String> = missing
+            .iter()
+            .map(|(t, by)| {
+                let uses = by
+                    .iter()
+                    .map(|r| format!("{} {}", r.by, r.via))
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let todo = match t {
+                    Target::Secret { .. } if !sealed => {
+                        "the recovery point holds Secrets by reference only; add `secrets: {recipients: [age1…]}` to the policy so later points carry them, or create it"
+                    }
+                    Target::Secret { .. } => {
+                        "it is not among the point's sealed Secrets; create it"
+                    }
+                    Target::CustomResourceDefinition { .. } => "install its definition",
+                    Target::PersistentVolumeClaim { .. } => {
+                        "the recovery point has no backup of it; create it"
+                    }
+                    _ => "it is not in the recovery point; create it",
+                };
+                format!("{t} (referenced by {uses}) is missing in namespace {}: {todo}", self.ns())
+            })
+            .collect();
+        // A failed restore's error already says to run the same command again.
+        let again = match self.spec.kind {
+            crate::catalog::RunKind::Drill => "; then run the drill again",
+            _ => "",
+        };
+        Err(StepError::Check(format!(
+            "the application lacks what it refers to: {}{again}",
+            lines.join("; ")
+        )))
     }
 
     async fn scale_restore(&self) -> Result<String, StepError> {

@@ -521,3 +521,119 @@ fn serve_answers_health_and_stops_on_sigterm() {
     stderr.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("stopped"), "{rest}");
 }
+
+#[test]
+fn a_policy_without_recipients_is_told_its_secrets_will_not_survive_the_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.txt");
+    let (id, text) = dr::secrets::Identity::generate(&key);
+    std::fs::write(&key, text).unwrap();
+    let recipient = id.recipients()[0].to_string();
+    let file = dir.path().join("dr.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            "policies:\n  - name: shop\n    namespace: shop\n  - name: safe\n    namespace: safe\n    secrets: {{recipients: [{recipient}]}}\n"
+        ),
+    )
+    .unwrap();
+    let note = "will not survive the loss of the cluster";
+    let out = dr().args(["config", "check"]).arg(&file).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "policy shop: its Secrets are kept by reference only and {note}"
+        )),
+        "{err}"
+    );
+    assert!(!err.contains("policy safe:"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains(&recipient));
+
+    let out = dr()
+        .args(["--output", "json", "config", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["secrets"][0]["policy"], "shop");
+    assert_eq!(doc["secrets"][0]["secrets"], "by_reference");
+    assert!(doc["secrets"][0]["note"].as_str().unwrap().contains(note));
+    assert_eq!(doc["secrets"][1]["secrets"], "sealed");
+    assert!(doc["secrets"][1]["note"].is_null());
+
+    // dr status and dr report say the same, from the configuration.
+    let catalog = format!("sqlite://{}/c.db", dir.path().display());
+    let out = dr()
+        .arg("--config")
+        .arg(&file)
+        .args(["--catalog", &catalog, "status"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains(&format!(
+            "shop: its Secrets are kept by reference only and {note}"
+        )),
+        "{text}"
+    );
+    assert!(!text.contains("safe: its Secrets"), "{text}");
+    let out = dr()
+        .arg("--config")
+        .arg(&file)
+        .args(["--catalog", &catalog, "--output", "json", "status"])
+        .output()
+        .unwrap();
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let modes: Vec<(&str, &str)> = doc["policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["policy"].as_str().unwrap(),
+                p["secrets"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert!(
+        modes.contains(&("shop", "by_reference")) && modes.contains(&("safe", "sealed")),
+        "{modes:?}"
+    );
+    let out = dr()
+        .arg("--config")
+        .arg(&file)
+        .args(["--catalog", &catalog, "report"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert_eq!(text.matches(note).count(), 1, "{text}");
+
+    // A bad recipient names its key path and what is accepted.
+    std::fs::write(
+        &file,
+        "policies:\n  - name: shop\n    namespace: shop\n    secrets: {recipients: [age1nope]}\n",
+    )
+    .unwrap();
+    dr().args(["config", "check"])
+        .arg(&file)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "policies[0].secrets.recipients[0]",
+        ))
+        .stderr(predicate::str::contains("age X25519 recipient"));
+}
+
+#[test]
+fn restore_and_drill_take_a_secrets_identity() {
+    for cmd in [&["restore", "--help"][..], &["drill", "run", "--help"]] {
+        dr().args(cmd)
+            .assert()
+            .success()
+            .stdout(predicate::str::contains("--secrets-identity <FILE>"))
+            .stdout(predicate::str::contains("DR_SECRETS_IDENTITY"));
+    }
+}

@@ -3,17 +3,18 @@
 //! dr's bundles and point files). On the test bed's second cluster, with a
 //! fresh Longhorn (emulator) on the same backup store and an empty catalog,
 //! `dr catalog sync` rebuilds the points from the bucket and `dr restore`
-//! brings the application back: every object, the volumes byte for byte,
+//! with the operator's age identity brings the application back: every
+//! object, the Secret's value (sealed in the bundle), the volumes byte for byte,
 //! Ready workloads, the content checksums checked, each stage timed.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use crate::harness::app::{CLAIMS, bed, json_of};
+use crate::harness::app::{BedOptions, CLAIMS, SECRET, SECRET_VALUE, bed_with, json_of};
 use crate::harness::testbed;
 use dr::bundle::Resource;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Service,
+    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Secret, Service,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
@@ -65,8 +66,20 @@ async fn checksum_on(emu: &Emulator, kube: &kube::Client, ns: &str, claim: &str)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cluster_is_lost_and_the_application_comes_back_in_another_from_the_bucket() {
-    // Cluster A: the application protected, two points.
-    let b = bed(2).await;
+    // Cluster A: the application protected, two points; its Secret sealed
+    // to the operator's identity, which is all that is kept outside.
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("age-key.txt");
+    let (id, text) = dr::secrets::Identity::generate(&key);
+    std::fs::write(&key, text).unwrap();
+    let b = bed_with(
+        2,
+        &BedOptions {
+            secret: true,
+            recipients: id.recipients().iter().map(|r| r.to_string()).collect(),
+        },
+    )
+    .await;
     let (_, _, sums) = b.points[1].clone();
     // The application also has a custom resource, whose definition cluster
     // B has never seen; a third point (the data unchanged) captures both.
@@ -143,7 +156,15 @@ async fn the_cluster_is_lost_and_the_application_comes_back_in_another_from_the_
     let out = dr_on_b(
         &config_b,
         &catalog,
-        &["--output", "json", "restore", "--to", "latest"],
+        &[
+            "--output",
+            "json",
+            "restore",
+            "--to",
+            "latest",
+            "--secrets-identity",
+            key.to_str().unwrap(),
+        ],
     );
     assert_eq!(
         out.status.code(),
@@ -211,6 +232,15 @@ async fn the_cluster_is_lost_and_the_application_comes_back_in_another_from_the_
     assert_eq!(
         gear.data["spec"]["teeth"], 42,
         "the custom resource came back"
+    );
+    let secret = Api::<Secret>::namespaced(kube_b.clone(), &ns)
+        .get(SECRET)
+        .await
+        .unwrap();
+    assert_eq!(
+        secret.data.unwrap()["password"].0,
+        SECRET_VALUE.as_bytes(),
+        "the Secret's value, from the sealed copy in the bucket"
     );
     for c in CLAIMS {
         assert_eq!(checksum_on(&emu_b, &kube_b, &ns, c).await, sums[c], "{c}");

@@ -336,3 +336,70 @@ async fn a_drill_killed_mid_way_is_cleaned_up_by_the_next_start() {
         .status();
     serve.wait().unwrap();
 }
+
+/// The detail of a run's `apply recovery-point` step.
+async fn apply_detail(b: &Bed, out: &std::process::Output) -> String {
+    let run = RunId(json_of(out)["run"]["run_id"].as_i64().unwrap());
+    let steps = b.catalog.steps(run).await.unwrap();
+    steps
+        .iter()
+        .find(|s| s.step == "apply recovery-point")
+        .and_then(|s| s.detail.clone())
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_opens_sealed_secrets_with_the_identity_or_copies_them_without() {
+    use crate::harness::app::{BedOptions, SECRET, bed_with};
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("key.txt");
+    let (id, text) = dr::secrets::Identity::generate(&key);
+    std::fs::write(&key, text).unwrap();
+    let wrong = dir.path().join("wrong.txt");
+    std::fs::write(&wrong, dr::secrets::Identity::generate(&wrong).1).unwrap();
+    let b = bed_with(
+        1,
+        &BedOptions {
+            secret: true,
+            recipients: id.recipients().iter().map(|r| r.to_string()).collect(),
+        },
+    )
+    .await;
+
+    // With the identity: the Secret comes from the point itself.
+    let out = b.run(&[
+        "--output",
+        "json",
+        "drill",
+        "run",
+        "--secrets-identity",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let d = apply_detail(&b, &out).await;
+    assert!(
+        d.contains(&format!("Secrets restored from the sealed copy: {SECRET}"))
+            && !d.contains("copied"),
+        "{d}"
+    );
+
+    // Without one (as dr serve without secrets_identity): copied from the live namespace.
+    let out = b.run(&["--output", "json", "drill", "run"]);
+    assert_eq!(out.status.code(), Some(0));
+    let d = apply_detail(&b, &out).await;
+    assert!(
+        d.contains(&format!("Secrets copied from {}: {SECRET}", b.ns_name)),
+        "{d}"
+    );
+
+    // A wrong identity is refused before anything is made, naming the Secret.
+    let out = b.run(&[
+        "drill",
+        "run",
+        "--secrets-identity",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(SECRET) && err.contains("wrong.txt"), "{err}");
+}

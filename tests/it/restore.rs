@@ -7,7 +7,10 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use crate::harness::app::{CLAIMS, XFS_CLAIM, bed, between, cleanup, json_of, ready_replicas};
+use crate::harness::app::{
+    BedOptions, CLAIMS, SECRET, SECRET_VALUE, XFS_CLAIM, bed, bed_with, between, cleanup, json_of,
+    ready_replicas,
+};
 use crate::harness::testbed;
 use chrono::{TimeDelta, Utc};
 use dr::catalog::{NewRun, PointState, RunId, RunKind, RunState, StepState};
@@ -83,7 +86,7 @@ async fn a_deleted_namespace_comes_back_at_the_chosen_point() {
     assert_eq!(rec.point_id, Some(p1));
     assert!(rec.summary.is_some());
     let steps = b.catalog.steps(run_id).await.unwrap();
-    assert_eq!(steps.len(), 11);
+    assert_eq!(steps.len(), 12);
     let content = steps
         .iter()
         .find(|s| s.step == "content checksums")
@@ -324,5 +327,198 @@ async fn bad_times_unknown_policies_and_busy_targets_are_refused() {
         .await
         .unwrap();
     assert!(ns == dr::cluster::restore::NamespaceState::Absent, "{ns:?}");
+    cleanup(&b).await;
+}
+
+/// The Secret's value in `ns`, if the Secret is there.
+async fn secret_value(kube: &kube::Client, ns: &str) -> Option<String> {
+    let s = kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(kube.clone(), ns)
+        .get_opt(SECRET)
+        .await
+        .unwrap()?;
+    let v = s.data.unwrap_or_default().get("password").cloned()?;
+    Some(String::from_utf8(v.0).unwrap())
+}
+
+async fn namespace_exists(kube: &kube::Client, ns: &str) -> bool {
+    kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(kube.clone())
+        .get_opt(ns)
+        .await
+        .unwrap()
+        .is_some()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_secrets_come_back_with_the_identity_and_only_with_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("dr-key.txt");
+    let (id, text) = dr::secrets::Identity::generate(&key);
+    std::fs::write(&key, text).unwrap();
+    let wrong = dir.path().join("other-key.txt");
+    std::fs::write(&wrong, dr::secrets::Identity::generate(&wrong).1).unwrap();
+    let mut b = bed_with(
+        1,
+        &BedOptions {
+            secret: true,
+            recipients: id.recipients().iter().map(|r| r.to_string()).collect(),
+        },
+    )
+    .await;
+    let (p0, _, _) = b.points[0].clone();
+
+    // The bucket holds the Secret sealed, never its value.
+    let bundle_key = b.catalog.point(p0).await.unwrap().bundle_key.unwrap();
+    let tb = testbed::get();
+    let s3 = tb.s3_client();
+    let (folder, _) = bundle_key.rsplit_once('/').unwrap();
+    let listed = s3
+        .list_objects_v2()
+        .bucket(tb.s3_bucket())
+        .prefix(folder)
+        .send()
+        .await
+        .unwrap();
+    let keys: Vec<String> = listed
+        .contents()
+        .iter()
+        .filter_map(|o| o.key().map(str::to_owned))
+        .collect();
+    assert!(keys.contains(&bundle_key), "{keys:?}");
+    let b64 = serde_json::to_value(k8s_openapi::ByteString(SECRET_VALUE.into()))
+        .unwrap()
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for k in &keys {
+        let body = s3
+            .get_object()
+            .bucket(tb.s3_bucket())
+            .key(k)
+            .send()
+            .await
+            .unwrap()
+            .body
+            .collect()
+            .await
+            .unwrap()
+            .into_bytes();
+        let text = String::from_utf8_lossy(&body);
+        assert!(
+            !text.contains(SECRET_VALUE) && !text.contains(&b64),
+            "{k}: {text}"
+        );
+        assert!(text.contains("BEGIN AGE ENCRYPTED FILE"), "{k}: {text}");
+    }
+
+    b.ns.take().unwrap().delete_and_wait().await;
+    b.extra.push(b.ns_name.clone());
+    let runs_before = b.catalog.list_runs(None, None, 100).await.unwrap().len();
+
+    // Without an identity: refused before anything is applied, naming it.
+    let out = b.run(&["restore", "--to", "latest"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(SECRET)
+            && err.contains("--secrets-identity")
+            && err.contains("Nothing was applied"),
+        "{err}"
+    );
+    assert!(
+        !namespace_exists(&b.kube, &b.ns_name).await,
+        "nothing applied"
+    );
+
+    // With an identity the Secrets were not sealed to: the same.
+    let out = b.run(&[
+        "restore",
+        "--to",
+        "latest",
+        "--secrets-identity",
+        wrong.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(SECRET) && err.contains("not one the Secrets were sealed to"),
+        "{err}"
+    );
+    assert!(
+        !namespace_exists(&b.kube, &b.ns_name).await,
+        "nothing applied"
+    );
+    assert_eq!(
+        b.catalog.list_runs(None, None, 100).await.unwrap().len(),
+        runs_before,
+        "no run recorded"
+    );
+
+    // With the identity (from the environment): the Secret is back, value and all.
+    let out = b
+        .dr(&["--output", "json", "restore", "--to", "latest"])
+        .env("DR_SECRETS_IDENTITY", &key)
+        .output()
+        .unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0));
+    let doc = json_of(&out);
+    assert_eq!(doc["run"]["state"], "succeeded");
+    assert_eq!(
+        secret_value(&b.kube, &b.ns_name).await.as_deref(),
+        Some(SECRET_VALUE)
+    );
+    assert_eq!(ready_replicas(&b.kube, &b.ns_name).await, 2);
+    cleanup(&b).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_kept_by_reference_and_lost_fails_the_restore_by_name() {
+    let mut b = bed_with(
+        1,
+        &BedOptions {
+            secret: true,
+            recipients: vec![],
+        },
+    )
+    .await;
+    b.ns.take().unwrap().delete_and_wait().await;
+    b.extra.push(b.ns_name.clone());
+    let out = b.run(&["restore", "--to", "latest"]);
+    assert_eq!(out.status.code(), Some(1), "no false success");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "Secret {SECRET} (referenced by Deployment/web env DB_PASSWORD"
+        )) && err.contains("by reference only")
+            && err.contains("secrets: {recipients"),
+        "{err}"
+    );
+    let runs = b.catalog.list_runs(None, None, 10).await.unwrap();
+    assert_eq!(runs[0].state, RunState::Failed);
+    let steps = b.catalog.steps(runs[0].id).await.unwrap();
+    let failed = steps.iter().find(|s| s.state == StepState::Failed).unwrap();
+    assert_eq!(failed.stage, "redeploy", "{failed:?}");
+    // Nothing was scaled up: the workload is still held at zero.
+    let web =
+        kube::Api::<k8s_openapi::api::apps::v1::Deployment>::namespaced(b.kube.clone(), &b.ns_name)
+            .get("web")
+            .await
+            .unwrap();
+    assert_eq!(web.spec.unwrap().replicas, Some(0));
+
+    // Created by hand, the same command again succeeds.
+    let secret = serde_json::json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": SECRET, "namespace": b.ns_name},
+        "stringData": {"password": SECRET_VALUE}});
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(b.kube.clone(), &b.ns_name)
+        .create(
+            &Default::default(),
+            &serde_json::from_value(secret).unwrap(),
+        )
+        .await
+        .unwrap();
+    let out = b.run(&["restore", "--to", "latest"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(ready_replicas(&b.kube, &b.ns_name).await, 2);
     cleanup(&b).await;
 }

@@ -143,6 +143,7 @@ mod tests {
             policies: vec![PolicyReport {
                 policy: policy.into(),
                 configured,
+                secrets: None,
                 rpo,
                 rto: rto_stats(&[], TimeDelta::hours(1), 10),
                 availability: availability(&[], since, until, until),

@@ -39,28 +39,30 @@ fn policy_section(p: &PolicyReport, since: DateTime<Utc>, until: DateTime<Utc>) 
         ),
         _ => format!("Policy {}", p.policy),
     };
-    Section {
-        title,
-        blocks: vec![
-            Block::Table(rpo_table(&p.rpo)),
-            Block::Chart {
-                title: "Exposure over time against the RPO",
-                chart: Chart::Exposure {
-                    rpo: &p.rpo,
-                    since,
-                    until,
-                },
-                table: None,
-            },
-            Block::Table(rto_table(&p.rto)),
-            Block::Chart {
-                title: "Stage timings against budgets",
-                chart: Chart::Stages(&p.rto),
-                table: Some(stages_table(&p.rto)),
-            },
-            Block::Table(availability_table(&p.availability)),
-        ],
+    let mut blocks = Vec::new();
+    if let Some(note) = p.secrets.and_then(|m| m.note()) {
+        blocks.push(Block::Paragraph(note));
     }
+    blocks.extend([
+        Block::Table(rpo_table(&p.rpo)),
+        Block::Chart {
+            title: "Exposure over time against the RPO",
+            chart: Chart::Exposure {
+                rpo: &p.rpo,
+                since,
+                until,
+            },
+            table: None,
+        },
+        Block::Table(rto_table(&p.rto)),
+        Block::Chart {
+            title: "Stage timings against budgets",
+            chart: Chart::Stages(&p.rto),
+            table: Some(stages_table(&p.rto)),
+        },
+        Block::Table(availability_table(&p.availability)),
+    ]);
+    Section { title, blocks }
 }
 
 /// A row of a label and its value.

@@ -107,6 +107,26 @@ pub fn pattern(seed: u8) -> Vec<u8> {
 /// An application with two Longhorn claims and a Deployment, protected by
 /// policy `shop`; three ticks with different data written before each.
 pub async fn bed(ticks: usize) -> Bed {
+    bed_with(ticks, &BedOptions::default()).await
+}
+
+/// What a [`bed`] adds to the plain application.
+#[derive(Default)]
+pub struct BedOptions {
+    /// A Secret [`SECRET`] (key `password` = [`SECRET_VALUE`]) that the
+    /// Deployment's env `DB_PASSWORD` refers to.
+    pub secret: bool,
+    /// The policy's `secrets.recipients`.
+    pub recipients: Vec<String>,
+}
+
+/// The Secret of [`BedOptions::secret`].
+pub const SECRET: &str = "db-credentials";
+/// Its value (plain, before Kubernetes' base64).
+pub const SECRET_VALUE: &str = "correct-horse-battery-staple-0451";
+
+/// [`bed`] with options.
+pub async fn bed_with(ticks: usize, opts: &BedOptions) -> Bed {
     let tb = testbed::get();
     let kube = tb.kube_client().await;
     let prefix = format!("restore-{}", testbed::suffix());
@@ -132,7 +152,18 @@ pub async fn bed(ticks: usize) -> Bed {
     for c in CLAIMS {
         testbed::wait_bound(&kube, &ns.name, c).await;
     }
-    let app = vec![
+    let mut container = json!({"name": "web", "image": "web:1"});
+    let mut app = Vec::new();
+    if opts.secret {
+        app.push(
+            json!({"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+               "metadata": {"name": SECRET, "namespace": ns.name, "labels": labels},
+               "stringData": {"password": SECRET_VALUE}}),
+        );
+        container["env"] = json!([{"name": "DB_PASSWORD",
+            "valueFrom": {"secretKeyRef": {"name": SECRET, "key": "password"}}}]);
+    }
+    app.extend([
         json!({"apiVersion": "v1", "kind": "ConfigMap",
                "metadata": {"name": "settings", "namespace": ns.name, "labels": labels},
                "data": {"MODE": "production"}}),
@@ -143,16 +174,16 @@ pub async fn bed(ticks: usize) -> Bed {
                "metadata": {"name": "web", "namespace": ns.name, "labels": labels},
                "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
                         "template": {"metadata": {"labels": {"app": "web"}},
-                                     "spec": {"containers": [{"name": "web", "image": "web:1"}],
+                                     "spec": {"containers": [container],
                                               "volumes": [{"name": "u", "persistentVolumeClaim": {"claimName": "web-uploads"}}]}}}}),
-    ];
+    ]);
     dr::cluster::restore::apply(&kube, &ns.name, &app, &[])
         .await
         .unwrap();
 
     let dir = tempfile::tempdir().unwrap();
     let runbook = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("runbooks/testbed.yaml");
-    let config_text = format!(
+    let mut config_text = format!(
         "longhorn: {{url: \"{}\", timeout: 5s, follow_interval: 100ms}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: shop\n    namespace: {}\n    selector: app.kubernetes.io/part-of=shop\n    runbook: {}\n    content: {{checksum_url: \"{}emulator/volumes/{{volume}}/checksum\"}}\n",
         emu.url(),
         tb.s3_bucket(),
@@ -162,6 +193,12 @@ pub async fn bed(ticks: usize) -> Bed {
         runbook.display(),
         emu.url()
     );
+    if !opts.recipients.is_empty() {
+        config_text.push_str(&format!(
+            "    secrets: {{recipients: [{}]}}\n",
+            opts.recipients.join(", ")
+        ));
+    }
     let config = dir.path().join("dr.yaml");
     std::fs::write(&config, &config_text).unwrap();
     let policy = Config::parse(&config_text, "dr.yaml").unwrap().policies[0].clone();
