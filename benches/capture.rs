@@ -297,7 +297,7 @@ fn object(k: &KindSpec, i: usize, ns: &str, counts: &BTreeMap<String, usize>) ->
             "token": text(i, 200)
         }}),
         "Service" => {
-            if i % 10 == 0 {
+            if i.is_multiple_of(10) {
                 json!({"spec": {"clusterIP": "None", "selector": {"app": "bench", "component": name},
                     "ports": [{"name": "peer", "port": 7000}]}})
             } else {
@@ -313,7 +313,7 @@ fn object(k: &KindSpec, i: usize, ns: &str, counts: &BTreeMap<String, usize>) ->
         ]}),
         "RoleBinding" => {
             // Most bind the namespace's Roles; every fifth the built-in ClusterRole view.
-            let role_ref = if i % 5 == 0 {
+            let role_ref = if i.is_multiple_of(5) {
                 json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"})
             } else {
                 json!({"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": format!("role-{:04}", i % counts["Role"])})
