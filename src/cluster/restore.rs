@@ -465,6 +465,38 @@ pub async fn pv_longhorn_volume(client: &Client, name: &str) -> Result<Option<Op
     }))
 }
 
+/// Reserves PV `pv` for claim `ns/claim` (a pre-bound `spec.claimRef`), so
+/// that between the PV's creation and its claim's no other Pending claim of
+/// the same class and a fitting size can bind it: Kubernetes' PV controller
+/// binds an Available PV without a claimRef to any matching claim
+/// (pkg/controller/volume/persistentvolume `findBestMatchForClaim`), and one
+/// whose claimRef names a claim only to that claim. A PV already reserved for
+/// that claim is left as it is; one bound or reserved for another is refused.
+pub async fn reserve_pv(client: &Client, pv: &str, ns: &str, claim: &str) -> Result<()> {
+    let api = Api::<PersistentVolume>::all(client.clone());
+    let current = api.get(pv).await.map_err(api_err("read PV", pv))?;
+    if let Some(r) = current.spec.as_ref().and_then(|s| s.claim_ref.as_ref()) {
+        if r.namespace.as_deref() == Some(ns) && r.name.as_deref() == Some(claim) {
+            return Ok(());
+        }
+        return Err(ClusterError::BadObject {
+            kind: "PersistentVolume".into(),
+            name: pv.to_owned(),
+            message: format!(
+                "it is bound or reserved for claim {}/{}, not {ns}/{claim}; delete it or restore under another run",
+                r.namespace.as_deref().unwrap_or(""),
+                r.name.as_deref().unwrap_or("")
+            ),
+        });
+    }
+    let patch = json!({"spec": {"claimRef": {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim", "namespace": ns, "name": claim}}});
+    api.patch(pv, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .map_err(api_err("reserve PV", pv))?;
+    Ok(())
+}
+
 /// The bound volume of a claim, if it exists.
 pub async fn claim_volume(client: &Client, ns: &str, name: &str) -> Result<Option<Option<String>>> {
     let c = Api::<PersistentVolumeClaim>::namespaced(client.clone(), ns)

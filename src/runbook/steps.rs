@@ -543,6 +543,7 @@ impl StepCtx<'_> {
             // own default (manager/kubernetes.go `PVCreate`).
             let fs_type = b.fs_type.as_deref().unwrap_or("ext4");
             self.ensure_pv(vol, fs_type, &sc).await?;
+            k8s::reserve_pv(&self.env.kube, vol, self.ns(), claim).await?;
             match captured {
                 Some(c) => {
                     let mut obj = bundle::claim_for(c, self.ns(), vol);

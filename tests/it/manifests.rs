@@ -709,3 +709,73 @@ async fn a_capture_holds_every_kind_and_restores_into_a_new_namespace_in_order()
         delete_cluster(&admin, &cluster(kind), name).await;
     }
 }
+
+/// A restored PV is reserved for its claim before the claim exists: another
+/// Pending claim of the same class and size does not take it (Kubernetes'
+/// PV controller would bind an unreserved Available PV to it), the claim it
+/// is reserved for binds it, and reserving it for a third is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reserved_pv_waits_for_its_own_claim() {
+    use crate::harness::testbed::{self, TestNamespace};
+    use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+    use kube::Api;
+    use serde_json::json;
+    let tb = testbed::get();
+    let kube = tb.kube_client().await;
+    let ns = TestNamespace::create(&kube, "dr-reserve").await;
+    let class = format!("dr-reserve-{}", testbed::suffix());
+    let pv_name = class.clone();
+    let pv: PersistentVolume = serde_json::from_value(json!({
+        "metadata": {"name": pv_name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "storageClassName": class, "persistentVolumeReclaimPolicy": "Retain",
+                 "csi": {"driver": "driver.longhorn.io", "volumeHandle": pv_name}}}))
+    .unwrap();
+    let pvs = Api::<PersistentVolume>::all(kube.clone());
+    pvs.create(&Default::default(), &pv).await.unwrap();
+    dr::cluster::restore::reserve_pv(&kube, &pv_name, &ns.name, "mine")
+        .await
+        .unwrap();
+    // Reserving again for the same claim is a no-op (a resumed run).
+    dr::cluster::restore::reserve_pv(&kube, &pv_name, &ns.name, "mine")
+        .await
+        .unwrap();
+    let claim = |name: &str| -> PersistentVolumeClaim {
+        serde_json::from_value(json!({
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": class,
+                     "resources": {"requests": {"storage": "1Gi"}}}}))
+        .unwrap()
+    };
+    let claims = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), &ns.name);
+    claims
+        .create(&Default::default(), &claim("intruder"))
+        .await
+        .unwrap();
+    // Give the PV controller time to (wrongly) bind it.
+    tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+    let intruder = claims.get("intruder").await.unwrap();
+    assert_ne!(
+        intruder.status.and_then(|s| s.phase).as_deref(),
+        Some("Bound"),
+        "a claim the PV is not reserved for must not bind it"
+    );
+    claims
+        .create(&Default::default(), &claim("mine"))
+        .await
+        .unwrap();
+    let bound = testbed::wait_bound(&kube, &ns.name, "mine").await;
+    assert_eq!(
+        bound.spec.unwrap().volume_name.as_deref(),
+        Some(pv_name.as_str())
+    );
+    let refused = dr::cluster::restore::reserve_pv(&kube, &pv_name, &ns.name, "other").await;
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.to_string().contains(&format!("{}/mine", ns.name))),
+        "{refused:?}"
+    );
+    let _ = pvs.delete(&pv_name, &Default::default()).await;
+    ns.delete().await;
+}
