@@ -9,35 +9,25 @@
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
-use crate::harness::app::{BedOptions, CLAIMS, SECRET, SECRET_VALUE, bed_with, json_of};
+use crate::harness::app::{
+    BedOptions, CLAIMS, SECRET, SECRET_VALUE, bed_with, claim_checksum_on, dr_command, json_of,
+};
 use crate::harness::testbed;
 use dr::bundle::Resource;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, Namespace, PersistentVolume, PersistentVolumeClaim, Secret, Service,
-};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, PersistentVolume, Secret, Service};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Api;
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use longhorn_emulator::{Emulator, EmulatorConfig, Timings};
 use serde_json::json;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 use std::time::Duration;
 
 /// `dr` against cluster B, with `config` and `catalog`.
 fn dr_on_b(config: &std::path::Path, catalog: &str, args: &[&str]) -> Output {
-    let tb = testbed::get();
-    let out = Command::new(env!("CARGO_BIN_EXE_dr"))
-        .arg("--config")
-        .arg(config)
-        .args(["--catalog", catalog])
-        .args(args)
-        .env("KUBECONFIG", tb.kubeconfig_b())
-        .env("AWS_ACCESS_KEY_ID", tb.var("AWS_ACCESS_KEY_ID"))
-        .env("AWS_SECRET_ACCESS_KEY", tb.var("AWS_SECRET_ACCESS_KEY"))
-        .env_remove("DR_OUTPUT")
-        .env_remove("DR_POLICY")
-        .stdin(Stdio::null())
+    let kubeconfig = testbed::get().kubeconfig_b();
+    let out = dr_command(&kubeconfig, config, catalog, args)
         .output()
         .unwrap();
     eprintln!(
@@ -47,21 +37,6 @@ fn dr_on_b(config: &std::path::Path, catalog: &str, args: &[&str]) -> Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
-}
-
-/// The claim's volume on cluster B and its checksum in Longhorn B.
-async fn checksum_on(emu: &Emulator, kube: &kube::Client, ns: &str, claim: &str) -> String {
-    let pvc = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), ns)
-        .get(claim)
-        .await
-        .unwrap();
-    assert_eq!(pvc.status.unwrap().phase.as_deref(), Some("Bound"));
-    let pv = Api::<PersistentVolume>::all(kube.clone())
-        .get(&pvc.spec.unwrap().volume_name.unwrap())
-        .await
-        .unwrap();
-    let handle = pv.spec.unwrap().csi.unwrap().volume_handle;
-    emu.control().checksum(&handle).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -243,7 +218,11 @@ async fn the_cluster_is_lost_and_the_application_comes_back_in_another_from_the_
         "the Secret's value, from the sealed copy in the bucket"
     );
     for c in CLAIMS {
-        assert_eq!(checksum_on(&emu_b, &kube_b, &ns, c).await, sums[c], "{c}");
+        assert_eq!(
+            claim_checksum_on(&emu_b, &kube_b, &ns, c).await.1,
+            sums[c],
+            "{c}"
+        );
     }
     let ready = Api::<Deployment>::namespaced(kube_b.clone(), &ns)
         .get("web")

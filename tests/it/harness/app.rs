@@ -46,19 +46,12 @@ impl Bed {
     }
 
     pub fn dr(&self, args: &[&str]) -> Command {
-        let tb = testbed::get();
-        let mut c = Command::new(env!("CARGO_BIN_EXE_dr"));
-        c.arg("--config")
-            .arg(&self.config)
-            .args(["--catalog", &self.catalog_url()])
-            .args(args)
-            .env("KUBECONFIG", tb.kubeconfig())
-            .env("AWS_ACCESS_KEY_ID", tb.var("AWS_ACCESS_KEY_ID"))
-            .env("AWS_SECRET_ACCESS_KEY", tb.var("AWS_SECRET_ACCESS_KEY"))
-            .env_remove("DR_OUTPUT")
-            .env_remove("DR_POLICY")
-            .stdin(Stdio::null());
-        c
+        dr_command(
+            &testbed::get().kubeconfig(),
+            &self.config,
+            &self.catalog_url(),
+            args,
+        )
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
@@ -74,28 +67,62 @@ impl Bed {
 
     /// The restored volume behind a claim, and its checksum.
     pub async fn claim_checksum(&self, ns: &str, claim: &str) -> (String, String) {
-        let pvc = Api::<PersistentVolumeClaim>::namespaced(self.kube.clone(), ns)
-            .get(claim)
-            .await
-            .unwrap();
-        assert_eq!(
-            pvc.status.unwrap().phase.as_deref(),
-            Some("Bound"),
-            "{ns}/{claim} is bound"
-        );
-        let pv = pvc.spec.unwrap().volume_name.unwrap();
-        let handle = Api::<PersistentVolume>::all(self.kube.clone())
-            .get(&pv)
-            .await
-            .unwrap()
-            .spec
-            .unwrap()
-            .csi
-            .unwrap()
-            .volume_handle;
-        let sum = self.emu.control().checksum(&handle).await.unwrap();
-        (handle, sum)
+        claim_checksum_on(&self.emu, &self.kube, ns, claim).await
     }
+}
+
+/// `dr` with `config` and `catalog` against the cluster of `kubeconfig`, with
+/// the bed's S3 credentials and none of the caller's `DR_OUTPUT`/`DR_POLICY`.
+pub fn dr_command(
+    kubeconfig: &std::path::Path,
+    config: &std::path::Path,
+    catalog: &str,
+    args: &[&str],
+) -> Command {
+    let tb = testbed::get();
+    let mut c = Command::new(env!("CARGO_BIN_EXE_dr"));
+    c.arg("--config")
+        .arg(config)
+        .args(["--catalog", catalog])
+        .args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("AWS_ACCESS_KEY_ID", tb.var("AWS_ACCESS_KEY_ID"))
+        .env("AWS_SECRET_ACCESS_KEY", tb.var("AWS_SECRET_ACCESS_KEY"))
+        .env_remove("DR_OUTPUT")
+        .env_remove("DR_POLICY")
+        .stdin(Stdio::null());
+    c
+}
+
+/// The Longhorn volume behind a bound claim (in `kube`'s cluster, served by
+/// `emu`), and its checksum.
+pub async fn claim_checksum_on(
+    emu: &Emulator,
+    kube: &kube::Client,
+    ns: &str,
+    claim: &str,
+) -> (String, String) {
+    let pvc = Api::<PersistentVolumeClaim>::namespaced(kube.clone(), ns)
+        .get(claim)
+        .await
+        .unwrap();
+    assert_eq!(
+        pvc.status.unwrap().phase.as_deref(),
+        Some("Bound"),
+        "{ns}/{claim} is bound"
+    );
+    let pv = pvc.spec.unwrap().volume_name.unwrap();
+    let handle = Api::<PersistentVolume>::all(kube.clone())
+        .get(&pv)
+        .await
+        .unwrap()
+        .spec
+        .unwrap()
+        .csi
+        .unwrap()
+        .volume_handle;
+    let sum = emu.control().checksum(&handle).await.unwrap();
+    (handle, sum)
 }
 
 pub fn pattern(seed: u8) -> Vec<u8> {
