@@ -26,7 +26,7 @@
 //!
 //! Between the two: `dr::prune::compact_history(&catalog,
 //! &HistoryConfig::default(), now)` (500 rows per statement): how long it
-//! took, the rows removed, and the longest statement and batch, read from
+//! took, the rows removed, and the longest statement, read from
 //! sqlx's own log of each statement it ran (on SQLite, a tick's writes wait
 //! at most one statement: each is a transaction of its own on dr's one
 //! connection); then the compaction dr serve runs after the next tick's
@@ -852,13 +852,6 @@ async fn compact(
 
 fn print_compaction(tag: &str, what: &str, c: &Compaction, expected_rows: Option<i64>) {
     let n = c.stmts.len();
-    // compact() runs three statements per batch: backups, ticks, points.
-    let batches: Vec<f64> = c
-        .stmts
-        .chunks(3)
-        .map(|b| b.iter().map(|s| s.secs).sum())
-        .collect();
-    let longest_batch = batches.iter().copied().fold(0.0, f64::max);
     let longest = c
         .stmts
         .iter()
@@ -896,30 +889,26 @@ fn print_compaction(tag: &str, what: &str, c: &Compaction, expected_rows: Option
         )
     };
     println!(
-        "{tag}: {what}: {} — removed {} backup rows{}, {} points, {} tick outcomes; {} batches of 3 statements ({} per statement at most)",
+        "{tag}: {what}: {} — removed {} backup rows{}, {} points, {} tick outcomes; {} DELETE statements ({} rows per statement at most)",
         dur(c.took),
         thousands(c.removed.backup_rows),
         expected_rows.map_or(String::new(), |e| format!(" (expected {})", thousands(e))),
         thousands(c.removed.points),
         thousands(c.removed.ticks),
-        thousands(batches.len() as u64),
+        thousands(n as u64),
         500
     );
     println!(
-        "{tag}: {what}: longest statement {:.1} ms ({}, {} rows), longest batch {:.1} ms; statements {:.1} s in all: {}, {}, {}; the rest ({:.1} s) the 20 ms pauses between batches",
+        "{tag}: {what}: longest statement {:.1} ms ({}, {} rows); DELETE statements {:.1} s in all: {}, {}, {}; the rest ({:.1} s) finding and marking points, and on SQLite the 20 ms pauses between statements",
         longest.secs * 1000.0,
         longest.summary,
         longest.rows,
-        longest_batch * 1000.0,
         in_statements,
         by_kind("backups"),
         by_kind("ticks"),
         by_kind("recovery_points"),
         c.took.as_secs_f64() - in_statements,
     );
-    if !n.is_multiple_of(3) {
-        println!("{tag}: ({n} statements logged, not a multiple of 3: batches are approximate)");
-    }
 }
 
 // ------------------------------------------------------------ the phases

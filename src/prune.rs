@@ -143,7 +143,13 @@ pub use crate::catalog::Compacted;
 const COMPACT_BATCH: i64 = 500;
 
 /// Compacts the catalog's history (see `catalog::history`) in small
-/// batches until nothing is left to remove, pausing between batches.
+/// batches until nothing is left to remove: backup rows first (a point goes
+/// only once its rows are gone), then tick outcomes, then points.
+///
+/// On SQLite, dr's one connection is shared with ticks: it pauses between
+/// batches so that a tick's writes never wait more than one statement. On
+/// PostgreSQL ticks write on other connections, and rows of long-pruned
+/// points are never theirs, so it does not pause.
 pub async fn compact_history(
     catalog: &Catalog,
     history: &crate::config::HistoryConfig,
@@ -155,17 +161,42 @@ pub async fn compact_history(
             .unwrap_or(DateTime::<Utc>::MIN_UTC)
     };
     let (backups_before, points_before) = (before(history.pruned_backups), before(history.points));
-    let mut total = Compacted::default();
+    let pause = catalog.backend() == crate::catalog::Backend::Sqlite;
+    let backup_rows = until_none(pause, || {
+        catalog.compact_backup_rows(backups_before, COMPACT_BATCH)
+    })
+    .await?;
+    let ticks = until_none(pause, || {
+        catalog.compact_ticks(points_before, COMPACT_BATCH)
+    })
+    .await?;
+    let points = until_none(pause, || {
+        catalog.compact_points(points_before, COMPACT_BATCH)
+    })
+    .await?;
+    Ok(Compacted {
+        backup_rows,
+        points,
+        ticks,
+    })
+}
+
+/// Runs one batch after another until one removes nothing; the rows
+/// removed in all.
+async fn until_none<F, Fut>(pause: bool, mut batch: F) -> Result<u64, PruneError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<u64, crate::catalog::CatalogError>>,
+{
+    let mut total = 0;
     loop {
-        let c = catalog
-            .compact(backups_before, points_before, COMPACT_BATCH)
-            .await?;
-        total.backup_rows += c.backup_rows;
-        total.points += c.points;
-        total.ticks += c.ticks;
-        if c.total() == 0 {
+        let n = batch().await?;
+        total += n;
+        if n == 0 {
             return Ok(total);
         }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        if pause {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 }

@@ -38,20 +38,33 @@ impl Catalog {
         points_before: DateTime<Utc>,
         batch: i64,
     ) -> Result<Compacted> {
-        let backup_rows = self.compact_backup_rows(backups_before, batch).await?;
-        let ticks = sqlx::query(
+        Ok(Compacted {
+            backup_rows: self.compact_backup_rows(backups_before, batch).await?,
+            ticks: self.compact_ticks(points_before, batch).await?,
+            points: self.compact_points(points_before, batch).await?,
+        })
+    }
+
+    /// Removes at most `batch` tick outcomes of firings before `before`.
+    pub async fn compact_ticks(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
+        Ok(sqlx::query(
             "DELETE FROM ticks WHERE (policy, tick_at) IN (
                SELECT policy, tick_at FROM ticks WHERE tick_at < $1 LIMIT $2)",
         )
-        .bind(ms(points_before))
+        .bind(ms(before))
         .bind(batch)
         .execute(&self.pool)
         .await
         .map_err(q("compact tick outcomes"))?
-        .rows_affected();
-        // Only points with no backup rows left (those go first, above), no
-        // tick naming them, and no run that restored from them.
-        let points = sqlx::query(
+        .rows_affected())
+    }
+
+    /// Removes at most `batch` pruned or failed points that ticked before
+    /// `before`: only those with no backup rows left (those go first, see
+    /// [`Catalog::compact_backup_rows`]), no tick naming them, and no run
+    /// that restored from them.
+    pub async fn compact_points(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
+        Ok(sqlx::query(
             "DELETE FROM recovery_points WHERE id IN (
                SELECT p.id FROM recovery_points p
                WHERE p.state IN ('pruned', 'failed') AND p.tick_at < $1
@@ -60,17 +73,12 @@ impl Catalog {
                  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.point_id = p.id)
                LIMIT $2)",
         )
-        .bind(ms(points_before))
+        .bind(ms(before))
         .bind(batch)
         .execute(&self.pool)
         .await
         .map_err(q("compact points"))?
-        .rows_affected();
-        Ok(Compacted {
-            backup_rows,
-            points,
-            ticks,
-        })
+        .rows_affected())
     }
 
     /// Removes at most `batch` backup rows of points pruned before
@@ -80,7 +88,7 @@ impl Catalog {
     /// from the oldest pruned point through all those already emptied (on
     /// PostgreSQL through their dead index entries too): 0.6 s a statement
     /// a few thousand points into a year's backlog, and growing.
-    async fn compact_backup_rows(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
+    pub async fn compact_backup_rows(&self, before: DateTime<Utc>, batch: i64) -> Result<u64> {
         let mut removed = 0u64;
         loop {
             let left = batch - removed as i64;
