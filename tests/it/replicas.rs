@@ -289,6 +289,13 @@ async fn three_replicas_share_a_policy_and_fail_over_without_a_double_record() {
         assert!(metrics.contains(&line), "{metrics}");
     }
 
+    let status = Command::new(env!("CARGO_BIN_EXE_dr"))
+        .args(["--catalog", &db.url, "status", "--output", "json"])
+        .output()
+        .unwrap();
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["leaders"][0]["holder"], fourth.as_str(), "{status}");
+
     for r in replicas.iter_mut() {
         if r.child.try_wait().unwrap().is_none() {
             r.signal("-TERM");
