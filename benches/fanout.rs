@@ -795,6 +795,7 @@ async fn daemon(
             "127.0.0.1:0",
         ])
         .env("KUBECONFIG", tb.kubeconfig())
+        .env("DR_LEASE_NAMESPACE", &ns.name)
         .env("AWS_ACCESS_KEY_ID", tb.var("AWS_ACCESS_KEY_ID"))
         .env("AWS_SECRET_ACCESS_KEY", tb.var("AWS_SECRET_ACCESS_KEY"))
         .stderr(Stdio::null())

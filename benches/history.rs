@@ -612,6 +612,7 @@ async fn time_scrapes(
         metrics: Arc::new(dr::metrics::Metrics::default()),
         policies: Arc::new(vec![policy.clone()]),
         clock: dr::clock::Clock::System,
+        leases: None,
     };
     let (listener, local) = dr::serve::bind("127.0.0.1:0").await?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

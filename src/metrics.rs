@@ -258,6 +258,35 @@ pub fn render_runs(figures: &[RunFigures]) -> String {
     s
 }
 
+/// Who this replica is, and which policies it leads: `dr_info` and
+/// `dr_policy_leader` (1 on the replica that leads the policy, 0 on the
+/// others; `max by (policy)` of it is 0 when no replica leads it).
+pub fn render_leases(leases: &crate::daemon::LeaseStatus) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# HELP dr_info This replica of dr serve.");
+    let _ = writeln!(s, "# TYPE dr_info gauge");
+    let _ = writeln!(
+        s,
+        "dr_info{{identity=\"{}\",version=\"{}\"}} 1",
+        esc(&leases.identity),
+        env!("CARGO_PKG_VERSION")
+    );
+    let _ = writeln!(
+        s,
+        "# HELP dr_policy_leader 1 if this replica leads the policy (holds its Lease), else 0."
+    );
+    let _ = writeln!(s, "# TYPE dr_policy_leader gauge");
+    for (policy, (mine, _)) in leases.policies() {
+        let _ = writeln!(
+            s,
+            "dr_policy_leader{{policy=\"{}\"}} {}",
+            esc(&policy),
+            u8::from(mine)
+        );
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,13 +37,43 @@ pub struct AppState {
     pub policies: Arc<Vec<PolicyConfig>>,
     /// Where the scrape's "now" comes from.
     pub clock: Clock,
+    /// The policy Leases (None without policies).
+    pub leases: Option<Arc<crate::daemon::LeaseStatus>>,
 }
 
+/// Ready once the catalog answers and (with policies) the Lease API has
+/// answered; the body names the policies this replica leads.
 async fn readyz(State(app): State<AppState>) -> (StatusCode, String) {
-    match app.catalog.ping().await {
-        Ok(()) => (StatusCode::OK, "ok\n".into()),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("catalog: {e}\n")),
+    if let Err(e) = app.catalog.ping().await {
+        return (StatusCode::SERVICE_UNAVAILABLE, format!("catalog: {e}\n"));
     }
+    let Some(leases) = &app.leases else {
+        return (StatusCode::OK, "ok\n".into());
+    };
+    if !leases.answered() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "leases: the Lease API (namespace {}) has not answered yet\n",
+                leases.namespace
+            ),
+        );
+    }
+    let led: Vec<String> = leases
+        .policies()
+        .into_iter()
+        .filter(|(_, (mine, _))| *mine)
+        .map(|(p, _)| p)
+        .collect();
+    let led = if led.is_empty() {
+        "none".into()
+    } else {
+        led.join(", ")
+    };
+    (
+        StatusCode::OK,
+        format!("ok: {} leads {led}\n", leases.identity),
+    )
 }
 
 async fn metrics(
@@ -87,6 +117,9 @@ async fn metrics(
     }
     let mut text = app.metrics.render(&statuses);
     text.push_str(&crate::metrics::render_runs(&figures));
+    if let Some(leases) = &app.leases {
+        text.push_str(&crate::metrics::render_leases(leases));
+    }
     (
         StatusCode::OK,
         [("content-type", "text/plain; version=0.0.4")],

@@ -70,7 +70,13 @@ impl Catalog {
             return Ok(Vec::new());
         };
         let point = first.point_id;
-        let mut tx = self.pool.begin().await.map_err(q("record backups"))?;
+        let mut tx = match &self.fence {
+            Some(_) => {
+                self.begin_fenced(self.point(point).await?.policy.as_str())
+                    .await?
+            }
+            None => self.pool.begin().await.map_err(q("record backups"))?,
+        };
         for chunk in bs.chunks(100) {
             let values: Vec<String> = (0..chunk.len())
                 .map(|i| {

@@ -15,6 +15,7 @@
 mod backups;
 mod history;
 mod incidents;
+mod leaders;
 mod points;
 mod policies;
 mod runs;
@@ -24,6 +25,7 @@ mod ticks;
 mod types;
 
 pub use history::Compacted;
+pub use leaders::{Fence, LeaderRecord};
 pub use types::*;
 
 use crate::config::CatalogUrl;
@@ -69,6 +71,12 @@ pub enum CatalogError {
     },
     #[error("incident {id} {why}")]
     Incident { id: IncidentId, why: String },
+    #[error("refused to record for policy {policy}: {holder} no longer leads it ({why})")]
+    Fenced {
+        policy: String,
+        holder: String,
+        why: String,
+    },
     #[error("the catalog holds a value dr cannot read: {what} = {value:?}")]
     Corrupt { what: &'static str, value: String },
 }
@@ -111,6 +119,9 @@ pub enum Backend {
 pub struct Catalog {
     pool: AnyPool,
     backend: Backend,
+    /// Set in `dr serve`: policy writes are refused unless this replica
+    /// still leads the policy (`leaders`).
+    fence: Option<std::sync::Arc<Fence>>,
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -226,7 +237,11 @@ impl Catalog {
             }
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Catalog { pool, backend })
+        Ok(Catalog {
+            pool,
+            backend,
+            fence: None,
+        })
     }
 
     /// Which database this is.

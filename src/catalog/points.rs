@@ -40,6 +40,7 @@ impl Catalog {
         tick_at: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Result<PointRecord> {
+        let mut tx = self.begin_fenced(policy.as_str()).await?;
         sqlx::query(
             "INSERT INTO recovery_points (policy, tick_at, state, created_at)
              VALUES ($1, $2, 'pending', $3) ON CONFLICT (policy, tick_at) DO NOTHING",
@@ -47,9 +48,10 @@ impl Catalog {
         .bind(policy.as_str())
         .bind(ms(tick_at))
         .bind(ms(now))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(q("begin recovery point"))?;
+        tx.commit().await.map_err(q("begin recovery point"))?;
         let row = composed(format!(
             "SELECT {POINT_COLS} FROM recovery_points WHERE policy = $1 AND tick_at = $2"
         ))
@@ -109,6 +111,7 @@ impl Catalog {
         }
         let pruned_at = (state == PointState::Pruned).then_some(ms(now));
         let finished_at = (state != PointState::Pruned).then_some(ms(now));
+        let mut tx = self.begin_fenced(current.policy.as_str()).await?;
         let done = sqlx::query(
             "UPDATE recovery_points SET state = $1,
                point_at = COALESCE($2, point_at), reason = COALESCE($3, reason),
@@ -122,9 +125,10 @@ impl Catalog {
         .bind(pruned_at)
         .bind(id.0)
         .bind(current.state.as_str())
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(q("finish recovery point"))?;
+        tx.commit().await.map_err(q("finish recovery point"))?;
         if done.rows_affected() == 0 {
             // Someone else moved it meanwhile: check the rule against what is there now.
             return Box::pin(self.finish_point(id, state, point_at, reason, now)).await;

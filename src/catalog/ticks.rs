@@ -20,6 +20,7 @@ impl Catalog {
         reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> Result<bool> {
+        let mut tx = self.begin_fenced(policy.as_str()).await?;
         let done = sqlx::query(
             "INSERT INTO ticks (policy, tick_at, outcome, point_id, reason, recorded_at)
              VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (policy, tick_at) DO NOTHING",
@@ -30,9 +31,10 @@ impl Catalog {
         .bind(point.map(|p| p.0))
         .bind(reason)
         .bind(ms(now))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(q("record tick"))?;
+        tx.commit().await.map_err(q("record tick"))?;
         Ok(done.rows_affected() > 0)
     }
 

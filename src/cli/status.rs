@@ -1,4 +1,5 @@
-//! `dr status`: per policy, the RPO exposure now, the last ticks, the next tick.
+//! `dr status`: per policy, the RPO exposure now, the last ticks, the next
+//! tick, and which replica of `dr serve` leads it.
 
 use super::output::{self, Format, Table};
 use super::{Context, Failure};
@@ -62,8 +63,23 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
             None => s,
         });
     }
+    // Who leads each policy, as the replica that took its Lease last
+    // claimed it (a replica that died keeps its name here until another
+    // takes the Lease).
+    let mut leaders = catalog.leaders().await?;
+    leaders.retain(|l| out.iter().any(|s| s.policy == l.policy));
+    let leader_of = |policy: &str| {
+        leaders
+            .iter()
+            .find(|l| l.policy == policy)
+            .map_or_else(|| "-".into(), |l| l.holder.clone())
+    };
     match ctx.output {
-        Format::Json => output::json(&serde_json::json!({ "now": now, "policies": out }))?,
+        Format::Json => output::json(&serde_json::json!({
+            "now": now,
+            "policies": out,
+            "leaders": leaders,
+        }))?,
         Format::Table => {
             if out.is_empty() {
                 println!("No policies in the catalog ({}).", ctx.app.catalog_url);
@@ -78,6 +94,7 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
                 "NEWEST VERIFIED",
                 "CONSISTENCY",
                 "NEXT TICK",
+                "LEADER",
             ]);
             for s in &out {
                 t.row(vec![
@@ -90,6 +107,7 @@ pub async fn run(ctx: &Context, a: StatusArgs) -> Result<(), Failure> {
                     s.consistency
                         .map_or_else(|| "-".into(), |c| c.as_str().to_owned()),
                     output::time_or_dash(s.next_tick),
+                    leader_of(&s.policy),
                 ]);
             }
             print!("{}", t.render());

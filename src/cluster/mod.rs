@@ -1,6 +1,7 @@
 //! The Kubernetes adapter: which Longhorn volumes a policy protects (PVC →
 //! PV → `spec.csi.volumeHandle`) and what a namespace's manifests are.
 
+pub mod leases;
 pub mod references;
 pub mod restore;
 pub mod scratch;

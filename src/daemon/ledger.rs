@@ -9,8 +9,9 @@ use crate::schedule;
 use chrono::{DateTime, TimeDelta, Utc};
 use std::sync::Arc;
 
-/// Why firings before the start are `missed`.
-pub(super) const NOT_RUNNING: &str = "dr was not running";
+/// Why firings before this replica took the policy are `missed`.
+pub(super) const NO_LEADER: &str =
+    "no replica of dr led the policy (dr was not running, or its leader was lost)";
 /// Why firings that never came while dr ran are `missed`.
 pub(super) const NO_FIRING: &str =
     "the firing never came (dr was paused or its scheduler fell behind)";

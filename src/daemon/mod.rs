@@ -23,8 +23,11 @@ use std::time::Duration;
 use tokio::sync::Mutex;
 use tokio_cron_scheduler::{Job, JobScheduler};
 
+mod leadership;
 mod ledger;
-use ledger::{Claim, NO_FIRING, NOT_RUNNING, Slot, claim};
+use leadership::Gate;
+pub use leadership::{LeaseSettings, LeaseStatus};
+use ledger::{Claim, NO_FIRING, NO_LEADER, Slot, claim};
 
 /// A failure to start the daemon's scheduling.
 #[derive(Debug, thiserror::Error)]
@@ -55,18 +58,46 @@ pub struct Daemon {
     /// One history compaction at a time, over every policy.
     compaction: Mutex<()>,
     metrics: Arc<Metrics>,
+    leases: LeaseSettings,
+    lease_status: Arc<LeaseStatus>,
+    /// Per policy: open while this replica leads it.
+    gates: HashMap<String, Gate>,
+    /// The terms this replica's catalog writes are fenced with.
+    fence: Arc<crate::catalog::Fence>,
+    /// Set when dr serve is stopping: no new work starts.
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 /// A running scheduler; dropping it does not stop ticks in flight.
 pub struct Running {
     scheduler: JobScheduler,
+    daemon: Arc<Daemon>,
+    stop: tokio::sync::watch::Sender<bool>,
+    leaders: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops firing new ticks. Ticks in flight stay `pending` if cut short
-    /// and are adopted at the next start.
-    pub async fn stop(mut self) {
+    /// Stops: no new work starts; work in flight gets `grace` to finish
+    /// (a tick cut short stays `pending` and the next leader adopts it);
+    /// then every Lease this replica holds is released, so that another
+    /// replica takes its policies at once.
+    pub async fn stop(mut self, grace: Duration) {
+        let d = &self.daemon;
+        d.stopping.store(true, std::sync::atomic::Ordering::Release);
         let _ = self.scheduler.shutdown().await;
+        let deadline = tokio::time::Instant::now() + grace;
+        while d.busy() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        if d.busy() {
+            tracing::warn!(
+                "work still running after the {grace:?} grace: cut short (the next leader adopts it)"
+            );
+        }
+        let _ = self.stop.send(true);
+        for l in self.leaders.drain(..) {
+            let _ = l.await;
+        }
     }
 }
 
@@ -78,9 +109,20 @@ impl Daemon {
         env: Env,
         runbooks: HashMap<String, crate::runbook::Runbook>,
         metrics: Arc<Metrics>,
+        leases: LeaseSettings,
+        lease_status: Arc<LeaseStatus>,
     ) -> Arc<Self> {
         let policies: Vec<PolicyConfig> = app.policies.iter().map(|p| p.config.clone()).collect();
         let holder = app.holder.clone();
+        // Every policy write of the daemon's is fenced by its terms.
+        let fence = crate::catalog::Fence::new(leases.identity.clone());
+        for p in &policies {
+            lease_status.register(p.name.as_str());
+        }
+        let mut protect = protect;
+        protect.catalog = protect.catalog.fenced(fence.clone());
+        let mut env = env;
+        env.catalog = env.catalog.fenced(fence.clone());
         Arc::new(Daemon {
             app,
             protect,
@@ -105,41 +147,83 @@ impl Daemon {
                 .collect(),
             compaction: Mutex::new(()),
             metrics,
+            leases,
+            lease_status,
+            gates: policies
+                .iter()
+                .map(|p| (p.name.to_string(), Gate::new()))
+                .collect(),
+            fence,
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Whether any tick, retention or drill is running.
+    fn busy(&self) -> bool {
+        let locked = |m: &Arc<Mutex<()>>| m.try_lock().is_err();
+        self.slots
+            .values()
+            .any(|s| s.lock().is_ok_and(|g| g.is_some()))
+            || self.retention_locks.values().any(locked)
+            || self.drill_locks.values().any(locked)
+    }
+
+    fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Once this replica leads a policy: brings its ledger up to date,
+    /// adopts its pending points (a tick a crash or a lost leader cut short)
+    /// and starts its probe, all under the policy's gate.
+    async fn on_lead(self: &Arc<Self>, policy: &str) {
+        let Some(p) = self.policies.get(policy) else {
+            return;
+        };
+        let work = async {
+            let now = self.app.clock.now();
+            let pending = self.protect.catalog.pending_points().await?;
+            let pending: Vec<_> = pending.into_iter().filter(|x| x.policy == p.name).collect();
+            self.record_unrecorded(p, now, NO_LEADER).await?;
+            // A tick cut short before the newest record ran all the same.
+            for point in &pending {
+                self.record(p, point.tick_at, TickOutcome::Ran, Some(point.id), None)
+                    .await?;
+            }
+            Ok::<_, crate::catalog::CatalogError>(pending)
+        };
+        let pending = match self
+            .gated(policy, "bringing the ledger up to date", work)
+            .await
+        {
+            Some(Ok(pending)) => pending,
+            Some(Err(e)) => {
+                tracing::error!(%policy, error = %e, "cannot bring the ledger up to date (tried again at the next tick)");
+                Vec::new()
+            }
+            None => return,
+        };
+        if let Some(probe) = p.probe.clone() {
+            let me = self.clone();
+            let name = p.name.clone();
+            tokio::spawn(async move {
+                let run = crate::probe::run(
+                    me.protect.catalog.clone(),
+                    me.app.clock,
+                    name.clone(),
+                    probe,
+                );
+                me.gated(name.as_str(), "the probe", run).await;
+            });
+        }
+        for point in pending {
+            tracing::info!(%policy, tick = %point.tick_at, "adopting an unfinished tick");
+            self.run(policy, point.tick_at, true).await;
+        }
     }
 
     /// Brings the ledger up to date, adopts pending points, and starts the
     /// cron jobs.
     pub async fn start(self: &Arc<Self>) -> Result<Running, DaemonError> {
-        let now = self.app.clock.now();
-        let pending = self.protect.catalog.pending_points().await?;
-        for p in self.policies.values() {
-            self.record_unrecorded(p, now, NOT_RUNNING).await?;
-            // A tick cut short before the newest record ran all the same.
-            for point in pending.iter().filter(|x| x.policy == p.name) {
-                self.record(p, point.tick_at, TickOutcome::Ran, Some(point.id), None)
-                    .await?;
-            }
-        }
-        // One task per policy adopts its unfinished ticks, oldest first.
-        for p in self.policies.values() {
-            let ticks: Vec<DateTime<Utc>> = pending
-                .iter()
-                .filter(|x| x.policy == p.name)
-                .map(|x| x.tick_at)
-                .collect();
-            if ticks.is_empty() {
-                continue;
-            }
-            let me = self.clone();
-            let name = p.name.to_string();
-            tokio::spawn(async move {
-                for tick in ticks {
-                    tracing::info!(policy = %name, %tick, "adopting an unfinished tick");
-                    me.run(&name, tick, true).await;
-                }
-            });
-        }
         // Drill leftovers (an interrupted drill, a namespace past its TTL) go
         // first, on their own task: a slow teardown never delays ticks.
         {
@@ -154,16 +238,6 @@ impl Daemon {
                     tracing::warn!(error = %e, "drill leftovers not removed (tried again at the next start)");
                 }
             });
-        }
-        for p in self.policies.values() {
-            if let Some(probe) = p.probe.clone() {
-                tokio::spawn(crate::probe::run(
-                    self.protect.catalog.clone(),
-                    self.app.clock,
-                    p.name.clone(),
-                    probe,
-                ));
-            }
         }
         let scheduler = JobScheduler::new().await?;
         for p in self.policies.values() {
@@ -195,12 +269,44 @@ impl Daemon {
             })?;
             scheduler.add(job).await?;
         }
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let mut leaders = Vec::new();
+        for p in self.policies.values() {
+            let elector = crate::cluster::leases::Elector::new(
+                self.protect.kube.clone(),
+                &self.leases.namespace,
+                LeaseSettings::lease_name(p.name.as_str()),
+                self.leases.identity.clone(),
+                self.leases.duration,
+            );
+            let me = self.clone();
+            let name = p.name.to_string();
+            leaders.push(tokio::spawn(me.lead(name, elector, stopped.clone())));
+        }
+        // Each Lease tried once before the first firing, so that a replica
+        // alone leads its policies from its first tick (bounded: an API
+        // server that does not answer does not hold the start up).
+        let tried = tokio::time::Instant::now() + Duration::from_secs(5);
+        while self.lease_status.tried() < self.policies.len() && tokio::time::Instant::now() < tried
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
         scheduler.start().await?;
-        Ok(Running { scheduler })
+        Ok(Running {
+            scheduler,
+            daemon: self.clone(),
+            stop,
+            leaders,
+        })
     }
 
     /// One firing from the scheduler: the ledger first, then the tick.
     pub async fn fire(self: &Arc<Self>, policy: &str, tick: DateTime<Utc>) {
+        // Another replica leads the policy: its firing is that one's to run
+        // and record.
+        if self.stopping() || self.gates.get(policy).and_then(Gate::term).is_none() {
+            return;
+        }
         self.run(policy, tick, false).await;
     }
 
@@ -208,6 +314,11 @@ impl Daemon {
     /// it is `skipped`) or, for a new firing, the ledger already has it.
     /// `adopted`: a tick a crash cut short, recorded `ran` at start.
     async fn run(self: &Arc<Self>, policy: &str, tick: DateTime<Utc>, adopted: bool) {
+        self.gated(policy, "the tick", self.run_tick(policy, tick, adopted))
+            .await;
+    }
+
+    async fn run_tick(self: &Arc<Self>, policy: &str, tick: DateTime<Utc>, adopted: bool) {
         let (Some(p), Some(slot)) = (self.policies.get(policy), self.slots.get(policy)) else {
             return;
         };
@@ -289,6 +400,14 @@ impl Daemon {
 
     /// One scheduled drill of the newest complete point (none if one runs).
     pub async fn drill(self: &Arc<Self>, policy: &str) {
+        if self.stopping() {
+            return;
+        }
+        self.gated(policy, "the drill", self.drill_now(policy))
+            .await;
+    }
+
+    async fn drill_now(self: &Arc<Self>, policy: &str) {
         let (Some(lock), Some(runbook)) = (self.drill_locks.get(policy), self.runbooks.get(policy))
         else {
             return;
@@ -337,6 +456,11 @@ impl Daemon {
     }
 
     async fn retain(&self, policy: &str) {
+        self.gated(policy, "retention", self.retain_now(policy))
+            .await;
+    }
+
+    async fn retain_now(&self, policy: &str) {
         let (Some(p), Some(lock)) = (self.policies.get(policy), self.retention_locks.get(policy))
         else {
             return;

@@ -50,6 +50,7 @@ on_both!(
     history_compacts_what_the_report_does_not_need,
     first_and_last_tick_span_ticks_and_points,
     finished_runs_between_reads_the_window_only,
+    a_replica_that_lost_its_term_records_nothing,
 );
 
 mod reopen_is_idempotent {
@@ -853,4 +854,52 @@ async fn finished_runs_between_reads_the_window_only(c: &Catalog) {
         .await
         .unwrap();
     assert_eq!(starts(restores), vec![t(3, 0)]);
+}
+
+/// Fencing: a replica's policy writes go through only while the catalog
+/// names it and its term; a newer term (another replica took the Lease)
+/// refuses them all, and an older term cannot be claimed back.
+async fn a_replica_that_lost_its_term_records_nothing(c: &Catalog) {
+    use dr::catalog::{CatalogError, Fence};
+    let p = with_policy(c, "shop").await;
+    let (fa, fb) = (Fence::new("a"), Fence::new("b"));
+    let (a, b) = (c.fenced(fa.clone()), c.fenced(fb.clone()));
+    // Not leading: refused before anything is written.
+    let err = a.begin_point(&p, t(9, 0), t(9, 0)).await.unwrap_err();
+    assert!(matches!(err, CatalogError::Fenced { .. }), "{err}");
+    assert!(c.claim_term("shop", "a", 1, t(9, 0)).await.unwrap());
+    fa.lead("shop", 1);
+    let point = a.begin_point(&p, t(9, 0), t(9, 0)).await.unwrap();
+    assert!(
+        a.record_tick(&p, t(9, 0), TickOutcome::Ran, Some(point.id), None, t(9, 1))
+            .await
+            .unwrap()
+    );
+    // b takes over in term 2; a, paused meanwhile, wakes up.
+    assert!(c.claim_term("shop", "b", 2, t(9, 5)).await.unwrap());
+    fb.lead("shop", 2);
+    assert!(
+        !c.claim_term("shop", "a", 1, t(9, 6)).await.unwrap(),
+        "an old term is not claimed back"
+    );
+    let err = a.begin_point(&p, t(9, 10), t(9, 10)).await.unwrap_err();
+    assert!(err.to_string().contains("b leads it now (term 2"), "{err}");
+    let err = a
+        .record_tick(&p, t(9, 10), TickOutcome::Missed, None, Some("x"), t(9, 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CatalogError::Fenced { .. }), "{err}");
+    let err = a
+        .finish_point(point.id, PointState::Failed, None, Some("stale"), t(9, 10))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, CatalogError::Fenced { .. }), "{err}");
+    assert_eq!(c.point(point.id).await.unwrap().state, PointState::Pending);
+    // b goes on.
+    b.begin_point(&p, t(9, 10), t(9, 10)).await.unwrap();
+    let leaders = c.leaders().await.unwrap();
+    assert_eq!((leaders[0].holder.as_str(), leaders[0].term), ("b", 2));
+    // The same holder renewing the same term keeps its start.
+    assert!(c.claim_term("shop", "b", 2, t(9, 20)).await.unwrap());
+    assert_eq!(c.leaders().await.unwrap()[0].since, t(9, 5));
 }

@@ -20,6 +20,7 @@ mod probe;
 mod protect;
 mod rbac;
 mod rbac_restore;
+mod replicas;
 mod report;
 mod restore;
 mod serve_crash;

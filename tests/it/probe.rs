@@ -43,6 +43,10 @@ async fn a_failing_probe_opens_an_incident_and_recovery_resolves_it() {
     let healthy = Arc::new(AtomicBool::new(true));
     let addr = app(healthy.clone()).await;
     let dir = tempfile::tempdir().unwrap();
+    // The probe runs only on the replica that leads the policy: its Lease
+    // lives in this test's own namespace.
+    let kube = tb.kube_client().await;
+    let ns = testbed::TestNamespace::create(&kube, "dr-probe").await;
     let config = dir.path().join("dr.yaml");
     std::fs::write(
         &config,
@@ -57,6 +61,7 @@ async fn a_failing_probe_opens_an_incident_and_recovery_resolves_it() {
         .arg(&config)
         .args(["--catalog", &url, "serve", "--listen", "127.0.0.1:0"])
         .env("KUBECONFIG", tb.kubeconfig())
+        .env("DR_LEASE_NAMESPACE", &ns.name)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -15,7 +15,10 @@ use std::time::{Duration, Instant};
 
 const MIB: u64 = 1024 * 1024;
 
-pub(crate) fn spawn_serve(config: &std::path::Path, catalog: &str) -> Child {
+/// `dr serve` with `config` and `catalog`, its policy Leases in
+/// `lease_ns` (the test's own namespace, so that tests running at once
+/// never compete for the same Lease).
+pub(crate) fn spawn_serve(config: &std::path::Path, catalog: &str, lease_ns: &str) -> Child {
     let tb = testbed::get();
     let mut child = Command::new(env!("CARGO_BIN_EXE_dr"))
         .args(["--config"])
@@ -32,6 +35,11 @@ pub(crate) fn spawn_serve(config: &std::path::Path, catalog: &str) -> Child {
         .env("KUBECONFIG", tb.kubeconfig())
         .env("AWS_ACCESS_KEY_ID", tb.var("AWS_ACCESS_KEY_ID"))
         .env("AWS_SECRET_ACCESS_KEY", tb.var("AWS_SECRET_ACCESS_KEY"))
+        .env("DR_LEASE_NAMESPACE", lease_ns)
+        // One identity for every life, as a pod keeps its name across
+        // container restarts: a life renews the Lease the killed one held
+        // instead of waiting for it to run out.
+        .env("DR_IDENTITY", format!("dr-test-{lease_ns}"))
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -120,7 +128,7 @@ async fn kill_9_mid_tick_then_restart_loses_and_doubles_nothing() {
     .unwrap();
     let catalog_url = format!("sqlite://{}/c.db", dir.path().display());
 
-    let mut first = spawn_serve(&config, &catalog_url);
+    let mut first = spawn_serve(&config, &catalog_url, &ns.name);
     // Wait until a tick is in the middle of its backups, then SIGKILL.
     wait_for("a backup in progress", || {
         let ctl = emu.control();
@@ -140,7 +148,7 @@ async fn kill_9_mid_tick_then_restart_loses_and_doubles_nothing() {
     assert!(!pending.is_empty(), "the kill interrupted a tick");
     let interrupted = pending[0].id;
 
-    let mut second = spawn_serve(&config, &catalog_url);
+    let mut second = spawn_serve(&config, &catalog_url, &ns.name);
     wait_for("the interrupted tick to finish", || {
         let c = catalog.clone();
         async move {

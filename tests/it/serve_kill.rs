@@ -101,7 +101,7 @@ async fn kills_at_random_moments(catalog_url: &str, label: &str) {
     .unwrap();
 
     for life in 0..KILLS {
-        let mut serve = spawn_serve(&config, catalog_url);
+        let mut serve = spawn_serve(&config, catalog_url, &ns.name);
         let lived = Duration::from_millis(rng.random_range(1_500..6_000));
         tokio::time::sleep(lived).await;
         serve.kill().unwrap(); // SIGKILL
@@ -116,7 +116,7 @@ async fn kills_at_random_moments(catalog_url: &str, label: &str) {
     let catalog = Catalog::open(&catalog_url.parse().unwrap()).await.unwrap();
     let left: Vec<_> = catalog.pending_points().await.unwrap();
     let started = chrono::Utc::now();
-    let mut serve = spawn_serve(&config, catalog_url);
+    let mut serve = spawn_serve(&config, catalog_url, &ns.name);
     wait_for("the ticks the kills cut short to be adopted", || {
         let c = catalog.clone();
         let left: Vec<_> = left.iter().map(|p| p.id).collect();

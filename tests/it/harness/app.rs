@@ -46,12 +46,16 @@ impl Bed {
     }
 
     pub fn dr(&self, args: &[&str]) -> Command {
-        dr_command(
+        let mut c = dr_command(
             &testbed::get().kubeconfig(),
             &self.config,
             &self.catalog_url(),
             args,
-        )
+        );
+        // dr serve's policy Leases: in the test's own namespace, so that
+        // tests running at once never compete for the same Lease.
+        c.env("DR_LEASE_NAMESPACE", &self.ns_name);
+        c
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
