@@ -16,6 +16,7 @@
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 mod dry_run;
+mod image;
 
 use crate::harness::testbed;
 use serde_json::Value;
