@@ -6,10 +6,9 @@
 //! own CRDs (fetched by tests/testbed/build, installed here for real: they
 //! stay, as CRDs other tests may have discovered meanwhile).
 
-use super::{
-    MONITORING_ON, OTHER_VALUES, chart_with_own_monitoring_files, documents, key, render,
-    render_in_repo, repo, try_render_chart,
-};
+use super::compare::{MONITORING_ON, chart_with_own_monitoring_files, key};
+use super::values::OTHER_VALUES;
+use super::{documents, render, render_in_repo, repo, try_render_chart};
 use crate::harness::testbed::{self, TestNamespace};
 use k8s_openapi::api::core::v1::Namespace;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -28,8 +27,8 @@ fn gvk(o: &Value) -> GroupVersionKind {
     GroupVersionKind::gvk(group, version, o["kind"].as_str().unwrap())
 }
 
-/// Server-side applies every object with dry run; fails listing each refusal.
-async fn dry_run_apply(client: &kube::Client, objects: &[Value]) {
+/// Server-side applies every object with dry run; the refusals.
+async fn refusals(client: &kube::Client, objects: &[Value]) -> Vec<String> {
     let discovery = Discovery::new(client.clone()).run().await.unwrap();
     let pp = PatchParams::apply(MANAGER)
         .force()
@@ -53,8 +52,14 @@ async fn dry_run_apply(client: &kube::Client, objects: &[Value]) {
             refused.push(format!("{}: {e}", key(o)));
         }
     }
-    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
+    refused
+}
+
+/// [`refusals`], failing with them.
+async fn dry_run_apply(client: &kube::Client, objects: &[Value]) {
     assert!(!objects.is_empty());
+    let refused = refusals(client, objects).await;
+    assert!(refused.is_empty(), "refused:\n{}", refused.join("\n"));
 }
 
 /// Creates a namespace for real when it is absent (a namespaced dry run needs
@@ -165,17 +170,20 @@ async fn other_renderings_are_accepted_by_the_api_server() {
 #[tokio::test]
 async fn a_misspelt_field_is_refused_by_the_dry_run() {
     let client = testbed::get().kube_client().await;
-    ensure_namespace(&client, "dr-system").await;
+    for ns in ["dr-system", "gic-wesago"] {
+        ensure_namespace(&client, ns).await;
+    }
     let mut objects = render("dr", "dr-system", &[]);
     let d = objects
         .iter_mut()
         .find(|o| o["kind"] == "Deployment")
         .unwrap();
     d["spec"]["template"]["spec"]["enableServiceLink"] = json!(false);
-    let e = tokio::spawn(async move { dry_run_apply(&client, &objects).await })
-        .await
-        .unwrap_err();
-    let msg = e.into_panic();
-    let msg = msg.downcast_ref::<String>().cloned().unwrap_or_default();
-    assert!(msg.contains("enableServiceLink"), "{msg}");
+    let refused = refusals(&client, &objects).await;
+    assert_eq!(refused.len(), 1, "{refused:?}");
+    assert!(
+        refused[0].starts_with("apps/v1 Deployment dr-system/dr:")
+            && refused[0].contains("enableServiceLink"),
+        "{refused:?}"
+    );
 }
