@@ -7,6 +7,7 @@ mod harness;
 
 mod catalog;
 mod catalog_open;
+mod chart;
 mod cli;
 mod disaster;
 mod drill;

@@ -20,16 +20,22 @@ fn read(name: &str) -> String {
     std::fs::read_to_string(k8s_dir().join(name)).unwrap()
 }
 
-/// Every document of every file in k8s/.
+/// Every document of every YAML file in k8s/ and k8s/opt-in/ (the chart in
+/// k8s/chart/ has tests of its own, in chart.rs).
 fn documents() -> Vec<(PathBuf, serde_json::Value)> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(k8s_dir()).unwrap() {
-        let path = entry.unwrap().path();
-        let text = std::fs::read_to_string(&path).unwrap();
-        for doc in serde_norway::Deserializer::from_str(&text) {
-            let obj: serde_json::Value = serde::Deserialize::deserialize(doc)
-                .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-            out.push((path.clone(), obj));
+    for dir in [k8s_dir(), k8s_dir().join("opt-in")] {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if !path.is_file() || path.extension().is_none_or(|x| x != "yaml") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for doc in serde_norway::Deserializer::from_str(&text) {
+                let obj: serde_json::Value = serde::Deserialize::deserialize(doc)
+                    .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                out.push((path.clone(), obj));
+            }
         }
     }
     out
@@ -47,10 +53,12 @@ fn every_manifest_is_a_dr_object_in_its_namespace() {
             "{}",
             path.display()
         );
-        match kind.as_str() {
-            "Namespace" | "ClusterRole" | "ClusterRoleBinding" => {}
+        match (kind.as_str(), obj["metadata"]["name"].as_str().unwrap()) {
+            ("Namespace" | "ClusterRole" | "ClusterRoleBinding", _) => {}
             // The example binding lives in the protected namespace.
-            "RoleBinding" => assert_eq!(obj["metadata"]["namespace"], "gic-wesago"),
+            ("RoleBinding", "dr-protect") => {
+                assert_eq!(obj["metadata"]["namespace"], "gic-wesago")
+            }
             _ => assert_eq!(
                 obj["metadata"]["namespace"],
                 "dr-system",
@@ -72,7 +80,9 @@ fn every_manifest_is_a_dr_object_in_its_namespace() {
             "ConfigMap",
             "Deployment",
             "Namespace",
-            "PersistentVolumeClaim",
+            "PodDisruptionBudget",
+            "Role",
+            "RoleBinding",
             "RoleBinding",
             "Service",
             "ServiceAccount"
@@ -175,10 +185,32 @@ fn configmap_holds_a_valid_configuration() {
     assert_eq!(cfg.policies.len(), 1);
 }
 
+/// The Role is dr's only write: Leases, in its own namespace.
+#[test]
+fn dr_writes_only_leases_in_its_namespace() {
+    let roles: Vec<serde_json::Value> = documents()
+        .into_iter()
+        .filter(|(p, o)| p.ends_with("rbac.yaml") && o["kind"] == "Role")
+        .map(|(_, o)| o)
+        .collect();
+    assert_eq!(roles.len(), 1);
+    assert_eq!(roles[0]["metadata"]["namespace"], "dr-system");
+    let rules = roles[0]["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(
+        rules[0]["apiGroups"],
+        serde_json::json!(["coordination.k8s.io"])
+    );
+    assert_eq!(rules[0]["resources"], serde_json::json!(["leases"]));
+}
+
 #[test]
 fn deployment_runs_a_valid_dr_command_and_probes_served_paths() {
     let d: Deployment = serde_norway::from_str(&read("deployment.yaml")).unwrap();
-    let pod = d.spec.unwrap().template.spec.unwrap();
+    let spec = d.spec.unwrap();
+    // Several replicas: the catalog is PostgreSQL (below).
+    assert_eq!(spec.replicas, Some(2));
+    let pod = spec.template.spec.unwrap();
     let c = &pod.containers[0];
     let mut argv = vec!["dr".to_owned()];
     argv.extend(c.args.clone().unwrap());
@@ -195,16 +227,43 @@ fn deployment_runs_a_valid_dr_command_and_probes_served_paths() {
             .unwrap()
     };
     assert_eq!(path(&c.liveness_probe), "/healthz");
+    assert_eq!(path(&c.startup_probe), "/healthz");
     assert_eq!(path(&c.readiness_probe), "/readyz");
-    let catalog = c
-        .env
-        .as_ref()
+    let env = |name: &str| {
+        c.env
+            .as_ref()
+            .unwrap()
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+            .clone()
+    };
+    // The configuration file is the ConfigMap's key, where it is mounted.
+    let mount = c.volume_mounts.as_ref().unwrap();
+    let config = mount.iter().find(|m| m.name == "config").unwrap();
+    let file = format!("{}/dr.yaml", config.mount_path);
+    assert_eq!(env("DR_CONFIG").value.unwrap(), file);
+    // The catalog URL holds a password: from a Secret.
+    let catalog = env("DR_CATALOG")
+        .value_from
         .unwrap()
-        .iter()
-        .find(|e| e.name == "DR_CATALOG")
+        .secret_key_ref
         .unwrap();
-    let url: dr::config::CatalogUrl = catalog.value.clone().unwrap().parse().unwrap();
-    assert!(url.is_sqlite());
+    assert_eq!(
+        (catalog.name.as_str(), catalog.key.as_str()),
+        ("dr-catalog", "url")
+    );
+    for (name, field) in [
+        ("DR_IDENTITY", "metadata.name"),
+        ("DR_LEASE_NAMESPACE", "metadata.namespace"),
+    ] {
+        let from = env(name).value_from.unwrap().field_ref.unwrap();
+        assert_eq!(from.field_path, field, "{name}");
+    }
+    // The kubelet waits longer than dr takes to hand over and release.
+    let grace = env("DR_SHUTDOWN_GRACE").value.unwrap();
+    let grace: i64 = grace.strip_suffix('s').unwrap().parse().unwrap();
+    assert!(pod.termination_grace_period_seconds.unwrap() > grace);
 }
 
 // ---------------------------------------------------------------------------

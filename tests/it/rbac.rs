@@ -1,17 +1,19 @@
 //! dr's RBAC in `k8s/rbac.yaml`, applied to the test bed and used the way dr
 //! runs: as its ServiceAccount. A tick's reads (claims → PVs → volumes, the
 //! manifest bundle) succeed in a namespace bound to `dr-protect`; the same
-//! reads elsewhere, and any write, are forbidden.
+//! reads elsewhere, and any write, are forbidden. Leases, the one thing dr
+//! writes, can be held in dr's own namespace and nowhere else.
 
 #![allow(clippy::unwrap_used)] // tests: a failed unwrap is a failed test
 
 use crate::harness::testbed::{self, TestNamespace, kube_client_from};
+use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{
     ConfigMap, PersistentVolume, PersistentVolumeClaim, ServiceAccount,
 };
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, RoleBinding};
+use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Api;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 
@@ -23,6 +25,96 @@ fn docs() -> Vec<Value> {
         .collect()
 }
 
+/// k8s/rbac.yaml on the bed, for a ServiceAccount `dr` in `sys` (standing
+/// for dr-system) protecting `app` (standing for gic-wesago). Cluster-scoped
+/// names get the suffix; they are removed by [`Rbac::remove`].
+struct Rbac {
+    cluster_roles: Vec<String>,
+    cluster_bindings: Vec<String>,
+}
+
+impl Rbac {
+    async fn apply(admin: &kube::Client, sys: &str, app: &str) -> Rbac {
+        let sfx = testbed::suffix();
+        let pp = PostParams::default();
+        let sa: ServiceAccount =
+            serde_json::from_value(json!({"metadata": {"name": "dr"}})).unwrap();
+        Api::<ServiceAccount>::namespaced(admin.clone(), sys)
+            .create(&pp, &sa)
+            .await
+            .unwrap();
+        let mut rbac = Rbac {
+            cluster_roles: Vec::new(),
+            cluster_bindings: Vec::new(),
+        };
+        for mut d in docs() {
+            let name = format!("{}-{sfx}", d["metadata"]["name"].as_str().unwrap());
+            d["metadata"]["name"] = name.clone().into();
+            let ns = match d["metadata"]["namespace"].as_str() {
+                Some("dr-system") => sys,
+                Some("gic-wesago") => app,
+                Some(other) => panic!("rbac.yaml names namespace {other}"),
+                None => "",
+            };
+            if !ns.is_empty() {
+                d["metadata"]["namespace"] = ns.into();
+            }
+            if d["roleRef"].is_object() {
+                let role = format!("{}-{sfx}", d["roleRef"]["name"].as_str().unwrap());
+                d["roleRef"]["name"] = role.into();
+                assert_eq!(d["subjects"][0]["namespace"], "dr-system");
+                d["subjects"][0]["namespace"] = sys.into();
+            }
+            match d["kind"].as_str().unwrap() {
+                "ClusterRole" => {
+                    let api = Api::<ClusterRole>::all(admin.clone());
+                    api.create(&pp, &serde_json::from_value(d).unwrap())
+                        .await
+                        .unwrap();
+                    rbac.cluster_roles.push(name);
+                }
+                "ClusterRoleBinding" => {
+                    let api = Api::<ClusterRoleBinding>::all(admin.clone());
+                    api.create(&pp, &serde_json::from_value(d).unwrap())
+                        .await
+                        .unwrap();
+                    rbac.cluster_bindings.push(name);
+                }
+                "Role" => {
+                    let api = Api::<Role>::namespaced(admin.clone(), ns);
+                    api.create(&pp, &serde_json::from_value(d).unwrap())
+                        .await
+                        .unwrap();
+                }
+                "RoleBinding" => {
+                    let api = Api::<RoleBinding>::namespaced(admin.clone(), ns);
+                    api.create(&pp, &serde_json::from_value(d).unwrap())
+                        .await
+                        .unwrap();
+                }
+                kind => panic!("rbac.yaml holds a {kind}"),
+            }
+        }
+        rbac
+    }
+
+    async fn remove(self, admin: &kube::Client) {
+        let dp = DeleteParams::default();
+        for n in self.cluster_bindings {
+            Api::<ClusterRoleBinding>::all(admin.clone())
+                .delete(&n, &dp)
+                .await
+                .unwrap();
+        }
+        for n in self.cluster_roles {
+            Api::<ClusterRole>::all(admin.clone())
+                .delete(&n, &dp)
+                .await
+                .unwrap();
+        }
+    }
+}
+
 #[tokio::test]
 async fn dr_reads_what_a_tick_needs_as_its_service_account_and_nothing_more() {
     let tb = testbed::get();
@@ -32,47 +124,7 @@ async fn dr_reads_what_a_tick_needs_as_its_service_account_and_nothing_more() {
     let sfx = testbed::suffix();
     let pp = PostParams::default();
 
-    // dr's ServiceAccount and the manifests' RBAC, renamed for this test.
-    let sa: ServiceAccount = serde_json::from_value(json!({"metadata": {"name": "dr"}})).unwrap();
-    Api::<ServiceAccount>::namespaced(admin.clone(), &sys.name)
-        .create(&pp, &sa)
-        .await
-        .unwrap();
-    let mut cluster_roles = Vec::new();
-    let mut cluster_bindings = Vec::new();
-    for mut d in docs() {
-        let name = format!("{}-{sfx}", d["metadata"]["name"].as_str().unwrap());
-        let kind_of = d["kind"].as_str().unwrap().to_owned();
-        match kind_of.as_str() {
-            "ClusterRole" => {
-                d["metadata"]["name"] = name.clone().into();
-                Api::<ClusterRole>::all(admin.clone())
-                    .create(&pp, &serde_json::from_value(d).unwrap())
-                    .await
-                    .unwrap();
-                cluster_roles.push(name);
-            }
-            kind => {
-                d["metadata"]["name"] = name.clone().into();
-                let role = format!("{}-{sfx}", d["roleRef"]["name"].as_str().unwrap());
-                d["roleRef"]["name"] = role.into();
-                d["subjects"][0]["namespace"] = sys.name.clone().into();
-                if kind == "ClusterRoleBinding" {
-                    Api::<ClusterRoleBinding>::all(admin.clone())
-                        .create(&pp, &serde_json::from_value(d).unwrap())
-                        .await
-                        .unwrap();
-                    cluster_bindings.push(name);
-                } else {
-                    d["metadata"]["namespace"] = app.name.clone().into();
-                    Api::<RoleBinding>::namespaced(admin.clone(), &app.name)
-                        .create(&pp, &serde_json::from_value(d).unwrap())
-                        .await
-                        .unwrap();
-                }
-            }
-        }
-    }
+    let rbac = Rbac::apply(&admin, &sys.name, &app.name).await;
 
     // An application with a Longhorn volume, a ConfigMap and a Secret.
     let pv_name = format!("pv-rbac-{sfx}");
@@ -182,22 +234,92 @@ async fn dr_reads_what_a_tick_needs_as_its_service_account_and_nothing_more() {
     );
 
     let dp = DeleteParams::default();
-    for n in cluster_bindings {
-        Api::<ClusterRoleBinding>::all(admin.clone())
-            .delete(&n, &dp)
-            .await
-            .unwrap();
-    }
-    for n in cluster_roles {
-        Api::<ClusterRole>::all(admin.clone())
-            .delete(&n, &dp)
-            .await
-            .unwrap();
-    }
+    rbac.remove(&admin).await;
     app.delete().await;
     sys.delete().await;
     Api::<PersistentVolume>::all(admin.clone())
         .delete(&pv_name, &dp)
         .await
         .unwrap();
+}
+
+/// A Lease as dr holds a policy's: `dr-<policy>`, its holder and duration.
+fn lease(name: &str, holder: &str) -> Lease {
+    serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"holderIdentity": holder, "leaseDurationSeconds": 15,
+                 "acquireTime": "2026-01-01T00:00:00.000000Z",
+                 "renewTime": "2026-01-01T00:00:00.000000Z", "leaseTransitions": 0}
+    }))
+    .unwrap()
+}
+
+#[tokio::test]
+async fn dr_holds_leases_in_its_namespace_and_nowhere_else() {
+    let tb = testbed::get();
+    let admin = tb.kube_client().await;
+    let app = TestNamespace::create(&admin, "dr-lease-app").await;
+    let sys = TestNamespace::create(&admin, "dr-lease-sys").await;
+    let rbac = Rbac::apply(&admin, &sys.name, &app.name).await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = tb.sa_kubeconfig(&sys.name, "dr", &dir.path().join("sa.kubeconfig"));
+    let as_dr = kube_client_from(&path).await;
+    let pp = PostParams::default();
+
+    // In dr's namespace: taken, listed, renewed, handed over, released.
+    let leases = Api::<Lease>::namespaced(as_dr.clone(), &sys.name);
+    let start = Instant::now();
+    loop {
+        // RBAC objects take a moment to reach the authorizer's cache.
+        match leases.create(&pp, &lease("dr-wesago", "dr-0")).await {
+            Ok(_) => break,
+            Err(e) => {
+                assert!(start.elapsed() < Duration::from_secs(30), "{e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+    let mut held = leases.get("dr-wesago").await.unwrap();
+    let listed = leases.list(&ListParams::default()).await.unwrap();
+    assert_eq!(listed.items.len(), 1);
+    held.spec.as_mut().unwrap().renew_time =
+        Some(serde_json::from_value(json!("2026-01-01T00:00:05.000000Z")).unwrap());
+    leases.replace("dr-wesago", &pp, &held).await.unwrap();
+    let over = json!({"spec": {"holderIdentity": "dr-1", "leaseTransitions": 1}});
+    leases
+        .patch("dr-wesago", &PatchParams::default(), &Patch::Merge(&over))
+        .await
+        .unwrap();
+    let now = leases.get("dr-wesago").await.unwrap().spec.unwrap();
+    assert_eq!(now.holder_identity.as_deref(), Some("dr-1"));
+    leases
+        .delete("dr-wesago", &DeleteParams::default())
+        .await
+        .unwrap();
+
+    // Anywhere else: no Lease is taken. (In a protected namespace dr reads
+    // every kind, Leases too, as a capture lists what it may; elsewhere not
+    // even that.)
+    for ns in [app.name.as_str(), "default", "kube-system"] {
+        let elsewhere = Api::<Lease>::namespaced(as_dr.clone(), ns);
+        let e = elsewhere
+            .create(&pp, &lease("dr-wesago", "dr-0"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, kube::Error::Api(s) if s.code == 403),
+            "{ns}: {e:?}"
+        );
+        if ns != app.name {
+            let e = elsewhere.list(&ListParams::default()).await.unwrap_err();
+            assert!(
+                matches!(&e, kube::Error::Api(s) if s.code == 403),
+                "{ns}: {e:?}"
+            );
+        }
+    }
+
+    rbac.remove(&admin).await;
+    app.delete().await;
+    sys.delete().await;
 }

@@ -1,4 +1,4 @@
-//! The opt-in `k8s/rbac-restore.yaml`, applied to the test bed: a restore
+//! The opt-in `k8s/opt-in/rbac-restore.yaml`, applied to the test bed: a restore
 //! into a new namespace run as dr's ServiceAccount with only that role
 //! succeeds and brings back the right bytes.
 
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 fn docs() -> Vec<Value> {
     let text = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/k8s/rbac-restore.yaml"
+        "/k8s/opt-in/rbac-restore.yaml"
     ))
     .unwrap();
     serde_norway::Deserializer::from_str(&text)
