@@ -14,13 +14,44 @@ pub struct Metrics {
     inner: Mutex<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 struct Inner {
     ticks: BTreeMap<(String, String), u64>,
     tick_errors: BTreeMap<String, u64>,
     points: BTreeMap<(String, String), u64>,
     backups: BTreeMap<(String, String), u64>,
     tick_seconds: BTreeMap<String, (f64, u64)>,
+}
+
+/// The final states a tick's point and its backups are counted in.
+const FINAL_POINTS: [PointState; 3] = [
+    PointState::Complete,
+    PointState::Partial,
+    PointState::Failed,
+];
+const FINAL_BACKUPS: [BackupState; 2] = [BackupState::Completed, BackupState::Failed];
+
+impl Inner {
+    /// The counters, with a 0 for every policy and final label value not
+    /// counted yet.
+    fn with_zeros(&self, policies: &[&str]) -> Inner {
+        let mut i = self.clone();
+        for p in policies {
+            for o in TickOutcome::ALL {
+                i.ticks.entry((p.to_string(), o.to_string())).or_default();
+            }
+            i.tick_errors.entry(p.to_string()).or_default();
+            for st in FINAL_POINTS {
+                i.points.entry((p.to_string(), st.to_string())).or_default();
+            }
+            for st in FINAL_BACKUPS {
+                i.backups
+                    .entry((p.to_string(), st.to_string()))
+                    .or_default();
+            }
+        }
+        i
+    }
 }
 
 fn esc(s: &str) -> String {
@@ -73,11 +104,16 @@ impl Metrics {
     }
 
     /// The exposition text, with the catalog-derived per-policy figures.
+    /// Every counter has a series, at 0, for each policy of `statuses` and
+    /// each final label value: an alert on `increase()` sees the first
+    /// failure after a start, which a series born at 1 would hide.
     pub fn render(&self, statuses: &[PolicyStatus]) -> String {
         let mut s = String::new();
-        let Ok(i) = self.inner.lock() else {
+        let Ok(guard) = self.inner.lock() else {
             return s;
         };
+        let policies: Vec<&str> = statuses.iter().map(|st| st.policy.as_str()).collect();
+        let i = guard.with_zeros(&policies);
         let _ = writeln!(
             s,
             "# HELP dr_ticks_total Ticks by outcome (ran, skipped, missed)."
@@ -187,11 +223,18 @@ impl Metrics {
 #[derive(Debug, Clone)]
 pub struct RunFigures {
     pub policy: String,
+    /// The policy's RTO, which drill and restore durations are held against.
+    pub rto_seconds: f64,
     /// The last finished drill: its time to a verified restore, whether it
     /// passed, and when it started.
     pub last_drill: Option<(f64, bool, chrono::DateTime<chrono::Utc>)>,
+    /// That drill's stages: name, budget, and time taken (`None`: not run).
+    pub last_drill_stages: Vec<(String, f64, Option<f64>)>,
     /// The last successful restore's duration.
     pub last_restore_seconds: Option<f64>,
+    /// Completed backups of the newest complete point that are not verified
+    /// in the store (`None`: no complete point yet).
+    pub unverified_backups: Option<u64>,
     /// Over the last 30 days.
     pub availability: crate::report::Availability,
 }
@@ -213,6 +256,18 @@ pub fn render_runs(figures: &[RunFigures]) -> String {
             .filter_map(|x| f(x).map(|v| (x.policy.clone(), v)))
             .collect()
     };
+    gauge(
+        &mut s,
+        "dr_rto_seconds",
+        "The policy's RTO.",
+        rows(&|x| Some(x.rto_seconds)),
+    );
+    gauge(
+        &mut s,
+        "dr_unverified_backups",
+        "Completed backups of the newest complete point not verified in the backup store (absent: no complete point).",
+        rows(&|x| x.unverified_backups.map(|n| n as f64)),
+    );
     gauge(
         &mut s,
         "dr_drill_duration_seconds",
@@ -255,6 +310,7 @@ pub fn render_runs(figures: &[RunFigures]) -> String {
         "Mean time to recovery over the last 30 days (absent without incidents).",
         rows(&|x| x.availability.mttr_seconds),
     );
+    render_stages(&mut s, figures);
     s
 }
 
@@ -287,6 +343,40 @@ pub fn render_leases(leases: &crate::daemon::LeaseStatus) -> String {
     s
 }
 
+/// The last drill's stage times and their budgets, per policy and stage.
+fn render_stages(s: &mut String, figures: &[RunFigures]) {
+    let _ = writeln!(
+        s,
+        "# HELP dr_drill_stage_seconds Time the last drill's stage took (absent: not run)."
+    );
+    let _ = writeln!(s, "# TYPE dr_drill_stage_seconds gauge");
+    for f in figures {
+        for (stage, _, actual) in &f.last_drill_stages {
+            if let Some(a) = actual {
+                let (p, st) = (esc(&f.policy), esc(stage));
+                let _ = writeln!(
+                    s,
+                    "dr_drill_stage_seconds{{policy=\"{p}\",stage=\"{st}\"}} {a}"
+                );
+            }
+        }
+    }
+    let _ = writeln!(
+        s,
+        "# HELP dr_drill_stage_budget_seconds The budget of the last drill's stage."
+    );
+    let _ = writeln!(s, "# TYPE dr_drill_stage_budget_seconds gauge");
+    for f in figures {
+        for (stage, budget, _) in &f.last_drill_stages {
+            let (p, st) = (esc(&f.policy), esc(stage));
+            let _ = writeln!(
+                s,
+                "dr_drill_stage_budget_seconds{{policy=\"{p}\",stage=\"{st}\"}} {budget}"
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,8 +386,14 @@ mod tests {
         let at = chrono::DateTime::from_timestamp(1_700_000_000, 0).unwrap();
         let f = RunFigures {
             policy: "shop".into(),
+            rto_seconds: 3600.0,
             last_drill: Some((42.5, true, at)),
+            last_drill_stages: vec![
+                ("data".into(), 600.0, Some(12.5)),
+                ("teardown".into(), 300.0, None),
+            ],
             last_restore_seconds: None,
+            unverified_backups: Some(1),
             availability: crate::report::availability(
                 &[],
                 at,
@@ -315,6 +411,14 @@ mod tests {
         assert!(text.contains("dr_incidents_30d{policy=\"shop\"} 0"));
         assert!(!text.contains("dr_availability_ratio{"), "{text}");
         assert!(!text.contains("dr_restore_duration_seconds{"));
+        assert!(text.contains("dr_rto_seconds{policy=\"shop\"} 3600"));
+        assert!(text.contains("dr_unverified_backups{policy=\"shop\"} 1"));
+        assert!(text.contains("dr_drill_stage_seconds{policy=\"shop\",stage=\"data\"} 12.5"));
+        assert!(!text.contains("dr_drill_stage_seconds{policy=\"shop\",stage=\"teardown\"}"));
+        assert!(
+            text.contains("dr_drill_stage_budget_seconds{policy=\"shop\",stage=\"teardown\"} 300"),
+            "{text}"
+        );
     }
 
     #[test]
@@ -332,5 +436,34 @@ mod tests {
         assert!(text.contains("dr_ticks_total{policy=\"shop\",outcome=\"skipped\"} 1"));
         assert!(text.contains("dr_backups_total{policy=\"shop\",state=\"completed\"} 1"));
         assert!(text.contains("# TYPE dr_rpo_exposure_seconds gauge"));
+    }
+
+    #[test]
+    fn every_policy_has_every_final_counter_series_from_the_start() {
+        let m = Metrics::default();
+        m.tick("shop", TickOutcome::Ran);
+        let st = crate::status::policy_status(
+            "blog",
+            "blog",
+            crate::span::Span::from_secs(900),
+            None,
+            Vec::new(),
+            None,
+            chrono::Utc::now(),
+        );
+        let text = m.render(&[st]);
+        for line in [
+            "dr_ticks_total{policy=\"shop\",outcome=\"ran\"} 1",
+            "dr_ticks_total{policy=\"blog\",outcome=\"missed\"} 0",
+            "dr_ticks_total{policy=\"blog\",outcome=\"skipped\"} 0",
+            "dr_tick_errors_total{policy=\"blog\"} 0",
+            "dr_recovery_points_total{policy=\"blog\",state=\"failed\"} 0",
+            "dr_recovery_points_total{policy=\"blog\",state=\"partial\"} 0",
+            "dr_backups_total{policy=\"blog\",state=\"failed\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} in\n{text}");
+        }
+        // Counters of a policy the scrape does not list stay as counted.
+        assert!(!text.contains("dr_ticks_total{policy=\"shop\",outcome=\"missed\"}"));
     }
 }

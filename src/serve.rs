@@ -104,7 +104,7 @@ async fn metrics(
     }
     let mut figures = Vec::new();
     for p in app.policies.iter() {
-        match run_figures(&app.catalog, &p.name, now).await {
+        match run_figures(&app.catalog, p, now).await {
             Ok(f) => figures.push(f),
             Err(e) => {
                 return (
@@ -127,23 +127,32 @@ async fn metrics(
     )
 }
 
-/// A policy's drill, restore and availability figures, from the catalog.
+/// A policy's drill, restore, verification and availability figures, from
+/// the catalog.
 async fn run_figures(
     catalog: &crate::catalog::Catalog,
-    policy: &crate::names::PolicyName,
+    p: &PolicyConfig,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<crate::metrics::RunFigures, crate::catalog::CatalogError> {
     use crate::catalog::{RunKind, RunState};
+    let policy = &p.name;
     let summary = crate::runbook::summary::stored;
     let drills = catalog
         .list_runs(Some(RunKind::Drill), Some(policy), 20)
         .await?;
-    let last_drill = drills
+    let drill = drills
         .iter()
         .filter(|r| r.state != RunState::Running)
-        .find_map(|r| {
-            summary(r).map(|s| (s.total_seconds, crate::drill::passed(&s), r.started_at))
-        });
+        .find_map(|r| summary(r).map(|s| (s, r.started_at)));
+    let last_drill = drill
+        .as_ref()
+        .map(|(s, at)| (s.total_seconds, crate::drill::passed(s), *at));
+    let last_drill_stages = drill.map_or_else(Vec::new, |(s, _)| {
+        s.stages
+            .into_iter()
+            .map(|st| (st.name, st.budget_seconds, st.actual_seconds))
+            .collect()
+    });
     let restores = catalog
         .list_runs(Some(RunKind::Restore), Some(policy), 20)
         .await?;
@@ -159,8 +168,11 @@ async fn run_figures(
         .collect();
     Ok(crate::metrics::RunFigures {
         policy: policy.to_string(),
+        rto_seconds: p.rto.0.as_duration().as_secs_f64(),
         last_drill,
+        last_drill_stages,
         last_restore_seconds,
+        unverified_backups: unverified_backups(catalog, policy, now).await?,
         availability: crate::report::availability(
             &incidents,
             now - chrono::TimeDelta::days(30),
@@ -168,6 +180,25 @@ async fn run_figures(
             now,
         ),
     })
+}
+
+/// Completed backups of the newest complete point not verified in the store
+/// (`None`: no complete point yet).
+async fn unverified_backups(
+    catalog: &crate::catalog::Catalog,
+    policy: &crate::names::PolicyName,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Option<u64>, crate::catalog::CatalogError> {
+    use crate::catalog::{BackupState, Verification};
+    let Some(point) = catalog.newest_complete_at_or_before(policy, now).await? else {
+        return Ok(None);
+    };
+    let backups = catalog.backups_of(point.id).await?;
+    let n = backups
+        .iter()
+        .filter(|b| b.state == BackupState::Completed && b.verification != Verification::Verified)
+        .count();
+    Ok(Some(n as u64))
 }
 
 /// The HTTP routes of the daemon.

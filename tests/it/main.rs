@@ -16,6 +16,7 @@ mod longhorn_field;
 mod longhorn_k8s;
 mod longhorn_lifecycle;
 mod manifests;
+mod monitoring;
 mod no_panic;
 mod probe;
 mod protect;

@@ -19,10 +19,14 @@ const HELM_LABELS: [&str; 3] = [
     "app.kubernetes.io/managed-by",
 ];
 
-/// Files of `k8s/` written with the monitoring work (the PrometheusRule and
-/// the dashboard ConfigMap): opt-in in the chart, compared in
+/// The monitoring objects (the PrometheusRule and the dashboard ConfigMap),
+/// in `k8s/opt-in/monitoring/` since a PrometheusRule needs
+/// prometheus-operator's CRD: opt-in in the chart too, compared in
 /// `monitoring_objects_are_k8s_monitoring_files`.
-const MONITORING_FILES: [&str; 2] = ["prometheusrule.yaml", "grafana-dashboard.yaml"];
+const MONITORING_FILES: [&str; 2] = [
+    "opt-in/monitoring/prometheusrule.yaml",
+    "opt-in/monitoring/grafana-dashboard.yaml",
+];
 /// Every object of the `.yaml` files directly in `dir`, except `skip`.
 fn k8s_objects(dir: &Path, skip: &[&str]) -> Vec<Value> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -146,8 +150,7 @@ fn added(with: Vec<Value>, base: &[Value]) -> Vec<Value> {
 #[test]
 fn the_default_rendering_is_the_manifests_of_k8s() {
     let chart = render("dr", "dr-system", &[]);
-    let mut skip = vec!["namespace.yaml"];
-    skip.extend(MONITORING_FILES);
+    let skip = vec!["namespace.yaml"];
     assert_same_objects(chart, k8s_objects(&repo().join("k8s"), &skip), "k8s/");
 }
 
@@ -160,7 +163,7 @@ fn the_opt_in_restore_role_is_k8s_opt_in() {
 }
 
 /// The PrometheusRule and the dashboard ConfigMap come from the same files as
-/// `k8s/prometheusrule.yaml` and `k8s/grafana-dashboard.yaml`: the chart's
+/// `k8s/opt-in/monitoring/prometheusrule.yaml` and `k8s/opt-in/monitoring/grafana-dashboard.yaml`: the chart's
 /// `files/` links to `k8s/monitoring/` (helm follows links when it renders or
 /// packages a chart; a chart cannot read files outside its directory).
 #[test]
