@@ -637,3 +637,19 @@ fn restore_and_drill_take_a_secrets_identity() {
             .stdout(predicate::str::contains("DR_SECRETS_IDENTITY"));
     }
 }
+
+#[test]
+fn serve_refuses_a_lease_duration_out_of_range_naming_the_range() {
+    for bad in ["1s", "11m", "soon"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_dr"))
+            .args(["serve", "--lease-duration", bad])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {err}");
+        assert!(err.contains("--lease-duration"), "{bad}: {err}");
+        if bad != "soon" {
+            assert!(err.contains("from 3s to 10m"), "{bad}: {err}");
+        }
+    }
+}
