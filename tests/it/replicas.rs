@@ -154,14 +154,7 @@ async fn three_replicas_share_a_policy_and_fail_over_without_a_double_record() {
     for name in ["a", "b"] {
         let pv = testbed::wait_bound(&kube, &ns.name, name).await;
         let pv = pv.spec.and_then(|s| s.volume_name).unwrap();
-        let handle = kube::Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(kube.clone())
-            .get(&pv)
-            .await
-            .unwrap()
-            .spec
-            .and_then(|s| s.csi)
-            .unwrap()
-            .volume_handle;
+        let handle = crate::serve_kill::volume_handle(&kube, &pv).await;
         emu.control()
             .write(&handle, 0, &vec![7u8; 2 * MIB as usize])
             .await

@@ -177,7 +177,8 @@ async fn kills_at_random_moments(catalog_url: &str, label: &str) {
     emu.shutdown().await;
 }
 
-async fn volume_handle(kube: &kube::Client, pv: &str) -> String {
+/// The Longhorn volume (CSI handle) of PV `pv`.
+pub(crate) async fn volume_handle(kube: &kube::Client, pv: &str) -> String {
     kube::Api::<k8s_openapi::api::core::v1::PersistentVolume>::all(kube.clone())
         .get(pv)
         .await
