@@ -1,10 +1,12 @@
 //! The daemon's scheduling: one cron job per policy (tokio-cron-scheduler),
-//! at most one running tick per policy (an overlapping firing is recorded as
-//! skipped), pending points adopted at start, and retention after every tick.
+//! run only on the replica that leads the policy (`leadership`: a Lease per
+//! policy), at most one running tick per policy (an overlapping firing is
+//! recorded as skipped), pending points adopted when this replica takes the
+//! policy, and retention after every tick.
 //!
 //! The tick ledger: every firing of a policy's schedule is recorded once, as
 //! `ran` (with its point, also when a crash cut it short and it was adopted),
-//! `skipped` or `missed`. At start and before every tick, the firings since
+//! `skipped` or `missed`. On taking the policy and before every tick, the firings since
 //! the newest recorded one are recorded: `ran` when a point was begun for
 //! them, else `missed`. A firing already recorded is never run (nothing runs
 //! late), and the same firing delivered twice runs once.
@@ -221,8 +223,9 @@ impl Daemon {
         }
     }
 
-    /// Brings the ledger up to date, adopts pending points, and starts the
-    /// cron jobs.
+    /// Starts the cron jobs and the competition for each policy's Lease
+    /// (a policy's ledger is brought up to date and its pending points
+    /// adopted when this replica takes it, see `on_lead`).
     pub async fn start(self: &Arc<Self>) -> Result<Running, DaemonError> {
         // Drill leftovers (an interrupted drill, a namespace past its TTL) go
         // first, on their own task: a slow teardown never delays ticks.
