@@ -216,12 +216,8 @@ fn init_tracing(filter: &str) {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(&cli.log);
-    // Blocking threads (a listing decoded, a name resolved, a file read)
-    // end after 2 s idle rather than tokio's 10 s: between ticks `dr serve`
-    // keeps none of their stacks resident.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        .thread_keep_alive(std::time::Duration::from_secs(2))
         .enable_all()
         .build()
     {
