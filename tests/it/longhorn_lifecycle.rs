@@ -361,6 +361,9 @@ async fn a_backup_of_a_snapshot_not_ready_yet_is_pending_until_it_is() {
     let emu = emulator_with(Timings {
         snapshot_ready_ms: 300,
         resync_ms: 200,
+        // InProgress for about 2 s: long enough for the listing polls to
+        // see it on a loaded machine.
+        backup_bytes_per_sec: 4 * MIB,
         ..Timings::fast()
     })
     .await;
