@@ -162,18 +162,18 @@ async fn three_replicas_share_a_policy_and_fail_over_without_a_double_record() {
     }
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dr.yaml");
-    std::fs::write(
+    crate::serve_crash::write_serve_config(
         &config,
-        format!(
-            "longhorn: {{url: \"{}\", timeout: 5s, follow_interval: 100ms}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: rep\n    namespace: {}\n    selector: app=rep\n    schedule: \"{SCHEDULE}\"\n    retain: {{last: 4}}\n",
-            emu.url(),
-            tb.s3_bucket(),
-            tb.var("DR_TEST_S3_REGION"),
-            tb.var("DR_TEST_S3_ENDPOINT"),
-            ns.name
-        ),
-    )
-    .unwrap();
+        emu.url().as_str(),
+        &prefix,
+        &[
+            ("name", "rep".into()),
+            ("namespace", ns.name.clone()),
+            ("selector", "app=rep".into()),
+            ("schedule", format!("\"{SCHEDULE}\"")),
+            ("retain", "{last: 4}".into()),
+        ],
+    );
 
     let mut replicas: Vec<Replica> = ["r0", "r1", "r2"]
         .iter()

@@ -53,6 +53,29 @@ pub(crate) fn spawn_serve(config: &std::path::Path, catalog: &str, lease_ns: &st
     child
 }
 
+/// Writes `dr serve`'s configuration for tests on the emulator at `emu_url`:
+/// Longhorn (5 s timeout, 100 ms follow), the bed's store under `prefix`,
+/// and one policy, `policy` (its YAML mapping's keys, each `key: value`).
+pub(crate) fn write_serve_config(
+    path: &std::path::Path,
+    emu_url: &str,
+    prefix: &str,
+    policy: &[(&str, String)],
+) {
+    let tb = testbed::get();
+    let mut text = format!(
+        "longhorn: {{url: \"{emu_url}\", timeout: 5s, follow_interval: 100ms}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n",
+        tb.s3_bucket(),
+        tb.var("DR_TEST_S3_REGION"),
+        tb.var("DR_TEST_S3_ENDPOINT"),
+    );
+    for (i, (k, v)) in policy.iter().enumerate() {
+        text.push_str(if i == 0 { "  - " } else { "    " });
+        text.push_str(&format!("{k}: {v}\n"));
+    }
+    std::fs::write(path, text).unwrap();
+}
+
 pub(crate) async fn wait_for<F, Fut>(what: &str, mut f: F)
 where
     F: FnMut() -> Fut,
@@ -114,18 +137,18 @@ async fn kill_9_mid_tick_then_restart_loses_and_doubles_nothing() {
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dr.yaml");
-    std::fs::write(
+    crate::serve_crash::write_serve_config(
         &config,
-        format!(
-            "longhorn: {{url: \"{}\", timeout: 5s, follow_interval: 100ms}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: crash\n    namespace: {}\n    selector: app=crash\n    schedule: \"*/3 * * * * *\"\n    retain: {{last: 100}}\n",
-            emu.url(),
-            tb.s3_bucket(),
-            tb.var("DR_TEST_S3_REGION"),
-            tb.var("DR_TEST_S3_ENDPOINT"),
-            ns.name
-        ),
-    )
-    .unwrap();
+        emu.url().as_str(),
+        &prefix,
+        &[
+            ("name", "crash".into()),
+            ("namespace", ns.name.clone()),
+            ("selector", "app=crash".into()),
+            ("schedule", "\"*/3 * * * * *\"".into()),
+            ("retain", "{last: 100}".into()),
+        ],
+    );
     let catalog_url = format!("sqlite://{}/c.db", dir.path().display());
 
     let mut first = spawn_serve(&config, &catalog_url, &ns.name);

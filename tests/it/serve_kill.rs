@@ -87,18 +87,18 @@ async fn kills_at_random_moments(catalog_url: &str, label: &str) {
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("dr.yaml");
-    std::fs::write(
+    crate::serve_crash::write_serve_config(
         &config,
-        format!(
-            "longhorn: {{url: \"{}\", timeout: 5s, follow_interval: 100ms}}\nstore: {{bucket: {}, prefix: {prefix}, region: {}, endpoint: \"{}\"}}\npolicies:\n  - name: kill\n    namespace: {}\n    selector: app=kill\n    schedule: \"{SCHEDULE}\"\n    retain: {{last: 3}}\n",
-            emu.url(),
-            tb.s3_bucket(),
-            tb.var("DR_TEST_S3_REGION"),
-            tb.var("DR_TEST_S3_ENDPOINT"),
-            ns.name
-        ),
-    )
-    .unwrap();
+        emu.url().as_str(),
+        &prefix,
+        &[
+            ("name", "kill".into()),
+            ("namespace", ns.name.clone()),
+            ("selector", "app=kill".into()),
+            ("schedule", format!("\"{SCHEDULE}\"")),
+            ("retain", "{last: 3}".into()),
+        ],
+    );
 
     for life in 0..KILLS {
         let mut serve = spawn_serve(&config, catalog_url, &ns.name);
